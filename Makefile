@@ -1,0 +1,32 @@
+# Two commands set up and use everything: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: run test dryrun lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	# constraints.txt pins every version, torch 2.13.0 (CPU wheel) included: an unpinned torch
+	# would pull several GB of CUDA packages.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+dryrun: $(STAMP)
+	$(BIN)/snakemake -n --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check vlmsae tests workflow_scripts
+
+clean:
+	rm -rf results logs .snakemake

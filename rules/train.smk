@@ -1,0 +1,23 @@
+# One SAE per (dataset, model, variant, mixture, seed). Only this run's variant settings are
+# params, so editing one variant re-runs that variant's descendants only.
+
+
+rule train:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+    output:
+        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        config=f"results/sae/{RUN_DIR}/config.json",
+        train_log=f"results/sae/{RUN_DIR}/train_log.csv",
+    params:
+        variant=lambda wildcards: config["variants"][wildcards.variant],
+        train=config["train"],
+    log:
+        f"logs/train/{RUN_DIR}.log",
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
+    conda:
+        "../envs/vlmsae.yaml"
+    script:
+        "../workflow_scripts/train.py"

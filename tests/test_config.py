@@ -1,0 +1,68 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlmsae.config import check_config, runs
+from vlmsae.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def default_config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_gets_defaults(default_config):
+    config = check_config(copy.deepcopy(default_config))
+    assert config["evaluation"]["seed"] == 0
+    assert config["resources"]["train"]["gpu"] == 1
+    assert config["resources"]["embed"]["gpu"] == 0
+    assert config["train"]["grad_clip"] == 1.0
+    assert len(runs(config)) == 2 * 2 * 2 * 2
+
+
+def test_presets_are_valid():
+    for preset in sorted((REPO / "presets").glob("*.yaml")):
+        check_config(yaml.safe_load(preset.read_text()), base_dir=REPO)
+
+
+@pytest.mark.parametrize(
+    "edit,key,message",
+    [
+        (lambda c: c.update(lerning_rate=1), "<top level>", "unknown key"),
+        (lambda c: c["train"].update(stepz=1), "train", "unknown key"),
+        (lambda c: c["variants"]["topk"].update(k=-3), "variants.topk.k", "-3 is less than"),
+        (lambda c: c["variants"]["topk"].update(type="relux"), "variants.topk.type",
+         "unknown variant 'relux'"),
+        (lambda c: c["variants"]["topk"].update(k=600), "variants.topk.k", "exceeds n_atoms"),
+        (lambda c: c.update(seeds="zero"), "seeds", "is not of type"),
+        (lambda c: c.update(mixtures=["5:1"]), "mixtures.0", "does not match"),
+        (lambda c: c["datasets"]["synthetic-iso"].update(source="coco"),
+         "datasets.synthetic-iso.source", "unknown source"),
+    ],
+)
+def test_bad_config_names_the_key(default_config, edit, key, message):
+    edit(default_config)
+    with pytest.raises(ConfigError) as raised:
+        check_config(default_config)
+    text = str(raised.value)
+    assert text.startswith(f"config key '{key}'") and message in text and "fix:" in text
+    assert "\n" not in text
+
+
+def test_missing_precomputed_file_is_named(default_config, tmp_path):
+    default_config["datasets"] = {"real": {"source": "precomputed",
+                                           "precomputed": {"path": "nowhere/f.npy"}}}
+    with pytest.raises(ConfigError, match=r"datasets.real.precomputed.path.*file not found: .*nowhere"):
+        check_config(default_config, base_dir=tmp_path)
+
+
+def test_relative_precomputed_path_is_resolved(default_config, tmp_path):
+    (tmp_path / "f.npy").write_bytes(b"")
+    default_config["datasets"] = {"real": {"source": "precomputed", "precomputed": {"path": "f.npy"}}}
+    config = check_config(default_config, base_dir=tmp_path)
+    assert config["datasets"]["real"]["precomputed"]["path"] == str(tmp_path / "f.npy")
+    assert config["datasets"]["real"]["models"] == ["generator"]

@@ -1,0 +1,128 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlmsae import sae
+from vlmsae.datasets import build_store
+from vlmsae.metrics import energy, modality, reconstruction
+from vlmsae.metrics.evaluate import EvalSettings, evaluate
+from vlmsae.store import EmbeddingStore
+
+
+def test_r_squared_and_mse_by_hand():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # Σ‖x − x̄‖² = 4 · 0.25 = 1.
+    assert reconstruction.r_squared(x, np.array([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.0)
+    assert reconstruction.r_squared(x, np.array([[1.0, 0.0], [0.0, 0.5]])) == pytest.approx(0.75)
+    assert reconstruction.r_squared(x, x) == 1.0
+    assert reconstruction.mean_squared_error(x, np.array([[1.0, 0.0], [0.0, 0.5]])) == pytest.approx(
+        0.0625)
+
+
+def test_r_squared_of_constant_data_is_an_error():
+    with pytest.raises(ValueError, match="undefined"):
+        reconstruction.r_squared(np.ones((3, 2)), np.zeros((3, 2)))
+
+
+def test_l0_by_hand():
+    assert reconstruction.l0(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]])) == 1.0
+
+
+def test_energy_moments_by_hand():
+    codes = np.array([[1.0, 0.0], [3.0, -2.0]])
+    np.testing.assert_allclose(energy.energy(codes, 1), [2.0, 1.0])
+    np.testing.assert_allclose(energy.energy(codes, 2), [5.0, 2.0])
+    assert energy.top_share(np.array([3.0, 1.0, 0.0, 1.0]), 1) == pytest.approx(0.6)
+    assert energy.top_share(np.array([3.0, 1.0]), 10) == 1.0
+
+
+def test_modality_score_and_kind_by_hand():
+    score = modality.modality_score(np.array([1.0, 0.0, 0.0, 3.0, 0.97]),
+                                    np.array([1.0, 2.0, 0.0, 1.0, 0.03]))
+    np.testing.assert_allclose(score, [0.5, 0.0, np.nan, 0.75, 0.97])
+    assert list(modality.atom_kind(score, 0.05)) == ["bimodal", "text", "dead", "bimodal", "image"]
+
+
+def test_activity_by_hand():
+    codes_image = np.array([[1.0, 0.0, 0.0, 2.0]])
+    codes_text = np.array([[1.0, 1.0, 0.0, 0.0]])
+    assert list(modality.activity(codes_image, codes_text)) == ["both", "text_only", "dead",
+                                                                 "image_only"]
+
+
+@pytest.fixture(scope="module")
+def nonnegative_store(tmp_path_factory):
+    """Pairs with non-negative coordinates, so an identity TopK SAE reconstructs them exactly."""
+    folder = tmp_path_factory.mktemp("nonneg")
+    rng = np.random.default_rng(0)
+    np.save(folder / "f.npy", np.abs(rng.standard_normal((2, 200, 6))))
+    spec = {"source": "precomputed",
+            "precomputed": {"path": str(folder / "f.npy"), "eval_fraction": 0.5, "split_seed": 0}}
+    build_store("d", "m", spec, folder / "s.zarr")
+    return EmbeddingStore(folder / "s.zarr")
+
+
+def _identity_topk(d):
+    model = sae.build("topk", d=d, n_atoms=d, k=d)
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(d))
+        model.W_dec.copy_(torch.eye(d))
+        model.b_enc.zero_()
+        model.b_dec.zero_()
+    return model.eval()
+
+
+def test_perfect_reconstruction_gives_r2_one(nonnegative_store):
+    _, summary = evaluate(_identity_topk(6), nonnegative_store, EvalSettings(energy_top_m=[2]))
+    assert summary["r2"] == pytest.approx(1.0, abs=1e-6)
+    assert summary["r2_image"] == pytest.approx(1.0, abs=1e-6)
+    assert summary["l0"] == pytest.approx(6.0)
+    assert summary["eval_pairs"] == 100
+
+
+def test_dead_atoms_are_counted_not_dropped(tiny_store):
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=20, k=3)
+    with torch.no_grad():
+        model.b_enc[:2] = -1e3  # atoms 0 and 1 can never win a positive slot
+    atoms, summary = evaluate(model.eval(), tiny_store, EvalSettings(max_pairs=300))
+    assert len(atoms) == 20
+    assert summary["dead_atoms"] >= 2
+    assert summary["modality_atoms_dead"] == summary["dead_atoms"]
+    assert list(atoms.loc[:1, "atom_kind"]) == ["dead", "dead"]
+    assert sum(summary[f"modality_atoms_{k}"] for k in ("image", "text", "bimodal", "dead")) == 20
+    assert summary["atoms_active_both"] + summary["atoms_active_image_only"] + \
+        summary["atoms_active_text_only"] + summary["dead_atoms"] == 20
+    # No NaN anywhere in the summary: it serialises as strict JSON.
+    json.dumps(summary, allow_nan=False)
+    live = atoms["modality_score"].dropna()
+    assert live.between(0, 1).all() and len(live) == 20 - summary["dead_atoms"]
+
+
+def test_permuting_atoms_permutes_rows_and_keeps_the_summary(tiny_store):
+    torch.manual_seed(0)
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=16, k=3).eval()
+    permutation = torch.randperm(16)
+    permuted = sae.build("topk", d=tiny_store.dim, n_atoms=16, k=3).eval()
+    with torch.no_grad():
+        permuted.W_enc.copy_(model.W_enc[:, permutation])
+        permuted.b_enc.copy_(model.b_enc[permutation])
+        permuted.W_dec.copy_(model.W_dec[permutation])
+        permuted.b_dec.copy_(model.b_dec)
+    settings = EvalSettings(max_pairs=300)
+    atoms, summary = evaluate(model, tiny_store, settings)
+    atoms_p, summary_p = evaluate(permuted, tiny_store, settings)
+    for column in ("energy", "energy_sq_text", "modality_score", "frequency_image"):
+        np.testing.assert_allclose(atoms_p[column].to_numpy(),
+                                   atoms[column].to_numpy()[permutation.numpy()], rtol=1e-5)
+    for key, value in summary.items():
+        assert summary_p[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+
+
+def test_eval_subsample_is_seeded(tiny_store):
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=8, k=2).eval()
+    a = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=1))[1]
+    b = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=1))[1]
+    c = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=2))[1]
+    assert a == b and a["eval_seed"] == 1 and a["mse"] != c["mse"]

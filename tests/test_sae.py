@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from vlmsae import sae
+
+
+def _trained_like(variant: str, d=12, n_atoms=40, k=3):
+    """A model of `variant` that has seen one training batch (BatchTopK needs its threshold)."""
+    torch.manual_seed(0)
+    model = sae.build(variant, d=d, n_atoms=n_atoms, k=k)
+    model.train()
+    model(torch.randn(64, d))
+    return model.eval()
+
+
+def test_registry_lists_the_variants():
+    assert {"topk", "batchtopk"} <= set(sae.available())
+
+
+def test_unknown_variant_is_named():
+    with pytest.raises(KeyError, match="unknown SAE variant 'nope'"):
+        sae.build("nope", d=4, n_atoms=8, k=1)
+
+
+def test_topk_keeps_exactly_k_per_sample():
+    model = sae.build("topk", d=16, n_atoms=64, k=5)
+    # A positive bias makes every pre-activation positive, so exactly k survive the ReLU.
+    with torch.no_grad():
+        model.b_enc.fill_(10.0)
+    codes = model.encode(torch.randn(32, 16))
+    assert torch.all((codes != 0).sum(dim=1) == 5)
+    assert torch.all(codes >= 0)
+
+
+def test_topk_keeps_the_largest_preactivations():
+    model = sae.build("topk", d=3, n_atoms=3, k=2)
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(3))
+        model.b_enc.zero_()
+        model.b_dec.zero_()
+    codes = model.encode(torch.tensor([[0.5, -1.0, 2.0]]))
+    torch.testing.assert_close(codes, torch.tensor([[0.5, 0.0, 2.0]]))
+
+
+def test_batchtopk_keeps_k_times_batch_over_the_batch():
+    model = sae.build("batchtopk", d=16, n_atoms=64, k=4).train()
+    with torch.no_grad():
+        model.b_enc.fill_(10.0)
+    codes = model(torch.randn(32, 16))[0]
+    assert (codes != 0).sum() == 4 * 32
+    # Per-sample counts vary: the budget is shared over the batch.
+    assert (codes != 0).sum(dim=1).float().std() > 0
+
+
+def test_batchtopk_inference_uses_the_learned_threshold():
+    model = _trained_like("batchtopk")
+    threshold = model.threshold.item()
+    x = torch.randn(20, 12)
+    pre = model.pre_activation(x)
+    expected = pre.relu() * (pre > threshold)
+    torch.testing.assert_close(model.encode(x), expected)
+
+
+def test_batchtopk_refuses_inference_without_a_threshold():
+    model = sae.build("batchtopk", d=4, n_atoms=8, k=1).eval()
+    with pytest.raises(RuntimeError, match="threshold was never estimated"):
+        model.encode(torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("variant", sae.available())
+def test_save_load_round_trip(tmp_path, variant):
+    model = _trained_like(variant)
+    sae.save(model, tmp_path, extra={"note": 1})
+    loaded = sae.load(tmp_path)
+    assert type(loaded) is type(model) and loaded.config() == model.config()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+    x = torch.randn(8, 12)
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+
+
+def test_decoder_rows_are_renormalised():
+    model = sae.build("topk", d=6, n_atoms=10, k=2)
+    with torch.no_grad():
+        model.W_dec.mul_(3.0)
+    model.normalise_decoder()
+    torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(10))

@@ -1,0 +1,114 @@
+"""The workflow as a user runs it: snakemake on a tiny config in a temporary directory."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+TINY = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", *args]
+    if config is not None:
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command += ["--configfile", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    return re.findall(r"^rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", result.stdout, re.M)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, config=TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_end_to_end_outputs(finished):
+    summary = pd.read_csv(finished / "results/tables/summary.csv")
+    assert len(summary) == 4
+    assert set(summary["variant"]) == {"topk", "batchtopk"}
+    for column in ("r2", "r2_image", "r2_text", "l0", "dead_atoms_image", "dead_atoms_text",
+                   "energy_top5_share", "modality_atoms_bimodal", "modality_energy_share_image_sq"):
+        assert summary[column].notna().all(), column
+    run = finished / "results/sae/tiny/generator/topk/5-1/seed0"
+    for name in ("sae.safetensors", "config.json", "train_log.csv"):
+        assert (run / name).stat().st_size > 0
+    atoms = pd.read_parquet(finished / "results/metrics/tiny/generator/topk/5-1/seed0/atoms.parquet")
+    assert len(atoms) == 32
+    for figure in ("r2_vs_l0.png", "modality_scores/tiny/generator.png"):
+        assert (finished / "results/figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    assert (finished / "logs/train/tiny/generator/topk/5-1/seed0.log").exists()
+
+
+def test_second_run_has_nothing_to_do(finished):
+    result = snakemake(finished, config=TINY)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_one_variant_reruns_only_its_descendants(finished):
+    changed = yaml.safe_load(yaml.safe_dump(TINY))
+    changed["variants"]["topk"]["k"] = 4
+    jobs = dry_run_jobs(snakemake(finished, "-n", config=changed))
+    rules = sorted(rule for rule, _ in jobs)
+    assert rules == ["figure_modality_scores", "metrics", "metrics", "train", "train"]
+    assert all("variant=topk" in wildcards for rule, wildcards in jobs if rule in ("train", "metrics"))
+
+
+def test_slurm_profile_builds_the_default_dag(tmp_path):
+    result = subprocess.run(
+        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+         "--profile", str(REPO / "profiles/slurm"), "--jobs", "4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^train\s+16$", result.stdout, re.M)
+
+
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (lambda c: c.update(unknown_key=1), "config key '<top level>': unknown key"),
+        (lambda c: c["variants"]["topk"].update(k=-1), "config key 'variants.topk.k'"),
+        (lambda c: c["variants"]["topk"].update(type="nope"), "unknown variant 'nope'"),
+        (lambda c: c["datasets"].update(real={"source": "precomputed",
+                                              "precomputed": {"path": "missing.npy"}}),
+         "config key 'datasets.real.precomputed.path': file not found"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, edit, expected):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    edit(config)
+    result = snakemake(tmp_path, config=config)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and "fix:" in lines[0], lines
+    assert not (tmp_path / "results").exists()
+
+
+def test_failed_job_leaves_no_partial_output(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    # Unreachable τ2 is only discovered while drawing the data: the embed job fails.
+    config["datasets"]["tiny"]["synthetic"].update(tau1=0.1, tau2=0.95)
+    result = snakemake(tmp_path, "results/embeddings/tiny/generator.zarr", config=config)
+    assert result.returncode != 0
+    assert "tau2=0.95 is out of reach" in (tmp_path / "logs/embed/tiny/generator.log").read_text()
+    leftovers = list((tmp_path / "results/embeddings/tiny").glob("*")) if (
+        tmp_path / "results/embeddings/tiny").exists() else []
+    assert leftovers == []

@@ -1,0 +1,3 @@
+"""vlmsae: sparse autoencoders on the joint embedding spaces of multimodal models."""
+
+__version__ = "0.1.0"

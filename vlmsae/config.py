@@ -1,0 +1,130 @@
+"""Config checking and the list of runs the config asks for.
+
+`check_config` validates against schemas/config.schema.yaml with snakemake.utils.validate (which
+fills in defaults), then checks what a JSON schema cannot: registered names, files on disk,
+cross-key constraints. Every failure is one `ConfigError` line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+
+from vlmsae import datasets, sae
+from vlmsae.datasets.synthetic import SyntheticParams
+from vlmsae.errors import ConfigError
+from vlmsae.training.mixture import parse_mixture
+from vlmsae.training.trainer import TrainSettings
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One SAE training run; `path` is its folder below results/sae/ and results/metrics/."""
+
+    dataset: str
+    model: str
+    variant: str
+    mixture: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.variant}/{self.mixture}/seed{self.seed}"
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "model": self.model, "variant": self.variant,
+                "mixture": self.mixture, "seed": self.seed}
+
+
+def _schema_error(error: Exception) -> ConfigError:
+    """Turn snakemake's multi-line validation error into one line naming the key."""
+    cause = error.__context__  # snakemake raises its WorkflowError while handling jsonschema's
+    if not isinstance(cause, jsonschema.ValidationError):
+        return ConfigError("<config>", str(error).splitlines()[0], "see schemas/config.schema.yaml")
+    key = ".".join(str(part) for part in cause.absolute_path) or "<top level>"
+    if cause.validator == "additionalProperties":
+        allowed = sorted(cause.schema.get("properties", {}))
+        fix = f"remove it or use one of: {', '.join(allowed)}"
+        return ConfigError(key, cause.message.replace("Additional properties are not allowed ",
+                                                      "unknown key "), fix)
+    fix = "see the description of this key in schemas/config.schema.yaml"
+    return ConfigError(key, cause.message, fix)
+
+
+def check_config(config: dict, base_dir: str | Path = ".") -> dict:
+    """Validate `config` in place (defaults filled in) and return it; raise ConfigError if bad.
+
+    Relative paths in dataset sections are taken from `base_dir` (the working directory).
+    """
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA))
+    except Exception as error:  # snakemake wraps jsonschema's error in a WorkflowError
+        raise _schema_error(error) from error
+
+    for name, spec in config["datasets"].items():
+        _check_dataset(name, spec, Path(base_dir))
+    for name, variant in config["variants"].items():
+        if variant["type"] not in sae.available():
+            raise ConfigError(f"variants.{name}.type", f"unknown variant '{variant['type']}'",
+                              f"use one of: {', '.join(sae.available())}")
+        if variant["k"] > variant["n_atoms"]:
+            raise ConfigError(f"variants.{name}.k", f"k={variant['k']} exceeds n_atoms="
+                              f"{variant['n_atoms']}", "lower k or raise n_atoms")
+    for mixture in config["mixtures"]:
+        try:
+            parse_mixture(mixture)
+        except ValueError as error:
+            raise ConfigError("mixtures", str(error), "write ratios like '1-1' or '5-1'") from error
+    return config
+
+
+def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
+    key = f"datasets.{name}"
+    if spec["source"] not in datasets.available():
+        raise ConfigError(f"{key}.source", f"unknown source '{spec['source']}'",
+                          f"use one of: {', '.join(datasets.available())}")
+    if spec["source"] not in spec:
+        raise ConfigError(key, f"source '{spec['source']}' needs a '{spec['source']}' section",
+                          f"add {key}.{spec['source']} (see config.yaml for an example)")
+    if spec["source"] == "synthetic":
+        try:
+            SyntheticParams(**spec["synthetic"]).check()
+        except ValueError as error:
+            raise ConfigError(f"{key}.synthetic", str(error), "change these parameters") from error
+    elif spec["source"] == "precomputed":
+        section = spec["precomputed"]
+        path_keys = ["path"] if "path" in section else ["image_path", "text_path"]
+        for path_key in path_keys:
+            if path_key not in section:
+                raise ConfigError(f"{key}.precomputed", "needs 'path' or both 'image_path' and "
+                                  "'text_path'", "name the .npy/.npz file(s) of paired embeddings")
+            path = Path(section[path_key])
+            if not path.is_absolute():
+                path = base_dir / path
+            if not path.exists():
+                raise ConfigError(f"{key}.precomputed.{path_key}", f"file not found: {path}",
+                                  "correct the path (relative paths start at the working directory)")
+            section[path_key] = str(path)
+
+
+def runs(config: dict) -> list[Run]:
+    """Every (dataset, model, variant, mixture, seed) the config asks for, in a stable order."""
+    return [
+        Run(dataset, model, variant, mixture, seed)
+        for dataset, spec in config["datasets"].items()
+        for model, variant, mixture, seed in itertools.product(
+            spec["models"], config["variants"], config["mixtures"], config["seeds"]
+        )
+    ]
+
+
+def train_settings(config: dict) -> TrainSettings:
+    """The `train` section as TrainSettings."""
+    return TrainSettings(**config["train"])

@@ -1,0 +1,84 @@
+"""Precomputed paired embeddings from .npy / .npz files (row i of image pairs with row i of text).
+
+Accepted layouts:
+  path: one .npy of shape [2, N, d] (image first, text second; the layout of Liang et al.'s
+        Modality-Gap features), or one .npz holding `image_key` and `text_key` arrays;
+  image_path + text_path: two .npy files of shape [N, d].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vlmsae.errors import InputFileError
+from vlmsae.store import assign_pair_splits
+
+NORM_TOLERANCE = 1e-3
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise InputFileError(str(path), "file not found", "check the path in the config")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise InputFileError(str(path), f"not a readable .npy/.npz file ({error})",
+                             "write it with numpy.save/numpy.savez") from error
+
+
+def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """(image [N, d], text [N, d], description of the source files) from a config `spec`."""
+    if "path" in spec:
+        path = Path(spec["path"])
+        loaded = _load_npy(path)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            keys = (spec.get("image_key", "image"), spec.get("text_key", "text"))
+            missing = [k for k in keys if k not in loaded.files]
+            if missing:
+                raise InputFileError(str(path), f"arrays {missing} not found (has {loaded.files})",
+                                     "set precomputed.image_key / text_key in the config")
+            image, text = loaded[keys[0]], loaded[keys[1]]
+        elif loaded.ndim == 3 and loaded.shape[0] == 2:
+            image, text = loaded[0], loaded[1]
+        else:
+            raise InputFileError(str(path), f"expected shape [2, N, d], got {list(loaded.shape)}",
+                                 "stack image and text rows, or give image_path and text_path")
+        source = str(path)
+    else:
+        image_path, text_path = Path(spec["image_path"]), Path(spec["text_path"])
+        image, text = _load_npy(image_path), _load_npy(text_path)
+        source = f"{image_path} + {text_path}"
+    if image.ndim != 2 or image.shape != text.shape:
+        raise InputFileError(source, f"image {list(image.shape)} and text {list(text.shape)} rows "
+                             "must be paired one to one with the same dimension",
+                             "give [N, d] arrays with row i of each forming a pair")
+    return image.astype(np.float32), text.astype(np.float32), source
+
+
+def build(spec: dict) -> dict:
+    """Arrays and attrs for `write_store` (rows L2-normalised, a seeded eval split)."""
+    image, text, source = load_pairs(spec)
+    was_normalised = bool(
+        np.all(np.abs(np.linalg.norm(image, axis=1) - 1) < NORM_TOLERANCE)
+        and np.all(np.abs(np.linalg.norm(text, axis=1) - 1) < NORM_TOLERANCE)
+    )
+    image = image / np.linalg.norm(image, axis=1, keepdims=True)
+    text = text / np.linalg.norm(text, axis=1, keepdims=True)
+    n_pairs = image.shape[0]
+    split = assign_pair_splits(n_pairs, spec["eval_fraction"], spec["split_seed"])
+    return {
+        "image": image,
+        "text": text,
+        "pairs": np.stack([np.arange(n_pairs)] * 2, axis=1),
+        "image_split": split,
+        "text_split": split,
+        "attrs": {
+            "source": "precomputed",
+            "files": source,
+            "normalised": True,
+            "input_was_normalised": was_normalised,
+            "dtype": "float32",
+        },
+    }

@@ -1,0 +1,21 @@
+"""User-facing errors: one line that names the file or config key and the fix."""
+
+
+class VlmsaeError(Exception):
+    """Raised for bad input; the message is meant to be shown to the user as is."""
+
+
+class ConfigError(VlmsaeError):
+    """A config value is wrong. The message names the key and how to fix it."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        super().__init__(f"config key '{key}': {problem}; fix: {fix}")
+        self.key = key
+
+
+class InputFileError(VlmsaeError):
+    """An input file is missing or unreadable. The message names the path and the fix."""
+
+    def __init__(self, path: str, problem: str, fix: str):
+        super().__init__(f"{path}: {problem}; fix: {fix}")
+        self.path = path

@@ -1,0 +1,1 @@
+"""Figures of results/figures/, each from the tidy tables (never from private state)."""

@@ -1,0 +1,200 @@
+"""The embedding store: one zarr v3 group per (dataset, model), schema in DESIGN §2.
+
+Arrays (rows L2-normalised unless attrs say otherwise):
+  image [N_img, d], text [N_txt, d]     float32
+  pairs [N_pairs, 2]                    int64, (image row, text row)
+  image_split [N_img], text_split [N_txt]  int8, index into attrs["splits"]
+  label [N_img]                         int64, optional
+  truth/ (synthetic data only)          see `TrueStructure`
+A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
+folder and renames it into place, so an interrupted write never leaves a store that looks whole.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from vlmsae.errors import InputFileError
+
+MODALITIES = ("image", "text")
+SPLITS = ("train", "eval")
+ATOM_KINDS = ("bimodal", "image", "text")
+ROW_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class SparseCodes:
+    """Row-sparse codes with a fixed number of non-zeros per row: x_n = Σ_j values[n,j]·D[indices[n,j]]."""
+
+    indices: np.ndarray  # [N, L] int32
+    values: np.ndarray  # [N, L] float32
+
+    def to_dense(self, n_atoms: int) -> np.ndarray:
+        """[N, n_atoms] dense codes."""
+        dense = np.zeros((self.indices.shape[0], n_atoms), dtype=np.float32)
+        np.put_along_axis(dense, self.indices, self.values, axis=1)
+        return dense
+
+
+@dataclass(frozen=True)
+class TrueStructure:
+    """Ground truth of synthetic data.
+
+    dictionary [K, d]: every distinct true direction (a bimodal concept with τ1 < 1 has one row per
+    modality, both carrying the same `atom_concept`); atom_kind [K] in ATOM_KINDS.
+    """
+
+    dictionary: np.ndarray
+    atom_kind: np.ndarray
+    atom_concept: np.ndarray
+    codes: dict[str, SparseCodes]
+
+
+def package_versions() -> dict[str, str]:
+    names = ("vlmsae", "numpy", "zarr", "torch")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _array(group: zarr.Group, name: str, data: np.ndarray) -> None:
+    chunks = (min(ROW_CHUNK, max(1, data.shape[0])),) + data.shape[1:]
+    group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)[...] = data
+
+
+def write_store(
+    path: str | Path,
+    *,
+    image: np.ndarray,
+    text: np.ndarray,
+    pairs: np.ndarray,
+    image_split: np.ndarray,
+    text_split: np.ndarray,
+    attrs: dict,
+    label: np.ndarray | None = None,
+    truth: TrueStructure | None = None,
+) -> Path:
+    """Write a complete store at `path` (replacing any partial one left by an interrupted write)."""
+    path = Path(path)
+    if image.shape[1] != text.shape[1]:
+        raise ValueError(f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}")
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    root = zarr.open_group(partial, mode="w")
+    _array(root, "image", np.ascontiguousarray(image, dtype=np.float32))
+    _array(root, "text", np.ascontiguousarray(text, dtype=np.float32))
+    _array(root, "pairs", np.asarray(pairs, dtype=np.int64))
+    _array(root, "image_split", np.asarray(image_split, dtype=np.int8))
+    _array(root, "text_split", np.asarray(text_split, dtype=np.int8))
+    if label is not None:
+        _array(root, "label", np.asarray(label, dtype=np.int64))
+    if truth is not None:
+        group = root.create_group("truth")
+        _array(group, "dictionary", truth.dictionary.astype(np.float32))
+        kind_codes = np.array([ATOM_KINDS.index(k) for k in truth.atom_kind], dtype=np.int8)
+        _array(group, "atom_kind", kind_codes)
+        _array(group, "atom_concept", truth.atom_concept.astype(np.int64))
+        for modality, codes in truth.codes.items():
+            _array(group, f"codes_{modality}_indices", codes.indices.astype(np.int32))
+            _array(group, f"codes_{modality}_values", codes.values.astype(np.float32))
+        group.attrs["atom_kinds"] = list(ATOM_KINDS)
+    root.attrs.update(
+        {
+            **attrs,
+            "dim": int(image.shape[1]),
+            "splits": list(SPLITS),
+            "package_versions": package_versions(),
+            "complete": True,
+        }
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    partial.rename(path)
+    return path
+
+
+class EmbeddingStore:
+    """Read access to a complete store; arrays are read lazily from zarr."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputFileError(
+                str(self.path), "embedding store not found", "build it with `snakemake <path>`"
+            )
+        self.root = zarr.open_group(self.path, mode="r")
+        if not self.root.attrs.get("complete", False):
+            raise InputFileError(
+                str(self.path),
+                "embedding store is incomplete (an interrupted write?)",
+                "delete it and re-run snakemake",
+            )
+        self.attrs = dict(self.root.attrs)
+
+    @property
+    def dim(self) -> int:
+        return int(self.attrs["dim"])
+
+    def array(self, modality: str) -> zarr.Array:
+        """The [N, d] zarr array of one modality."""
+        return self.root[modality]
+
+    def rows(self, modality: str, index: np.ndarray | None = None) -> np.ndarray:
+        """[n, d] float32 rows (all of them when `index` is None)."""
+        array = self.array(modality)
+        if index is None:
+            return array[...]
+        return array.oindex[np.asarray(index)]
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return self.root["pairs"][...]
+
+    def split_rows(self, modality: str, split: str) -> np.ndarray:
+        """Row indices of `modality` that belong to `split`."""
+        codes = self.root[f"{modality}_split"][...]
+        return np.flatnonzero(codes == SPLITS.index(split))
+
+    def split_pairs(self, split: str) -> np.ndarray:
+        """[n, 2] pairs whose image row lies in `split` (captions follow their image)."""
+        pairs = self.pairs
+        image_in_split = self.root["image_split"][...] == SPLITS.index(split)
+        return pairs[image_in_split[pairs[:, 0]]]
+
+    def truth(self) -> TrueStructure | None:
+        if "truth" not in self.root:
+            return None
+        group = self.root["truth"]
+        kinds = np.array(group.attrs["atom_kinds"])[group["atom_kind"][...]]
+        codes = {
+            m: SparseCodes(group[f"codes_{m}_indices"][...], group[f"codes_{m}_values"][...])
+            for m in MODALITIES
+            if f"codes_{m}_indices" in group
+        }
+        return TrueStructure(
+            dictionary=group["dictionary"][...],
+            atom_kind=kinds,
+            atom_concept=group["atom_concept"][...],
+            codes=codes,
+        )
+
+
+def assign_pair_splits(n_pairs: int, eval_fraction: float, seed: int) -> np.ndarray:
+    """[n_pairs] int8 split codes: a seeded random `eval_fraction` of the pairs go to "eval"."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
+    rng = np.random.default_rng(seed)
+    n_eval = max(1, int(round(eval_fraction * n_pairs)))
+    split = np.zeros(n_pairs, dtype=np.int8)
+    split[rng.permutation(n_pairs)[:n_eval]] = SPLITS.index("eval")
+    return split

@@ -1,0 +1,1 @@
+"""Training SAEs on embedding stores."""

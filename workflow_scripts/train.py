@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from vlmsae.store import EmbeddingStore
+from vlmsae.training.trainer import TrainSettings, train
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    train(
+        EmbeddingStore(snakemake.input.store),
+        variant=snakemake.params.variant,
+        settings=TrainSettings(**snakemake.params.train),
+        mixture=snakemake.wildcards.mixture,
+        seed=int(snakemake.wildcards.seed),
+        out_dir=Path(snakemake.output.weights).parent,
+    )
