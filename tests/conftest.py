@@ -13,20 +13,33 @@ from vlmsae.store import EmbeddingStore  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 SHARED_COCO = REPO.parent / "shared" / "data" / "coco500_clip_vit_b16" / "features_clip.npy"
 
-TINY_SYNTHETIC = {"d": 32, "n_bimodal": 24, "n_unimodal": 12, "L": 6, "n_active_bimodal": 3,
-                  "tau1": 1.0, "tau2": 0.3, "n_pairs": 2000, "seed": 0}
+TINY_SYNTHETIC = {
+    "d": 32,
+    "n_bimodal": 24,
+    "n_unimodal": 12,
+    "L": 6,
+    "n_active_bimodal": 3,
+    "tau1": 1.0,
+    "tau2": 0.3,
+    "n_pairs": 2000,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> EmbeddingStore:
     """A small synthetic store (τ1 = 1) shared by the tests that only read it."""
     path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
-    build_store("tiny", "generator", {"source": "synthetic", "synthetic": dict(TINY_SYNTHETIC)}, path)
+    build_store(
+        "tiny", "generator", {"source": "synthetic", "synthetic": dict(TINY_SYNTHETIC)}, path
+    )
     return EmbeddingStore(path)
 
 
 @pytest.fixture
 def coco_features() -> Path:
     if not SHARED_COCO.exists():
-        pytest.skip(f"{SHARED_COCO} is absent: the real COCO pairs ship in ../shared beside the repo")
+        pytest.skip(
+            f"{SHARED_COCO} is absent: the real COCO pairs ship in ../shared beside the repo"
+        )
     return SHARED_COCO

@@ -35,13 +35,19 @@ def test_presets_are_valid():
         (lambda c: c.update(lerning_rate=1), "<top level>", "unknown key"),
         (lambda c: c["train"].update(stepz=1), "train", "unknown key"),
         (lambda c: c["variants"]["topk"].update(k=-3), "variants.topk.k", "-3 is less than"),
-        (lambda c: c["variants"]["topk"].update(type="relux"), "variants.topk.type",
-         "unknown variant 'relux'"),
+        (
+            lambda c: c["variants"]["topk"].update(type="relux"),
+            "variants.topk.type",
+            "unknown variant 'relux'",
+        ),
         (lambda c: c["variants"]["topk"].update(k=600), "variants.topk.k", "exceeds n_atoms"),
         (lambda c: c.update(seeds="zero"), "seeds", "is not of type"),
         (lambda c: c.update(mixtures=["5:1"]), "mixtures.0", "does not match"),
-        (lambda c: c["datasets"]["synthetic-iso"].update(source="coco"),
-         "datasets.synthetic-iso.source", "unknown source"),
+        (
+            lambda c: c["datasets"]["synthetic-iso"].update(source="coco"),
+            "datasets.synthetic-iso.source",
+            "unknown source",
+        ),
     ],
 )
 def test_bad_config_names_the_key(default_config, edit, key, message):
@@ -54,15 +60,20 @@ def test_bad_config_names_the_key(default_config, edit, key, message):
 
 
 def test_missing_precomputed_file_is_named(default_config, tmp_path):
-    default_config["datasets"] = {"real": {"source": "precomputed",
-                                           "precomputed": {"path": "nowhere/f.npy"}}}
-    with pytest.raises(ConfigError, match=r"datasets.real.precomputed.path.*file not found: .*nowhere"):
+    default_config["datasets"] = {
+        "real": {"source": "precomputed", "precomputed": {"path": "nowhere/f.npy"}}
+    }
+    with pytest.raises(
+        ConfigError, match=r"datasets.real.precomputed.path.*file not found: .*nowhere"
+    ):
         check_config(default_config, base_dir=tmp_path)
 
 
 def test_relative_precomputed_path_is_resolved(default_config, tmp_path):
     (tmp_path / "f.npy").write_bytes(b"")
-    default_config["datasets"] = {"real": {"source": "precomputed", "precomputed": {"path": "f.npy"}}}
+    default_config["datasets"] = {
+        "real": {"source": "precomputed", "precomputed": {"path": "f.npy"}}
+    }
     config = check_config(default_config, base_dir=tmp_path)
     assert config["datasets"]["real"]["precomputed"]["path"] == str(tmp_path / "f.npy")
     assert config["datasets"]["real"]["models"] == ["generator"]

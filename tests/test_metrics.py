@@ -17,8 +17,9 @@ def test_r_squared_and_mse_by_hand():
     assert reconstruction.r_squared(x, np.array([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.0)
     assert reconstruction.r_squared(x, np.array([[1.0, 0.0], [0.0, 0.5]])) == pytest.approx(0.75)
     assert reconstruction.r_squared(x, x) == 1.0
-    assert reconstruction.mean_squared_error(x, np.array([[1.0, 0.0], [0.0, 0.5]])) == pytest.approx(
-        0.0625)
+    assert reconstruction.mean_squared_error(
+        x, np.array([[1.0, 0.0], [0.0, 0.5]])
+    ) == pytest.approx(0.0625)
 
 
 def test_r_squared_of_constant_data_is_an_error():
@@ -39,8 +40,9 @@ def test_energy_moments_by_hand():
 
 
 def test_modality_score_and_kind_by_hand():
-    score = modality.modality_score(np.array([1.0, 0.0, 0.0, 3.0, 0.97]),
-                                    np.array([1.0, 2.0, 0.0, 1.0, 0.03]))
+    score = modality.modality_score(
+        np.array([1.0, 0.0, 0.0, 3.0, 0.97]), np.array([1.0, 2.0, 0.0, 1.0, 0.03])
+    )
     np.testing.assert_allclose(score, [0.5, 0.0, np.nan, 0.75, 0.97])
     assert list(modality.atom_kind(score, 0.05)) == ["bimodal", "text", "dead", "bimodal", "image"]
 
@@ -48,8 +50,12 @@ def test_modality_score_and_kind_by_hand():
 def test_activity_by_hand():
     codes_image = np.array([[1.0, 0.0, 0.0, 2.0]])
     codes_text = np.array([[1.0, 1.0, 0.0, 0.0]])
-    assert list(modality.activity(codes_image, codes_text)) == ["both", "text_only", "dead",
-                                                                 "image_only"]
+    assert list(modality.activity(codes_image, codes_text)) == [
+        "both",
+        "text_only",
+        "dead",
+        "image_only",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,10 @@ def nonnegative_store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nonneg")
     rng = np.random.default_rng(0)
     np.save(folder / "f.npy", np.abs(rng.standard_normal((2, 200, 6))))
-    spec = {"source": "precomputed",
-            "precomputed": {"path": str(folder / "f.npy"), "eval_fraction": 0.5, "split_seed": 0}}
+    spec = {
+        "source": "precomputed",
+        "precomputed": {"path": str(folder / "f.npy"), "eval_fraction": 0.5, "split_seed": 0},
+    }
     build_store("d", "m", spec, folder / "s.zarr")
     return EmbeddingStore(folder / "s.zarr")
 
@@ -92,8 +100,13 @@ def test_dead_atoms_are_counted_not_dropped(tiny_store):
     assert summary["modality_atoms_dead"] == summary["dead_atoms"]
     assert list(atoms.loc[:1, "atom_kind"]) == ["dead", "dead"]
     assert sum(summary[f"modality_atoms_{k}"] for k in ("image", "text", "bimodal", "dead")) == 20
-    assert summary["atoms_active_both"] + summary["atoms_active_image_only"] + \
-        summary["atoms_active_text_only"] + summary["dead_atoms"] == 20
+    assert (
+        summary["atoms_active_both"]
+        + summary["atoms_active_image_only"]
+        + summary["atoms_active_text_only"]
+        + summary["dead_atoms"]
+        == 20
+    )
     # No NaN anywhere in the summary: it serialises as strict JSON.
     json.dumps(summary, allow_nan=False)
     live = atoms["modality_score"].dropna()
@@ -114,8 +127,9 @@ def test_permuting_atoms_permutes_rows_and_keeps_the_summary(tiny_store):
     atoms, summary = evaluate(model, tiny_store, settings)
     atoms_p, summary_p = evaluate(permuted, tiny_store, settings)
     for column in ("energy", "energy_sq_text", "modality_score", "frequency_image"):
-        np.testing.assert_allclose(atoms_p[column].to_numpy(),
-                                   atoms[column].to_numpy()[permutation.numpy()], rtol=1e-5)
+        np.testing.assert_allclose(
+            atoms_p[column].to_numpy(), atoms[column].to_numpy()[permutation.numpy()], rtol=1e-5
+        )
     for key, value in summary.items():
         assert summary_p[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
 

@@ -11,8 +11,9 @@ def test_parse_mixture():
             parse_mixture(bad)
 
 
-@pytest.mark.parametrize("mixture,expected", [("1-1", (256, 256)), ("5-1", (427, 85)),
-                                               ("1-5", (85, 427))])
+@pytest.mark.parametrize(
+    "mixture,expected", [("1-1", (256, 256)), ("5-1", (427, 85)), ("1-5", (85, 427))]
+)
 def test_batch_counts(mixture, expected):
     assert batch_counts(mixture, 512) == expected
 

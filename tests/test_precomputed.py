@@ -15,15 +15,19 @@ def _spec(**section):
 @pytest.fixture
 def pairs():
     rng = np.random.default_rng(0)
-    return rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal((50, 8)).astype(np.float32)
+    return rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal((50, 8)).astype(
+        np.float32
+    )
 
 
 def _assert_store_matches(path, image, text):
     store = EmbeddingStore(path)
-    np.testing.assert_allclose(store.rows("image"), image / np.linalg.norm(image, axis=1, keepdims=True),
-                               rtol=1e-5)
-    np.testing.assert_allclose(store.rows("text"), text / np.linalg.norm(text, axis=1, keepdims=True),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        store.rows("image"), image / np.linalg.norm(image, axis=1, keepdims=True), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        store.rows("text"), text / np.linalg.norm(text, axis=1, keepdims=True), rtol=1e-5
+    )
     assert len(store.split_pairs("eval")) == 10 and len(store.split_pairs("train")) == 40
     assert store.attrs["input_was_normalised"] is False
 
@@ -36,16 +40,24 @@ def test_stacked_npy(tmp_path, pairs):
 
 def test_npz_with_keys(tmp_path, pairs):
     np.savez(tmp_path / "f.npz", img=pairs[0], txt=pairs[1])
-    build_store("d", "m", _spec(path=str(tmp_path / "f.npz"), image_key="img", text_key="txt"),
-                tmp_path / "s.zarr")
+    build_store(
+        "d",
+        "m",
+        _spec(path=str(tmp_path / "f.npz"), image_key="img", text_key="txt"),
+        tmp_path / "s.zarr",
+    )
     _assert_store_matches(tmp_path / "s.zarr", *pairs)
 
 
 def test_two_npy_files(tmp_path, pairs):
     np.save(tmp_path / "i.npy", pairs[0])
     np.save(tmp_path / "t.npy", pairs[1])
-    build_store("d", "m", _spec(image_path=str(tmp_path / "i.npy"), text_path=str(tmp_path / "t.npy")),
-                tmp_path / "s.zarr")
+    build_store(
+        "d",
+        "m",
+        _spec(image_path=str(tmp_path / "i.npy"), text_path=str(tmp_path / "t.npy")),
+        tmp_path / "s.zarr",
+    )
     _assert_store_matches(tmp_path / "s.zarr", *pairs)
 
 
@@ -53,8 +65,12 @@ def test_unpaired_rows_are_refused(tmp_path, pairs):
     np.save(tmp_path / "i.npy", pairs[0])
     np.save(tmp_path / "t.npy", pairs[1][:40])
     with pytest.raises(InputFileError, match="paired one to one"):
-        build_store("d", "m", _spec(image_path=str(tmp_path / "i.npy"),
-                                    text_path=str(tmp_path / "t.npy")), tmp_path / "s.zarr")
+        build_store(
+            "d",
+            "m",
+            _spec(image_path=str(tmp_path / "i.npy"), text_path=str(tmp_path / "t.npy")),
+            tmp_path / "s.zarr",
+        )
     assert not (tmp_path / "s.zarr").exists()
 
 

@@ -10,8 +10,13 @@ def _arrays(n=10, d=4, seed=0):
     rng = np.random.default_rng(seed)
     image, text = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     split = (np.arange(n) % 5 == 0).astype(np.int8)
-    return {"image": image, "text": text, "pairs": np.stack([np.arange(n)] * 2, axis=1),
-            "image_split": split, "text_split": split}
+    return {
+        "image": image,
+        "text": text,
+        "pairs": np.stack([np.arange(n)] * 2, axis=1),
+        "image_split": split,
+        "text_split": split,
+    }
 
 
 def test_round_trip(tmp_path):
@@ -20,14 +25,19 @@ def test_round_trip(tmp_path):
         dictionary=np.eye(4, dtype=np.float32),
         atom_kind=np.array(["bimodal", "bimodal", "image", "text"]),
         atom_concept=np.arange(4),
-        codes={"image": SparseCodes(np.zeros((10, 1), np.int32), np.ones((10, 1), np.float32)),
-               "text": SparseCodes(np.ones((10, 1), np.int32), np.ones((10, 1), np.float32))},
+        codes={
+            "image": SparseCodes(np.zeros((10, 1), np.int32), np.ones((10, 1), np.float32)),
+            "text": SparseCodes(np.ones((10, 1), np.int32), np.ones((10, 1), np.float32)),
+        },
     )
-    write_store(tmp_path / "s.zarr", **arrays, attrs={"dataset": "x"}, truth=truth,
-                label=np.arange(10))
+    write_store(
+        tmp_path / "s.zarr", **arrays, attrs={"dataset": "x"}, truth=truth, label=np.arange(10)
+    )
     store = EmbeddingStore(tmp_path / "s.zarr")
     np.testing.assert_allclose(store.rows("image"), arrays["image"].astype(np.float32))
-    np.testing.assert_allclose(store.rows("text", np.array([3, 1])), arrays["text"][[3, 1]], rtol=1e-6)
+    np.testing.assert_allclose(
+        store.rows("text", np.array([3, 1])), arrays["text"][[3, 1]], rtol=1e-6
+    )
     assert store.dim == 4 and store.attrs["dataset"] == "x" and store.attrs["complete"] is True
     np.testing.assert_array_equal(store.split_rows("image", "eval"), [0, 5])
     np.testing.assert_array_equal(store.split_pairs("eval"), [[0, 0], [5, 5]])

@@ -6,8 +6,17 @@ from vlmsae.datasets.synthetic import SyntheticParams, generate
 
 @pytest.fixture(scope="module", params=[1.0, 0.5], ids=["iso", "aniso"])
 def generated(request):
-    params = SyntheticParams(d=48, n_bimodal=40, n_unimodal=20, L=8, n_active_bimodal=4,
-                             tau1=request.param, tau2=0.3, n_pairs=3000, seed=3)
+    params = SyntheticParams(
+        d=48,
+        n_bimodal=40,
+        n_unimodal=20,
+        L=8,
+        n_active_bimodal=4,
+        tau1=request.param,
+        tau2=0.3,
+        n_pairs=3000,
+        seed=3,
+    )
     return params, generate(params)
 
 
@@ -46,9 +55,11 @@ def test_bimodal_instantiations_have_cosine_tau1(generated):
         assert np.all(truth.atom_kind[shared] == "bimodal")
     else:
         assert len(bimodal) == 2 * params.n_bimodal
-        image_rows, text_rows = rows[: params.n_bimodal], rows[params.n_bimodal:]
-        np.testing.assert_array_equal(truth.atom_concept[bimodal][: params.n_bimodal],
-                                      truth.atom_concept[bimodal][params.n_bimodal:])
+        image_rows, text_rows = rows[: params.n_bimodal], rows[params.n_bimodal :]
+        np.testing.assert_array_equal(
+            truth.atom_concept[bimodal][: params.n_bimodal],
+            truth.atom_concept[bimodal][params.n_bimodal :],
+        )
         np.testing.assert_allclose(np.sum(image_rows * text_rows, axis=1), params.tau1, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(truth.dictionary, axis=1), 1.0, atol=1e-5)
 
@@ -58,7 +69,9 @@ def test_mean_paired_cosine_is_tau2(generated):
     cosines = np.sum(data["image"] * data["text"], axis=1)
     assert abs(cosines.mean() - params.tau2) < 1e-4
     # Pairs are more alike than non-pairs: the shared atoms carry the signal.
-    assert cosines.mean() > np.mean(np.sum(data["image"] * np.roll(data["text"], 1, axis=0), axis=1))
+    assert cosines.mean() > np.mean(
+        np.sum(data["image"] * np.roll(data["text"], 1, axis=0), axis=1)
+    )
 
 
 def test_unimodal_atoms_appear_only_in_their_modality(generated):
@@ -77,8 +90,9 @@ def test_same_seed_same_data_other_seed_other_data():
 
 
 def test_unreachable_tau2_is_refused():
-    params = SyntheticParams(d=16, n_bimodal=8, n_unimodal=8, L=4, n_active_bimodal=2,
-                             tau1=0.2, tau2=0.9, n_pairs=200)
+    params = SyntheticParams(
+        d=16, n_bimodal=8, n_unimodal=8, L=4, n_active_bimodal=2, tau1=0.2, tau2=0.9, n_pairs=200
+    )
     with pytest.raises(ValueError, match="tau2=0.9 is out of reach"):
         generate(params)
 

@@ -19,8 +19,9 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 
 @pytest.mark.parametrize("variant_type", ["topk", "batchtopk"])
 def test_training_writes_a_loadable_run_and_learns(tmp_path, tiny_store, variant_type):
-    train(tiny_store, {**VARIANT, "type": variant_type}, SETTINGS, "1-1", 0, tmp_path,
-          progress=False)
+    train(
+        tiny_store, {**VARIANT, "type": variant_type}, SETTINGS, "1-1", 0, tmp_path, progress=False
+    )
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
     assert [int(r["step"]) for r in rows] == [50, 100, 150]
     assert float(rows[-1]["r2"]) > float(rows[0]["r2"])

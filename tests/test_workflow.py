@@ -17,8 +17,16 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", *args]
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     if config is not None:
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -43,13 +51,24 @@ def test_end_to_end_outputs(finished):
     summary = pd.read_csv(finished / "results/tables/summary.csv")
     assert len(summary) == 4
     assert set(summary["variant"]) == {"topk", "batchtopk"}
-    for column in ("r2", "r2_image", "r2_text", "l0", "dead_atoms_image", "dead_atoms_text",
-                   "energy_top5_share", "modality_atoms_bimodal", "modality_energy_share_image_sq"):
+    for column in (
+        "r2",
+        "r2_image",
+        "r2_text",
+        "l0",
+        "dead_atoms_image",
+        "dead_atoms_text",
+        "energy_top5_share",
+        "modality_atoms_bimodal",
+        "modality_energy_share_image_sq",
+    ):
         assert summary[column].notna().all(), column
     run = finished / "results/sae/tiny/generator/topk/5-1/seed0"
     for name in ("sae.safetensors", "config.json", "train_log.csv"):
         assert (run / name).stat().st_size > 0
-    atoms = pd.read_parquet(finished / "results/metrics/tiny/generator/topk/5-1/seed0/atoms.parquet")
+    atoms = pd.read_parquet(
+        finished / "results/metrics/tiny/generator/topk/5-1/seed0/atoms.parquet"
+    )
     assert len(atoms) == 32
     for figure in ("r2_vs_l0.png", "modality_scores/tiny/generator.png"):
         assert (finished / "results/figures" / figure).read_bytes()[:4] == b"\x89PNG"
@@ -68,14 +87,28 @@ def test_changing_one_variant_reruns_only_its_descendants(finished):
     jobs = dry_run_jobs(snakemake(finished, "-n", config=changed))
     rules = sorted(rule for rule, _ in jobs)
     assert rules == ["figure_modality_scores", "metrics", "metrics", "train", "train"]
-    assert all("variant=topk" in wildcards for rule, wildcards in jobs if rule in ("train", "metrics"))
+    assert all(
+        "variant=topk" in wildcards for rule, wildcards in jobs if rule in ("train", "metrics")
+    )
 
 
 def test_slurm_profile_builds_the_default_dag(tmp_path):
     result = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
-         "--profile", str(REPO / "profiles/slurm"), "--jobs", "4"],
-        capture_output=True, text=True, timeout=300,
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--jobs",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^train\s+16$", result.stdout, re.M)
@@ -87,9 +120,12 @@ def test_slurm_profile_builds_the_default_dag(tmp_path):
         (lambda c: c.update(unknown_key=1), "config key '<top level>': unknown key"),
         (lambda c: c["variants"]["topk"].update(k=-1), "config key 'variants.topk.k'"),
         (lambda c: c["variants"]["topk"].update(type="nope"), "unknown variant 'nope'"),
-        (lambda c: c["datasets"].update(real={"source": "precomputed",
-                                              "precomputed": {"path": "missing.npy"}}),
-         "config key 'datasets.real.precomputed.path': file not found"),
+        (
+            lambda c: c["datasets"].update(
+                real={"source": "precomputed", "precomputed": {"path": "missing.npy"}}
+            ),
+            "config key 'datasets.real.precomputed.path': file not found",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, edit, expected):
@@ -109,6 +145,9 @@ def test_failed_job_leaves_no_partial_output(tmp_path):
     result = snakemake(tmp_path, "results/embeddings/tiny/generator.zarr", config=config)
     assert result.returncode != 0
     assert "tau2=0.95 is out of reach" in (tmp_path / "logs/embed/tiny/generator.log").read_text()
-    leftovers = list((tmp_path / "results/embeddings/tiny").glob("*")) if (
-        tmp_path / "results/embeddings/tiny").exists() else []
+    leftovers = (
+        list((tmp_path / "results/embeddings/tiny").glob("*"))
+        if (tmp_path / "results/embeddings/tiny").exists()
+        else []
+    )
     assert leftovers == []

@@ -37,8 +37,13 @@ class Run:
         return f"{self.dataset}/{self.model}/{self.variant}/{self.mixture}/seed{self.seed}"
 
     def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "model": self.model, "variant": self.variant,
-                "mixture": self.mixture, "seed": self.seed}
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "variant": self.variant,
+            "mixture": self.mixture,
+            "seed": self.seed,
+        }
 
 
 def _schema_error(error: Exception) -> ConfigError:
@@ -50,8 +55,11 @@ def _schema_error(error: Exception) -> ConfigError:
     if cause.validator == "additionalProperties":
         allowed = sorted(cause.schema.get("properties", {}))
         fix = f"remove it or use one of: {', '.join(allowed)}"
-        return ConfigError(key, cause.message.replace("Additional properties are not allowed ",
-                                                      "unknown key "), fix)
+        return ConfigError(
+            key,
+            cause.message.replace("Additional properties are not allowed ", "unknown key "),
+            fix,
+        )
     fix = "see the description of this key in schemas/config.schema.yaml"
     return ConfigError(key, cause.message, fix)
 
@@ -72,11 +80,17 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
         _check_dataset(name, spec, Path(base_dir))
     for name, variant in config["variants"].items():
         if variant["type"] not in sae.available():
-            raise ConfigError(f"variants.{name}.type", f"unknown variant '{variant['type']}'",
-                              f"use one of: {', '.join(sae.available())}")
+            raise ConfigError(
+                f"variants.{name}.type",
+                f"unknown variant '{variant['type']}'",
+                f"use one of: {', '.join(sae.available())}",
+            )
         if variant["k"] > variant["n_atoms"]:
-            raise ConfigError(f"variants.{name}.k", f"k={variant['k']} exceeds n_atoms="
-                              f"{variant['n_atoms']}", "lower k or raise n_atoms")
+            raise ConfigError(
+                f"variants.{name}.k",
+                f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
+                "lower k or raise n_atoms",
+            )
     for mixture in config["mixtures"]:
         try:
             parse_mixture(mixture)
@@ -88,11 +102,17 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
 def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
     key = f"datasets.{name}"
     if spec["source"] not in datasets.available():
-        raise ConfigError(f"{key}.source", f"unknown source '{spec['source']}'",
-                          f"use one of: {', '.join(datasets.available())}")
+        raise ConfigError(
+            f"{key}.source",
+            f"unknown source '{spec['source']}'",
+            f"use one of: {', '.join(datasets.available())}",
+        )
     if spec["source"] not in spec:
-        raise ConfigError(key, f"source '{spec['source']}' needs a '{spec['source']}' section",
-                          f"add {key}.{spec['source']} (see config.yaml for an example)")
+        raise ConfigError(
+            key,
+            f"source '{spec['source']}' needs a '{spec['source']}' section",
+            f"add {key}.{spec['source']} (see config.yaml for an example)",
+        )
     if spec["source"] == "synthetic":
         try:
             SyntheticParams(**spec["synthetic"]).check()
@@ -103,14 +123,20 @@ def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
         path_keys = ["path"] if "path" in section else ["image_path", "text_path"]
         for path_key in path_keys:
             if path_key not in section:
-                raise ConfigError(f"{key}.precomputed", "needs 'path' or both 'image_path' and "
-                                  "'text_path'", "name the .npy/.npz file(s) of paired embeddings")
+                raise ConfigError(
+                    f"{key}.precomputed",
+                    "needs 'path' or both 'image_path' and 'text_path'",
+                    "name the .npy/.npz file(s) of paired embeddings",
+                )
             path = Path(section[path_key])
             if not path.is_absolute():
                 path = base_dir / path
             if not path.exists():
-                raise ConfigError(f"{key}.precomputed.{path_key}", f"file not found: {path}",
-                                  "correct the path (relative paths start at the working directory)")
+                raise ConfigError(
+                    f"{key}.precomputed.{path_key}",
+                    f"file not found: {path}",
+                    "correct the path (relative paths start at the working directory)",
+                )
             section[path_key] = str(path)
 
 

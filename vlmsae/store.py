@@ -30,7 +30,7 @@ ROW_CHUNK = 8192
 
 @dataclass(frozen=True)
 class SparseCodes:
-    """Row-sparse codes with a fixed number of non-zeros per row: x_n = Σ_j values[n,j]·D[indices[n,j]]."""
+    """Row-sparse codes, L non-zeros per row: x_n = Σ_j values[n, j] · D[indices[n, j]]."""
 
     indices: np.ndarray  # [N, L] int32
     values: np.ndarray  # [N, L] float32

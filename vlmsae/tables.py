@@ -22,6 +22,8 @@ def summary_table(runs: Iterable[dict], summary_paths: Iterable[str | Path]) -> 
 
 def atoms_table(runs: Iterable[dict], atoms_paths: Iterable[str | Path]) -> pd.DataFrame:
     """Per-atom rows of several runs stacked, each prefixed by its run's keys."""
-    frames = [pd.read_parquet(path).assign(**{key: run[key] for key in RUN_KEYS})
-              for run, path in zip(runs, atoms_paths, strict=True)]
+    frames = [
+        pd.read_parquet(path).assign(**{key: run[key] for key in RUN_KEYS})
+        for run, path in zip(runs, atoms_paths, strict=True)
+    ]
     return pd.concat(frames, ignore_index=True)

@@ -2,5 +2,9 @@ from vlmsae.datasets import build_store
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    build_store(snakemake.wildcards.dataset, snakemake.wildcards.model, snakemake.params.spec,
-                snakemake.output[0])
+    build_store(
+        snakemake.wildcards.dataset,
+        snakemake.wildcards.model,
+        snakemake.params.spec,
+        snakemake.output[0],
+    )

@@ -8,7 +8,8 @@ from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     model = sae.load(Path(snakemake.input.weights).parent)
-    atoms, summary = evaluate(model, EmbeddingStore(snakemake.input.store),
-                              EvalSettings(**snakemake.params.evaluation))
+    atoms, summary = evaluate(
+        model, EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation)
+    )
     atoms.to_parquet(snakemake.output.atoms, index=False)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2))

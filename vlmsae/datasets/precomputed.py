@@ -24,8 +24,11 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as error:
-        raise InputFileError(str(path), f"not a readable .npy/.npz file ({error})",
-                             "write it with numpy.save/numpy.savez") from error
+        raise InputFileError(
+            str(path),
+            f"not a readable .npy/.npz file ({error})",
+            "write it with numpy.save/numpy.savez",
+        ) from error
 
 
 def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, str]:
@@ -37,23 +40,32 @@ def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, str]:
             keys = (spec.get("image_key", "image"), spec.get("text_key", "text"))
             missing = [k for k in keys if k not in loaded.files]
             if missing:
-                raise InputFileError(str(path), f"arrays {missing} not found (has {loaded.files})",
-                                     "set precomputed.image_key / text_key in the config")
+                raise InputFileError(
+                    str(path),
+                    f"arrays {missing} not found (has {loaded.files})",
+                    "set precomputed.image_key / text_key in the config",
+                )
             image, text = loaded[keys[0]], loaded[keys[1]]
         elif loaded.ndim == 3 and loaded.shape[0] == 2:
             image, text = loaded[0], loaded[1]
         else:
-            raise InputFileError(str(path), f"expected shape [2, N, d], got {list(loaded.shape)}",
-                                 "stack image and text rows, or give image_path and text_path")
+            raise InputFileError(
+                str(path),
+                f"expected shape [2, N, d], got {list(loaded.shape)}",
+                "stack image and text rows, or give image_path and text_path",
+            )
         source = str(path)
     else:
         image_path, text_path = Path(spec["image_path"]), Path(spec["text_path"])
         image, text = _load_npy(image_path), _load_npy(text_path)
         source = f"{image_path} + {text_path}"
     if image.ndim != 2 or image.shape != text.shape:
-        raise InputFileError(source, f"image {list(image.shape)} and text {list(text.shape)} rows "
-                             "must be paired one to one with the same dimension",
-                             "give [N, d] arrays with row i of each forming a pair")
+        raise InputFileError(
+            source,
+            f"image {list(image.shape)} and text {list(text.shape)} rows "
+            "must be paired one to one with the same dimension",
+            "give [N, d] arrays with row i of each forming a pair",
+        )
     return image.astype(np.float32), text.astype(np.float32), source
 
 

@@ -65,8 +65,14 @@ def _with_cosine(rng: np.random.Generator, base: np.ndarray, cosine: float) -> n
     return cosine * base + np.sqrt(max(0.0, 1.0 - cosine**2)) * noise
 
 
-def _draw_support(rng: np.random.Generator, n_rows: int, n_atoms: int, n_draw: int,
-                  exponent: float, chunk: int = 4096) -> np.ndarray:
+def _draw_support(
+    rng: np.random.Generator,
+    n_rows: int,
+    n_atoms: int,
+    n_draw: int,
+    exponent: float,
+    chunk: int = 4096,
+) -> np.ndarray:
     """[n_rows, n_draw] atom indices drawn without replacement (Gumbel top-k on log-probabilities).
 
     Rows are drawn in chunks so memory stays O(chunk · n_atoms).
@@ -77,7 +83,7 @@ def _draw_support(rng: np.random.Generator, n_rows: int, n_atoms: int, n_draw: i
     out = np.empty((n_rows, n_draw), dtype=np.int64)
     for start in range(0, n_rows, chunk):
         keys = log_p + rng.gumbel(size=(min(chunk, n_rows - start), n_atoms))
-        out[start:start + chunk] = np.argpartition(-keys, n_draw - 1, axis=1)[:, :n_draw]
+        out[start : start + chunk] = np.argpartition(-keys, n_draw - 1, axis=1)[:, :n_draw]
     return out
 
 
@@ -111,53 +117,80 @@ def generate(params: SyntheticParams) -> dict:
     bimodal_image = _unit_rows(rng, p.n_bimodal, p.d)
     iso_energy = np.isclose(p.tau1, 1.0)
     bimodal_text = bimodal_image if iso_energy else _with_cosine(rng, bimodal_image, p.tau1)
-    unimodal = {"image": _unit_rows(rng, p.n_unimodal, p.d), "text": _unit_rows(rng, p.n_unimodal, p.d)}
+    unimodal = {
+        "image": _unit_rows(rng, p.n_unimodal, p.d),
+        "text": _unit_rows(rng, p.n_unimodal, p.d),
+    }
 
     n_uni = p.L - p.n_active_bimodal
-    shared_idx = _draw_support(rng, p.n_pairs, p.n_bimodal, p.n_active_bimodal, p.frequency_exponent)
+    shared_idx = _draw_support(
+        rng, p.n_pairs, p.n_bimodal, p.n_active_bimodal, p.frequency_exponent
+    )
     shared_w = rng.uniform(*WEIGHT_RANGE, size=shared_idx.shape)
-    uni_idx = {m: _draw_support(rng, p.n_pairs, p.n_unimodal, n_uni, p.frequency_exponent)
-               for m in ("image", "text")}
+    uni_idx = {
+        m: _draw_support(rng, p.n_pairs, p.n_unimodal, n_uni, p.frequency_exponent)
+        for m in ("image", "text")
+    }
     uni_w = {m: rng.uniform(*WEIGHT_RANGE, size=uni_idx[m].shape) for m in ("image", "text")}
 
-    b = {"image": _render(bimodal_image, shared_idx, shared_w),
-         "text": _render(bimodal_text, shared_idx, shared_w)}
+    b = {
+        "image": _render(bimodal_image, shared_idx, shared_w),
+        "text": _render(bimodal_text, shared_idx, shared_w),
+    }
     u = {m: _render(unimodal[m], uni_idx[m], uni_w[m]) for m in ("image", "text")}
 
     def inner(a: np.ndarray, c: np.ndarray) -> np.ndarray:
         return np.sum(a * c, axis=1)
 
     parts = {
-        "bI.bT": inner(b["image"], b["text"]), "bI.uT": inner(b["image"], u["text"]),
-        "uI.bT": inner(u["image"], b["text"]), "uI.uT": inner(u["image"], u["text"]),
-        "bI.bI": inner(b["image"], b["image"]), "bI.uI": inner(b["image"], u["image"]),
-        "uI.uI": inner(u["image"], u["image"]), "bT.bT": inner(b["text"], b["text"]),
-        "bT.uT": inner(b["text"], u["text"]), "uT.uT": inner(u["text"], u["text"]),
+        "bI.bT": inner(b["image"], b["text"]),
+        "bI.uT": inner(b["image"], u["text"]),
+        "uI.bT": inner(u["image"], b["text"]),
+        "uI.uT": inner(u["image"], u["text"]),
+        "bI.bI": inner(b["image"], b["image"]),
+        "bI.uI": inner(b["image"], u["image"]),
+        "uI.uI": inner(u["image"], u["image"]),
+        "bT.bT": inner(b["text"], b["text"]),
+        "bT.uT": inner(b["text"], u["text"]),
+        "uT.uT": inner(u["text"], u["text"]),
     }
     unimodal_scale = _solve_unimodal_scale(parts, p)
 
     # True dictionary rows: bimodal image instantiations, bimodal text instantiations (only when
     # they differ, τ1 < 1), image-only atoms, text-only atoms.
     n_b = p.n_bimodal
-    blocks = [bimodal_image] + ([] if iso_energy else [bimodal_text]) + [unimodal["image"], unimodal["text"]]
+    blocks = (
+        [bimodal_image]
+        + ([] if iso_energy else [bimodal_text])
+        + [unimodal["image"], unimodal["text"]]
+    )
     dictionary = np.concatenate(blocks).astype(np.float32)
     text_bimodal_offset = 0 if iso_energy else n_b
     image_offset = n_b + (0 if iso_energy else n_b)
     text_offset = image_offset + p.n_unimodal
-    atom_kind = np.array(["bimodal"] * (image_offset) + ["image"] * p.n_unimodal + ["text"] * p.n_unimodal)
-    atom_concept = np.concatenate([
-        np.arange(n_b), *([] if iso_energy else [np.arange(n_b)]),
-        n_b + np.arange(p.n_unimodal), n_b + p.n_unimodal + np.arange(p.n_unimodal),
-    ])
+    atom_kind = np.array(
+        ["bimodal"] * (image_offset) + ["image"] * p.n_unimodal + ["text"] * p.n_unimodal
+    )
+    atom_concept = np.concatenate(
+        [
+            np.arange(n_b),
+            *([] if iso_energy else [np.arange(n_b)]),
+            n_b + np.arange(p.n_unimodal),
+            n_b + p.n_unimodal + np.arange(p.n_unimodal),
+        ]
+    )
 
     embeddings, codes = {}, {}
     for modality, bimodal_offset, uni_offset in (
-        ("image", 0, image_offset), ("text", text_bimodal_offset, text_offset)
+        ("image", 0, image_offset),
+        ("text", text_bimodal_offset, text_offset),
     ):
         raw = b[modality] + unimodal_scale * u[modality]
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         embeddings[modality] = (raw / norms).astype(np.float32)
-        indices = np.concatenate([shared_idx + bimodal_offset, uni_idx[modality] + uni_offset], axis=1)
+        indices = np.concatenate(
+            [shared_idx + bimodal_offset, uni_idx[modality] + uni_offset], axis=1
+        )
         values = np.concatenate([shared_w, unimodal_scale * uni_w[modality]], axis=1) / norms
         codes[modality] = SparseCodes(indices.astype(np.int32), values.astype(np.float32))
 

@@ -22,19 +22,36 @@ def plot_modality_histograms(atoms: pd.DataFrame, path: str | Path, title: str) 
     """
     live = atoms.dropna(subset=["modality_score"])
     variants, mixtures = sorted(live["variant"].unique()), sorted(live["mixture"].unique())
-    figure, axes = plt.subplots(len(variants), len(mixtures), squeeze=False, sharex=True,
-                                figsize=(3.2 * len(mixtures), 2.4 * len(variants)),
-                                layout="constrained")
+    figure, axes = plt.subplots(
+        len(variants),
+        len(mixtures),
+        squeeze=False,
+        sharex=True,
+        figsize=(3.2 * len(mixtures), 2.4 * len(variants)),
+        layout="constrained",
+    )
     for row, variant in enumerate(variants):
         for column, mixture in enumerate(mixtures):
             axis = axes[row][column]
             panel = live[(live["variant"] == variant) & (live["mixture"] == mixture)]
             if len(panel):
                 score, weight = panel["modality_score"], panel["energy"]
-                axis.hist(score, bins=BINS, weights=np.full(len(score), 1 / len(score)),
-                          alpha=0.5, label="atoms")
-                axis.hist(score, bins=BINS, weights=weight / weight.sum(), histtype="step",
-                          linewidth=1.5, color="black", label="energy-weighted")
+                axis.hist(
+                    score,
+                    bins=BINS,
+                    weights=np.full(len(score), 1 / len(score)),
+                    alpha=0.5,
+                    label="atoms",
+                )
+                axis.hist(
+                    score,
+                    bins=BINS,
+                    weights=weight / weight.sum(),
+                    histtype="step",
+                    linewidth=1.5,
+                    color="black",
+                    label="energy-weighted",
+                )
             axis.set_title(f"{variant}, image:text {mixture.replace('-', ':')}", fontsize=9)
             if column == 0:
                 axis.set_ylabel("share")

@@ -21,9 +21,14 @@ def plot_r2_vs_l0(summary: pd.DataFrame, path: str | Path) -> None:
     for store_index, (dataset, model) in enumerate(stores):
         rows = summary[(summary["dataset"] == dataset) & (summary["model"] == model)]
         for variant, group in rows.groupby("variant"):
-            axis.scatter(group["l0"], group["r2"], color=colours[variant],
-                         marker=MARKERS[store_index % len(MARKERS)], alpha=0.8,
-                         label=f"{variant} · {dataset}/{model}")
+            axis.scatter(
+                group["l0"],
+                group["r2"],
+                color=colours[variant],
+                marker=MARKERS[store_index % len(MARKERS)],
+                alpha=0.8,
+                label=f"{variant} · {dataset}/{model}",
+            )
     axis.set_xlabel("L0 (mean active atoms per embedding)")
     axis.set_ylabel("R² (pooled image + text)")
     axis.set_title("Reconstruction against sparsity, every run")

@@ -1,1 +1,1 @@
-"""Metrics of DESIGN §5: one module per quantity, each on plain arrays, plus `evaluate` to run them."""
+"""Metrics of DESIGN §5: one module per quantity on plain arrays; `evaluate` runs them all."""

@@ -13,7 +13,9 @@ def energy(codes: np.ndarray, moment: int = 1) -> np.ndarray:
     """
     if moment not in (1, 2):
         raise ValueError(f"energy moment must be 1 or 2, got {moment}")
-    magnitude = np.abs(codes, dtype=np.float64) if moment == 1 else np.square(codes, dtype=np.float64)
+    magnitude = (
+        np.abs(codes, dtype=np.float64) if moment == 1 else np.square(codes, dtype=np.float64)
+    )
     return magnitude.mean(axis=0)
 
 

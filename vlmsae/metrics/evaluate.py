@@ -40,13 +40,15 @@ def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode(model: SparseAutoencoder, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [N, p], reconstruction [N, d]) in float32, computed in batches on the model's device."""
+def encode(
+    model: SparseAutoencoder, x: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes [N, p], reconstruction [N, d]) in float32, batched on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     codes, recon = [], []
     for start in range(0, len(x), batch_size):
-        batch = torch.from_numpy(x[start:start + batch_size]).to(device)
+        batch = torch.from_numpy(x[start : start + batch_size]).to(device)
         z, x_hat = model(batch)
         codes.append(z.float().cpu().numpy())
         recon.append(x_hat.float().cpu().numpy())
@@ -55,7 +57,10 @@ def encode(model: SparseAutoencoder, x: np.ndarray, batch_size: int) -> tuple[np
 
 def _modality_columns(e_image: np.ndarray, e_text: np.ndarray, epsilon: float, suffix: str) -> dict:
     score = modality.modality_score(e_image, e_text)
-    return {f"modality_score{suffix}": score, f"atom_kind{suffix}": modality.atom_kind(score, epsilon)}
+    return {
+        f"modality_score{suffix}": score,
+        f"atom_kind{suffix}": modality.atom_kind(score, epsilon),
+    }
 
 
 def _kind_summary(atoms: pd.DataFrame, suffix: str) -> dict:
@@ -66,7 +71,9 @@ def _kind_summary(atoms: pd.DataFrame, suffix: str) -> dict:
     live = kinds != modality.DEAD
     summary = {f"modality_atoms_{kind}{suffix}": int((kinds == kind).sum()) for kind in KINDS}
     for kind in KINDS[:3]:
-        summary[f"modality_energy_share_{kind}{suffix}"] = float(atom_energy[kinds == kind].sum() / total)
+        summary[f"modality_energy_share_{kind}{suffix}"] = float(
+            atom_energy[kinds == kind].sum() / total
+        )
     score = atoms[f"modality_score{suffix}"][live]
     summary[f"modality_score_mean{suffix}"] = float(score.mean())
     summary[f"modality_score_energy_weighted_mean{suffix}"] = float(
@@ -75,8 +82,9 @@ def _kind_summary(atoms: pd.DataFrame, suffix: str) -> dict:
     return summary
 
 
-def evaluate(model: SparseAutoencoder, store: EmbeddingStore,
-             settings: EvalSettings) -> tuple[pd.DataFrame, dict]:
+def evaluate(
+    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
+) -> tuple[pd.DataFrame, dict]:
     """(atoms table [p rows], summary dict) for `model` on the store's eval split."""
     pairs = eval_pairs(store, settings.max_pairs, settings.seed)
     x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
@@ -96,8 +104,10 @@ def evaluate(model: SparseAutoencoder, store: EmbeddingStore,
             atoms[f"energy{suffix}_{m}"] = energy.energy(codes[m], moment)
         atoms[f"energy{suffix}"] = energy.energy(codes_all, moment)
         for column, values in _modality_columns(
-            atoms[f"energy{suffix}_image"].to_numpy(), atoms[f"energy{suffix}_text"].to_numpy(),
-            settings.modality_epsilon, suffix,
+            atoms[f"energy{suffix}_image"].to_numpy(),
+            atoms[f"energy{suffix}_text"].to_numpy(),
+            settings.modality_epsilon,
+            suffix,
         ).items():
             atoms[column] = values
 

@@ -30,7 +30,9 @@ def save(model: SparseAutoencoder, directory: str | Path, extra: dict | None = N
     """Write sae.safetensors (weights and buffers) and config.json (how to rebuild it)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
     save_file(state, directory / WEIGHTS_FILE)
     config = {"sae": model.config(), **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))

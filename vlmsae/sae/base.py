@@ -1,4 +1,4 @@
-"""The shared shape of every SAE variant: x̂ = z·D + b_dec with z = activate((x − b_dec)·W_enc + b_enc).
+"""What every SAE variant shares: x̂ = z·D + b_dec, z = activate((x − b_dec)·W_enc + b_enc).
 
 Shapes: x [B, d], codes z [B, p], W_enc [d, p], W_dec [p, d] (rows are atoms, kept unit-norm).
 A variant overrides `activate` (and `extra_losses` when it has a sparsity penalty).

@@ -38,15 +38,16 @@ class EpochSampler:
         while count > 0:
             if self.position == self.n_rows:
                 self.order, self.position = self.rng.permutation(self.n_rows), 0
-            chunk = self.order[self.position:self.position + count]
+            chunk = self.order[self.position : self.position + count]
             self.position += len(chunk)
             count -= len(chunk)
             taken.append(chunk)
         return np.concatenate(taken)
 
 
-def mixture_batches(n_image: int, n_text: int, mixture: str, batch_size: int,
-                    seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def mixture_batches(
+    n_image: int, n_text: int, mixture: str, batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless (image row indices, text row indices) batches in the mixture's ratio."""
     rng = np.random.default_rng(seed)
     images, texts = EpochSampler(n_image, rng), EpochSampler(n_text, rng)

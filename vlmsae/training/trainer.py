@@ -74,18 +74,24 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     device = resolve_device(settings.device)
-    data = {m: torch.from_numpy(store.rows(m, store.split_rows(m, "train"))) for m in ("image", "text")}
+    data = {
+        m: torch.from_numpy(store.rows(m, store.split_rows(m, "train"))) for m in ("image", "text")
+    }
     hyper = {key: value for key, value in variant.items() if key not in ("type", "n_atoms")}
     model = sae_registry.build(variant["type"], d=store.dim, n_atoms=variant["n_atoms"], **hyper)
 
-    batches = mixture_batches(len(data["image"]), len(data["text"]), mixture, settings.batch_size, seed)
+    batches = mixture_batches(
+        len(data["image"]), len(data["text"]), mixture, settings.batch_size, seed
+    )
     with torch.no_grad():
         # b_dec starts at the mean of the training distribution, estimated on a few batches.
         sample = torch.cat([_batch(data, next(batches)) for _ in range(8)])
         model.b_dec.copy_(sample.mean(dim=0))
     model.to(device).train()
 
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: lr_factor(step, settings.warmup_steps, settings.steps)
     )
@@ -93,8 +99,12 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     rows, start = [], time.perf_counter()
     window = {"loss": 0.0, "mse": 0.0, "r2": 0.0, "l0": 0.0, "n": 0}
-    bar = tqdm(range(settings.steps), desc=f"train {variant['type']}", disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(
+        range(settings.steps),
+        desc=f"train {variant['type']}",
+        disable=not progress,
+        mininterval=1.0,
+    )
     for step in bar:
         x = _batch(data, next(batches)).to(device, non_blocking=True)
         with autocast:
@@ -111,7 +121,7 @@ def train(
         model.normalise_decoder()
 
         with torch.no_grad():
-            active = (codes != 0)
+            active = codes != 0
             steps_since_active = torch.where(active.any(dim=0), 0, steps_since_active + 1)
             variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
             window["loss"] += loss.item()
@@ -130,8 +140,12 @@ def train(
                 seconds=round(time.perf_counter() - start, 3),
             )
             rows.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", r2=f"{row['r2']:.3f}", l0=f"{row['l0']:.1f}",
-                            dead=row["dead"])
+            bar.set_postfix(
+                loss=f"{row['loss']:.4f}",
+                r2=f"{row['r2']:.3f}",
+                l0=f"{row['l0']:.1f}",
+                dead=row["dead"],
+            )
             window = {"loss": 0.0, "mse": 0.0, "r2": 0.0, "l0": 0.0, "n": 0}
 
     model.eval()
@@ -141,12 +155,20 @@ def train(
         out_dir,
         extra={
             "training": {**settings.__dict__, "mixture": mixture, "seed": seed},
-            "store": {"path": str(store.path), "dataset": store.attrs.get("dataset"),
-                      "model": store.attrs.get("model")},
+            "store": {
+                "path": str(store.path),
+                "dataset": store.attrs.get("dataset"),
+                "model": store.attrs.get("model"),
+            },
         },
     )
-    log.info("trained %s in %.1f s: final r2 %.4f, l0 %.2f", variant["type"],
-             time.perf_counter() - start, rows[-1]["r2"], rows[-1]["l0"])
+    log.info(
+        "trained %s in %.1f s: final r2 %.4f, l0 %.2f",
+        variant["type"],
+        time.perf_counter() - start,
+        rows[-1]["r2"],
+        rows[-1]["l0"],
+    )
     return model
 
 
