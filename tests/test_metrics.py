@@ -119,7 +119,7 @@ def test_permuting_atoms_permutes_rows_and_keeps_the_summary(tiny_store):
     permutation = torch.randperm(16)
     permuted = sae.build("topk", d=tiny_store.dim, n_atoms=16, k=3).eval()
     with torch.no_grad():
-        permuted.W_enc.copy_(model.W_enc[:, permutation])
+        permuted.W_enc.copy_(model.W_enc[permutation])
         permuted.b_enc.copy_(model.b_enc[permutation])
         permuted.W_dec.copy_(model.W_dec[permutation])
         permuted.b_dec.copy_(model.b_dec)

@@ -41,16 +41,16 @@ def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def encode(
-    model: SparseAutoencoder, x: np.ndarray, batch_size: int
+    model: SparseAutoencoder, x: np.ndarray, batch_size: int, modality: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [N, p], reconstruction [N, d]) in float32, batched on the model's device."""
+    """(codes [N, p], reconstruction [N, d]) in float32 for rows of one modality (0 image, 1 text)."""
     model.eval()
     device = next(model.parameters()).device
     codes, recon = [], []
     for start in range(0, len(x), batch_size):
         batch = torch.from_numpy(x[start : start + batch_size]).to(device)
-        z, x_hat = model(batch)
-        codes.append(z.float().cpu().numpy())
+        z, x_hat = model(batch, modality)
+        codes.append(z.dense().float().cpu().numpy())
         recon.append(x_hat.float().cpu().numpy())
     return np.concatenate(codes), np.concatenate(recon)
 
@@ -89,8 +89,8 @@ def evaluate(
     pairs = eval_pairs(store, settings.max_pairs, settings.seed)
     x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
     codes, recon = {}, {}
-    for m in x:
-        codes[m], recon[m] = encode(model, x[m], settings.batch_size)
+    for modality_index, m in enumerate(x):
+        codes[m], recon[m] = encode(model, x[m], settings.batch_size, modality_index)
     x_all = np.concatenate([x["image"], x["text"]])
     recon_all = np.concatenate([recon["image"], recon["text"]])
     codes_all = np.concatenate([codes["image"], codes["text"]])

@@ -8,19 +8,25 @@ from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.registry import register
 
 
-def topk_per_row(pre: torch.Tensor, k: int) -> torch.Tensor:
-    """[B, p] → [B, p] with all but the k largest entries of each row zeroed, then ReLU."""
-    values, indices = pre.topk(k, dim=1)
-    return torch.zeros_like(pre).scatter(1, indices, values.relu())
+def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the k largest entries of each row of pre [B, p] that are positive."""
+    values, cols = pre.topk(k, dim=1, sorted=False)
+    rows = torch.arange(len(pre), device=pre.device).unsqueeze(1).expand_as(cols)
+    positive = values > 0
+    return rows[positive], cols[positive]
 
 
 @register
 class TopK(SparseAutoencoder):
     variant = "topk"
 
-    def __init__(self, d: int, n_atoms: int, k: int):
-        super().__init__(d, n_atoms, k=k)
+    def __init__(self, d: int, n_atoms: int, k: int, **common):
+        super().__init__(d, n_atoms, k=k, **common)
         self.k = k
 
-    def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        return topk_per_row(pre, self.k)
+    def select(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return topk_coordinates(pre, self.k)
+
+    def reference_activate(self, pre: torch.Tensor) -> torch.Tensor:
+        values, cols = pre.topk(self.k, dim=1)
+        return torch.zeros_like(pre).scatter(1, cols, values.relu())

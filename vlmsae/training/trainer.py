@@ -109,10 +109,9 @@ def train(
         x = _batch(data, next(batches)).to(device, non_blocking=True)
         with autocast:
             codes, reconstruction = model(x)
-            error = (reconstruction.float() - x).pow(2).sum(dim=1)
-            mse = error.mean()
-            extra = model.extra_losses(codes)
-            loss = mse + sum(extra.values())
+            terms = model.losses(x, codes, reconstruction)
+            mse = terms["mse"]
+            loss = sum(terms.values())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
@@ -121,7 +120,7 @@ def train(
         model.normalise_decoder()
 
         with torch.no_grad():
-            active = codes != 0
+            active = codes.active()
             steps_since_active = torch.where(active.any(dim=0), 0, steps_since_active + 1)
             variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
             window["loss"] += loss.item()

@@ -1,0 +1,51 @@
+"""Codes of a batch, kept sparse where the variant allows it.
+
+A TopK-style code has k non-zeros out of p atoms; holding it as coordinates (rows, cols, values)
+lets decoding touch only k decoder rows per sample and lets the encoder's gradient stay as sparse
+as the code. Variants whose codes are not sparse during training (ReLU early on, JumpReLU) hold a
+dense matrix instead. Either way `values` / `dense` carry the gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Codes:
+    shape: tuple[int, int]  # (B, p)
+    rows: torch.Tensor | None = None  # [nnz] long
+    cols: torch.Tensor | None = None  # [nnz] long
+    values: torch.Tensor | None = None  # [nnz]
+    dense_codes: torch.Tensor | None = None  # [B, p], for dense-path variants
+    pre: torch.Tensor | None = None  # [B, p] detached pre-activations (auxiliary loss)
+
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor, pre: torch.Tensor | None = None) -> Codes:
+        return cls(shape=tuple(dense.shape), dense_codes=dense, pre=pre)
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.dense_codes is None
+
+    def dense(self) -> torch.Tensor:
+        """[B, p] codes (differentiable); repeated coordinates are summed."""
+        if self.dense_codes is not None:
+            return self.dense_codes
+        out = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
+        return out.index_put((self.rows, self.cols), self.values, accumulate=True)
+
+    def restrict(self, keep_cols_below: int) -> Codes:
+        """The codes of atoms [0, keep_cols_below) only (Matryoshka prefixes)."""
+        if not self.is_sparse:
+            dense = self.dense_codes.clone()
+            dense[:, keep_cols_below:] = 0
+            return Codes.from_dense(dense)
+        keep = self.cols < keep_cols_below
+        return Codes(self.shape, self.rows[keep], self.cols[keep], self.values[keep])
+
+    def active(self) -> torch.Tensor:
+        """[B, p] bool: which codes are non-zero (no gradient)."""
+        return self.dense().detach() != 0
