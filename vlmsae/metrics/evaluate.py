@@ -43,7 +43,7 @@ def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
 def encode(
     model: SparseAutoencoder, x: np.ndarray, batch_size: int, modality: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [N, p], reconstruction [N, d]) in float32 for rows of one modality (0 image, 1 text)."""
+    """(codes [N, p], reconstruction [N, d]) in float32; modality 0 is image, 1 is text."""
     model.eval()
     device = next(model.parameters()).device
     codes, recon = [], []
