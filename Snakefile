@@ -18,6 +18,7 @@ if not workflow.config_settings.configfiles:
 
 include: "rules/common.smk"
 include: "rules/embed.smk"
+include: "rules/sweeps.smk"
 include: "rules/train.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"

@@ -3,6 +3,8 @@ import sys
 
 from vlmsae.config import check_config, runs
 from vlmsae.errors import VlmsaeError
+from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
+from vlmsae.sweeps import sweep_points, swept_parameters
 
 try:
     check_config(config, base_dir=os.getcwd())

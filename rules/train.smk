@@ -1,10 +1,17 @@
 # One SAE per (dataset, model, variant, mixture, seed). Only this run's variant settings are
-# params, so editing one variant re-runs that variant's descendants only.
+# params, so editing one variant re-runs that variant's descendants only. Values set to 'sweep'
+# come from the sweep's chosen-value file (rules/sweeps.smk).
 
 
 rule train:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
+        chosen=lambda wildcards: chosen_files(
+            wildcards.dataset,
+            wildcards.model,
+            wildcards.variant,
+            swept_parameters(config["variants"][wildcards.variant]),
+        ),
     output:
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         config=f"results/sae/{RUN_DIR}/config.json",

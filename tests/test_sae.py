@@ -6,9 +6,13 @@ from vlmsae import sae
 ENCODER_VARIANTS = [name for name in sae.available() if sae.VARIANTS[name].has_encoder]
 
 
+# Variants whose sparsity comes from a penalty, not from a budget of k codes.
+PENALISED = {"relu", "jumprelu"}
+
+
 def _hyper(variant: str) -> dict:
     """Small but valid hyper-parameters for any registered variant."""
-    return {"k": 3}
+    return {} if variant in PENALISED else {"k": 3}
 
 
 def _trained_like(variant: str, d=12, n_atoms=40, **extra):
@@ -21,7 +25,9 @@ def _trained_like(variant: str, d=12, n_atoms=40, **extra):
 
 
 def test_registry_lists_the_variants():
-    assert {"topk", "batchtopk"} <= set(sae.available())
+    assert {"topk", "batchtopk", "relu", "jumprelu", "matryoshka", "semi_nmf"} <= set(
+        sae.available()
+    )
 
 
 def test_unknown_variant_is_named():

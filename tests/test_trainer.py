@@ -1,13 +1,22 @@
 import csv
+import os
+import signal
 
 import pytest
 import torch
 
 from vlmsae import sae
-from vlmsae.training.trainer import TrainSettings, lr_factor, train
+from vlmsae.training import trainer as trainer_module
+from vlmsae.training.trainer import CHECKPOINT_FILE, TrainSettings, lr_factor, train
 
-SETTINGS = TrainSettings(steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50)
+SETTINGS = TrainSettings(
+    steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50, buffer_rows=256
+)
 VARIANT = {"type": "topk", "n_atoms": 64, "k": 6}
+
+
+def _log(path):
+    return list(csv.DictReader(open(path / "train_log.csv")))
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
@@ -22,12 +31,13 @@ def test_training_writes_a_loadable_run_and_learns(tmp_path, tiny_store, variant
     train(
         tiny_store, {**VARIANT, "type": variant_type}, SETTINGS, "1-1", 0, tmp_path, progress=False
     )
-    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    rows = _log(tmp_path)
     assert [int(r["step"]) for r in rows] == [50, 100, 150]
     assert float(rows[-1]["r2"]) > float(rows[0]["r2"])
     model = sae.load(tmp_path)
     assert model.variant == variant_type
     torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(64))
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 
 def test_same_seed_gives_the_same_weights(tmp_path, tiny_store):
@@ -36,3 +46,102 @@ def test_same_seed_gives_the_same_weights(tmp_path, tiny_store):
     other = train(tiny_store, VARIANT, SETTINGS, "5-1", 4, tmp_path / "c", progress=False)
     torch.testing.assert_close(first.W_dec, second.W_dec, rtol=0, atol=0)
     assert not torch.allclose(first.W_dec, other.W_dec)
+
+
+PAIRED = {
+    "type": "topk",
+    "n_atoms": 64,
+    "k": 6,
+    "modality_biases": True,
+    "alignment": 0.01,
+    "group_sparsity": 0.05,
+    "mask_probability": 0.2,
+}
+
+
+def _interrupt_at(monkeypatch, calls: int, how):
+    original = trainer_module.Trainer.step
+    count = {"n": 0}
+
+    def step(self, x, modality):
+        count["n"] += 1
+        if count["n"] == calls:
+            how()
+        return original(self, x, modality)
+
+    monkeypatch.setattr(trainer_module.Trainer, "step", step)
+
+
+def _raise_interrupt():
+    raise KeyboardInterrupt
+
+
+def _send_sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("variant", [VARIANT, PAIRED], ids=["topk", "paired-regularised"])
+@pytest.mark.parametrize("how", [_raise_interrupt, _send_sigterm], ids=["killed", "sigterm"])
+def test_interrupted_run_resumes_to_the_same_weights(
+    tmp_path, tiny_store, monkeypatch, variant, how
+):
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40, "dead_window": 20})
+    reference = train(
+        tiny_store, variant, settings, "1-1", 0, tmp_path / "straight", progress=False
+    )
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 97, how)
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
+    assert (tmp_path / "resumed" / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / "resumed" / "sae.safetensors").exists()
+    resumed = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    straight, again = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    for row_a, row_b in zip(straight, again, strict=True):
+        assert {k: v for k, v in row_a.items() if k != "seconds"} == {
+            k: v for k, v in row_b.items() if k != "seconds"
+        }
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path, tiny_store, monkeypatch):
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40})
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 60, _raise_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+    changed = {**VARIANT, "k": 5}
+    fresh = train(tiny_store, changed, settings, "1-1", 0, tmp_path / "fresh", progress=False)
+    reused = train(tiny_store, changed, settings, "1-1", 0, tmp_path, progress=False)
+    torch.testing.assert_close(reused.W_dec, fresh.W_dec, rtol=0, atol=0)
+
+
+def test_paired_training_logs_every_regulariser(tmp_path, tiny_store):
+    settings = TrainSettings(**{**SETTINGS.__dict__, "dead_window": 5})
+    # Many atoms for 32 pairs a batch: some fall silent, so AuxK has dead latents to revive.
+    model = train(
+        tiny_store, {**PAIRED, "n_atoms": 1024}, settings, "1-1", 0, tmp_path, progress=False
+    )
+    header = open(tmp_path / "train_log.csv").readline().strip().split(",")
+    assert {"loss_align", "loss_group", "loss_aux"} <= set(header)
+    rows = _log(tmp_path)
+    assert float(rows[-1]["loss_align"]) < 0  # −β·mean cosine of paired codes
+    assert model.b_dec.shape == (2, tiny_store.dim)
+
+
+def test_modality_biases_start_at_each_modality_mean(tmp_path, tiny_store):
+    settings = TrainSettings(steps=1, batch_size=512, lr=1e-9, warmup_steps=1, log_every=1)
+    model = train(
+        tiny_store,
+        {**VARIANT, "modality_biases": True},
+        settings,
+        "1-1",
+        0,
+        tmp_path,
+        progress=False,
+    )
+    image_mean = torch.from_numpy(tiny_store.rows("image").mean(axis=0))
+    text_mean = torch.from_numpy(tiny_store.rows("text").mean(axis=0))
+    assert torch.dist(model.b_dec[0], image_mean) < 0.1 < torch.dist(model.b_dec[0], text_mean)
+    assert torch.dist(model.b_dec[1], text_mean) < 0.1

@@ -151,3 +151,36 @@ def test_failed_job_leaves_no_partial_output(tmp_path):
         else []
     )
     assert leftovers == []
+
+
+def test_sweeps_choose_values_that_runs_then_use(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["variants"] = {
+        "sae-a": {"preset": "sae-a", "n_atoms": 32, "k": 3, "alignment": "sweep"},
+        "mgsae": {"preset": "mgsae", "n_atoms": 32, "k": 3, "group_sparsity": "sweep",
+                  "mask_probability": "sweep"},
+    }
+    config["sweeps"] = {"alignment": {"values": [1e-3, 1e-1]},
+                        "group_sparsity": {"values": [0.01, 0.1]},
+                        "mask_probability": {"values": [0.1, 0.3]}}
+    dry = snakemake(tmp_path, "-n", config=config)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    jobs = dry_run_jobs(dry)
+    points = sorted(w.split("parameter=")[1] for r, w in jobs if r == "train_sweep_point")
+    # β ∈ {0, 1e-3, 1e-1}; λ ∈ {0.01, 0.1}; p ∈ {0, 0.1, 0.3}; paired variants train at 1-1 only.
+    assert len(points) == 8
+    assert sorted(w for r, w in jobs if r == "train") == [
+        "dataset=tiny, model=generator, variant=mgsae, mixture=1-1, seed=0",
+        "dataset=tiny, model=generator, variant=sae-a, mixture=1-1, seed=0",
+    ]
+    result = snakemake(tmp_path, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = tmp_path / "results/sweeps/tiny/generator"
+    for variant, parameter in (("sae-a", "alignment"), ("mgsae", "group_sparsity"),
+                               ("mgsae", "mask_probability")):
+        chosen = yaml.safe_load((sweeps / variant / f"{parameter}.json").read_text())["chosen"]
+        table = pd.read_csv(sweeps / variant / f"{parameter}.csv")
+        assert table["chosen"].sum() == 1 and chosen in set(table["value"])
+        run_config = yaml.safe_load(
+            (tmp_path / f"results/sae/tiny/generator/{variant}/1-1/seed0/config.json").read_text())
+        assert run_config["training"][parameter] == chosen

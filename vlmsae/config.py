@@ -16,10 +16,20 @@ import jsonschema
 from vlmsae import datasets, sae
 from vlmsae.datasets.synthetic import SyntheticParams
 from vlmsae.errors import ConfigError
+from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
+from vlmsae.training.regularisers import REGULARISER_KEYS
 from vlmsae.training.trainer import TrainSettings
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+PAIRED_MIXTURE = "1-1"
+# Named recipes of the papers; a variant's own keys override them.
+VARIANT_PRESETS = {
+    "sae-a": {"type": "mp", "k": 20, "alignment": 1e-4},  # iso-energy §3, eq. 1
+    "gsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True},
+    "mgsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True,
+              "mask_probability": 0.2},  # group-sparse App. A.2.1 (CLIP)
+}
 
 
 @dataclass(frozen=True)
@@ -78,25 +88,52 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
 
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec, Path(base_dir))
-    for name, variant in config["variants"].items():
-        if variant["type"] not in sae.available():
-            raise ConfigError(
-                f"variants.{name}.type",
-                f"unknown variant '{variant['type']}'",
-                f"use one of: {', '.join(sae.available())}",
-            )
-        if variant["k"] > variant["n_atoms"]:
-            raise ConfigError(
-                f"variants.{name}.k",
-                f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
-                "lower k or raise n_atoms",
-            )
+    for name in config["variants"]:
+        config["variants"][name] = _check_variant(name, config["variants"][name])
     for mixture in config["mixtures"]:
         try:
             parse_mixture(mixture)
         except ValueError as error:
             raise ConfigError("mixtures", str(error), "write ratios like '1-1' or '5-1'") from error
     return config
+
+
+def is_paired(variant: dict) -> bool:
+    """Whether a variant trains on aligned pairs (it has a regulariser, fixed or swept)."""
+    return any(variant.get(key, 0) == SWEEP or variant.get(key, 0) > 0 for key in REGULARISER_KEYS)
+
+
+def _check_variant(name: str, variant: dict) -> dict:
+    """The variant with its preset expanded; ConfigError for an unknown type or hyper-parameter."""
+    key = f"variants.{name}"
+    variant = {**VARIANT_PRESETS.get(variant.get("preset"), {}), **variant}
+    variant.pop("preset", None)
+    if "type" not in variant:
+        raise ConfigError(key, "no 'type' and no 'preset'", f"add type: one of "
+                          f"{', '.join(sae.available())}, or preset: one of "
+                          f"{', '.join(VARIANT_PRESETS)}")
+    if variant["type"] not in sae.available():
+        raise ConfigError(f"{key}.type", f"unknown variant '{variant['type']}'",
+                          f"use one of: {', '.join(sae.available())}")
+    taken = sae.hyper_parameters(variant["type"])
+    for hyper in set(variant) - {"type", "n_atoms", *REGULARISER_KEYS}:
+        if hyper not in taken:
+            raise ConfigError(f"{key}.{hyper}", f"not a hyper-parameter of '{variant['type']}'",
+                              f"remove it; '{variant['type']}' takes: {', '.join(sorted(taken))}")
+    missing = [hyper for hyper, required in taken.items() if required and hyper not in variant]
+    if missing:
+        raise ConfigError(f"{key}.{missing[0]}", f"'{variant['type']}' needs it", "set it")
+    if variant.get("k", 0) > variant["n_atoms"]:
+        raise ConfigError(f"{key}.k", f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
+                          "lower k or raise n_atoms")
+    if variant.get("alignment") == SWEEP and len(swept_parameters(variant)) > 1:
+        raise ConfigError(f"{key}.alignment", "the alignment sweep cannot be combined with "
+                          "other sweeps", "sweep β on its own, or fix the other regularisers")
+    if (variant.get("mask_probability") == SWEEP and variant.get("group_sparsity") != SWEEP
+            and not variant.get("group_sparsity")):
+        raise ConfigError(f"{key}.mask_probability", "its sweep compares against the GSAE, "
+                          "which needs group_sparsity", "set group_sparsity (a value or 'sweep')")
+    return variant
 
 
 def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
@@ -141,14 +178,18 @@ def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
 
 
 def runs(config: dict) -> list[Run]:
-    """Every (dataset, model, variant, mixture, seed) the config asks for, in a stable order."""
-    return [
-        Run(dataset, model, variant, mixture, seed)
-        for dataset, spec in config["datasets"].items()
-        for model, variant, mixture, seed in itertools.product(
-            spec["models"], config["variants"], config["mixtures"], config["seeds"]
-        )
-    ]
+    """Every (dataset, model, variant, mixture, seed) the config asks for, in a stable order.
+
+    Paired variants (those with a regulariser) train on aligned pairs: mixture 1-1 only.
+    """
+    found = []
+    for dataset, spec in config["datasets"].items():
+        for model, (name, variant), seed in itertools.product(
+            spec["models"], config["variants"].items(), config["seeds"]
+        ):
+            mixtures = [PAIRED_MIXTURE] if is_paired(variant) else config["mixtures"]
+            found += [Run(dataset, model, name, mixture, seed) for mixture in mixtures]
+    return found
 
 
 def train_settings(config: dict) -> TrainSettings:

@@ -150,11 +150,13 @@ class EmbeddingStore:
         return self.root[modality]
 
     def rows(self, modality: str, index: np.ndarray | None = None) -> np.ndarray:
-        """[n, d] float32 rows (all of them when `index` is None)."""
+        """[n, d] float32 rows in the order of `index` (all rows when `index` is None)."""
         array = self.array(modality)
         if index is None:
             return array[...]
-        return array.oindex[np.asarray(index)]
+        # Read each needed row once, in storage order, then lay them out as asked.
+        unique, inverse = np.unique(np.asarray(index), return_inverse=True)
+        return array.oindex[unique][inverse]
 
     @property
     def pairs(self) -> np.ndarray:

@@ -1,13 +1,14 @@
 from pathlib import Path
 
 from vlmsae.store import EmbeddingStore
+from vlmsae.sweeps import read_chosen, resolve_variant
 from vlmsae.training.trainer import TrainSettings, train
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     train(
         EmbeddingStore(snakemake.input.store),
-        variant=snakemake.params.variant,
+        variant=resolve_variant(snakemake.params.variant, read_chosen(snakemake.input.chosen)),
         settings=TrainSettings(**snakemake.params.train),
         mixture=snakemake.wildcards.mixture,
         seed=int(snakemake.wildcards.seed),

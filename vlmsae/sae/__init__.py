@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from vlmsae.sae import batchtopk, topk  # noqa: F401  (importing registers the variants)
+# Importing a variant's module registers it.
+from vlmsae.sae import batchtopk, jumprelu, matryoshka, mp, relu, semi_nmf, topk  # noqa: F401
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.registry import VARIANTS
 
@@ -17,6 +19,17 @@ WEIGHTS_FILE, CONFIG_FILE = "sae.safetensors", "config.json"
 def available() -> list[str]:
     """Names of the registered variants."""
     return sorted(VARIANTS)
+
+
+def hyper_parameters(variant: str) -> dict[str, bool]:
+    """The keyword hyper-parameters a variant takes, each mapped to whether it is required."""
+    taken = {}
+    for cls in (VARIANTS[variant], SparseAutoencoder):
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name in ("self", "d", "n_atoms") or parameter.kind is parameter.VAR_KEYWORD:
+                continue
+            taken.setdefault(name, parameter.default is inspect.Parameter.empty)
+    return taken
 
 
 def build(variant: str, d: int, n_atoms: int, **hyper) -> SparseAutoencoder:

@@ -16,14 +16,127 @@ the dense one. Variants without an encoder (matching pursuit, semi-NMF) override
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vlmsae.sae.codes import Codes
 
 Modality = int | torch.Tensor | None  # 0 image, 1 text; an int for the batch or a [B] tensor
+
+
+# ---- sparse kernels ----------------------------------------------------------------------------
+# A sparse matrix S [n_out, n_in] is held as coordinates (out_index, in_index, values), nnz each.
+# Its products with dense matrices run through `embedding_bag`, a fused gather-scale-sum with no
+# [nnz, d] temporary, once the coordinates are grouped (stably sorted) by the output index.
+
+
+def _no_autocast(tensor: torch.Tensor):
+    """The sparse kernels run in their inputs' dtype (they are not matmuls)."""
+    if torch.is_autocast_enabled(tensor.device.type):
+        return torch.autocast(tensor.device.type, enabled=False)
+    return nullcontext()
+
+
+def _grouped(keys: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(order, offsets): a stable sort of keys [nnz] in [0, n_groups), where each group starts."""
+    # Sorted as one row of a 2-D tensor: the 1-D integer sort of the CPU backend is a parallel
+    # radix sort whose many thread barriers stall for whole scheduler slices on a busy machine.
+    order = torch.sort(keys.reshape(1, -1), dim=1, stable=True).indices.reshape(-1)
+    counts = torch.bincount(keys, minlength=n_groups)
+    return order, counts.cumsum(0) - counts
+
+
+def _spmm(
+    out_index: torch.Tensor,
+    in_index: torch.Tensor,
+    values: torch.Tensor,
+    dense: torch.Tensor,
+    n_out: int,
+) -> torch.Tensor:
+    """[n_out, d] = S·dense; row r = Σ values[i]·dense[in_index[i]] over out_index[i] = r."""
+    order, offsets = _grouped(out_index, n_out)
+    # index_select, not `tensor[order]`: advanced indexing splits even [nnz] gathers over threads
+    return F.embedding_bag(
+        in_index.index_select(0, order),
+        dense,
+        offsets,
+        mode="sum",
+        per_sample_weights=values.index_select(0, order),
+    )
+
+
+def _sddmm(
+    left: torch.Tensor, right: torch.Tensor, left_index: torch.Tensor, right_index: torch.Tensor
+) -> torch.Tensor:
+    """[nnz]: left[left_index[i]] · right[right_index[i]], one dot product per coordinate.
+
+    embedding_bag's per-sample-weight gradient is exactly this sampled product, computed without
+    gathering the [nnz, d] operands; it reads each coordinate's bag from `offset2bag` (left_index),
+    so the coordinates need no particular order.
+    """
+    if left_index.numel() == 0:
+        return left.new_zeros(0)
+    offsets = left_index.new_zeros(len(left))
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        left.contiguous(), right.contiguous(), right_index, offsets, left_index, 0, -1
+    )
+
+
+class _SparseTimesDense(torch.autograd.Function):
+    """out [n_out, d] = S·weight, S given by (out_index, in_index, values); decoding."""
+
+    @staticmethod
+    def forward(ctx, values, weight, out_index, in_index, n_out):
+        with _no_autocast(weight):
+            out = _spmm(out_index, in_index, values, weight, n_out)
+        ctx.save_for_backward(values, weight, out_index, in_index)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, weight, out_index, in_index = ctx.saved_tensors
+        grad_values = grad_weight = None
+        with _no_autocast(weight):
+            if ctx.needs_input_grad[0]:
+                grad_values = _sddmm(grad, weight, out_index, in_index)
+            if ctx.needs_input_grad[1]:
+                grad_weight = _spmm(in_index, out_index, values, grad.contiguous(), len(weight))
+        return grad_values, grad_weight, None, None, None
+
+
+class _SampledPreActivation(torch.autograd.Function):
+    """values [nnz] = x[rows]·W[cols] + b[cols]: the selected pre-activations, with their gradient.
+
+    `known` holds the same values when the caller already computed them (the detached [B, p]
+    pre-activations they were selected from); otherwise they are recomputed in O(nnz·d).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, rows, cols, known):
+        with _no_autocast(weight):
+            values = known
+            if values is None:
+                values = _sddmm(x, weight, rows, cols) + bias.index_select(0, cols)
+        ctx.save_for_backward(x, weight, rows, cols)
+        ctx.n_bias = len(bias)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, rows, cols = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        with _no_autocast(weight):
+            if ctx.needs_input_grad[0]:
+                grad_x = _spmm(rows, cols, grad, weight, len(x))
+            if ctx.needs_input_grad[1]:
+                grad_weight = _spmm(cols, rows, grad, x.contiguous(), len(weight))
+            if ctx.needs_input_grad[2]:
+                grad_bias = grad.new_zeros(ctx.n_bias).index_add_(0, cols, grad)
+        return grad_x, grad_weight, grad_bias, None, None, None
 
 
 class SparseAutoencoder(nn.Module):
@@ -92,17 +205,31 @@ class SparseAutoencoder(nn.Module):
         cols: torch.Tensor,
         pre: torch.Tensor | None = None,
     ) -> Codes:
-        """Codes with the given active coordinates, values recomputed with their gradient."""
-        values = (x_centred[rows] * self.W_enc[cols]).sum(dim=1) + self.b_enc[cols]
-        return Codes((len(x_centred), self.n_atoms), rows, cols, values.relu(), pre=pre)
+        """Codes with the given active coordinates, values recomputed with their gradient.
+
+        The values are x_c[row]·W_enc[col] + b_enc[col]; when `pre` (the detached pre-activations
+        the coordinates were selected from) is given in the working dtype, they are read from it.
+        """
+        dtype = torch.promote_types(
+            torch.promote_types(x_centred.dtype, self.W_enc.dtype), self.b_enc.dtype
+        )
+        known = None
+        batch = len(x_centred)
+        if pre is not None and pre.dtype == dtype and pre.shape == (batch, self.n_atoms):
+            known = pre.reshape(-1).index_select(0, rows * self.n_atoms + cols)
+        values = _SampledPreActivation.apply(
+            x_centred.to(dtype), self.W_enc.to(dtype), self.b_enc.to(dtype), rows, cols, known
+        )
+        return Codes((batch, self.n_atoms), rows, cols, values.relu(), pre=pre)
 
     def decode(self, codes: Codes, modality: Modality = None) -> torch.Tensor:
         """codes [B, p] → [B, d]; sparse codes gather only their active decoder rows."""
         batch = codes.shape[0]
         if codes.is_sparse:
-            contributions = codes.values.unsqueeze(1) * self.W_dec[codes.cols]
-            out = torch.zeros(batch, self.d, dtype=contributions.dtype, device=contributions.device)
-            out = out.index_add(0, codes.rows, contributions)
+            dtype = torch.promote_types(codes.values.dtype, self.W_dec.dtype)
+            out = _SparseTimesDense.apply(
+                codes.values.to(dtype), self.W_dec.to(dtype), codes.rows, codes.cols, batch
+            )
         else:
             out = codes.dense_codes @ self.W_dec
         return out + self.bias(modality)

@@ -1,0 +1,162 @@
+"""Each SAE variant's defining property, on examples small enough to check by hand."""
+
+import math
+
+import pytest
+import torch
+
+from vlmsae import sae
+from vlmsae.sae.codes import Codes
+
+
+def _identity_encoder(model, threshold: float | None = None):
+    """Make pre-activations equal x: W_enc = I, b_enc = b_dec = 0."""
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(model.d))
+        model.b_enc.zero_()
+        model.b_dec.zero_()
+        if threshold is not None:
+            model.log_threshold.fill_(math.log(threshold))
+    return model
+
+
+def test_relu_l1_weights_codes_by_decoder_norm():
+    model = _identity_encoder(sae.build("relu", d=2, n_atoms=2, l1_coefficient=0.1))
+    with torch.no_grad():
+        model.W_dec.copy_(torch.tensor([[2.0, 0.0], [0.0, 0.5]]))
+    x = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
+    codes, x_hat = model(x)
+    torch.testing.assert_close(codes.dense(), torch.tensor([[1.0, 0.0], [3.0, 0.5]]))
+    terms = model.losses(x, codes, x_hat)
+    # Rows: 1·2 + 0·0.5 = 2 and 3·2 + 0.5·0.5 = 6.25; mean 4.125; times λ = 0.1.
+    torch.testing.assert_close(terms["l1"], torch.tensor(0.4125))
+    assert set(terms) == {"mse", "l1"}
+
+
+def test_jumprelu_codes_are_zero_below_the_threshold_and_pre_above():
+    model = _identity_encoder(sae.build("jumprelu", d=4, n_atoms=4), threshold=0.5)
+    x = torch.tensor([[0.4, 0.6, -1.0, 2.0]])
+    torch.testing.assert_close(model.encode(x).dense(), torch.tensor([[0.0, 0.6, 0.0, 2.0]]))
+
+
+@pytest.mark.parametrize(
+    ("x", "code", "grad_theta", "grad_pre"),
+    [
+        (0.55, 0.55, -2.5, 1.0),  # above θ, inside the kernel: −θ/ε
+        (0.45, 0.0, -2.5, 0.0),  # below θ, inside the kernel: the jump still pulls θ down
+        (0.70, 0.70, 0.0, 1.0),  # outside the kernel (|0.2/ε| > 1/2): no gradient to θ
+    ],
+)
+def test_jumprelu_straight_through_gradient_by_hand(x, code, grad_theta, grad_pre):
+    """One atom, θ = 0.5, ε = 0.2: ∂z/∂θ = −(θ/ε)·K((pre − θ)/ε), ∂H/∂θ = −(1/ε)·K(…)."""
+    model = sae.build("jumprelu", d=1, n_atoms=1, bandwidth=0.2, l0_coefficient=0.1)
+    _identity_encoder(model, threshold=0.5)
+    codes = model.encode(torch.tensor([[x]]))
+    torch.testing.assert_close(codes.dense(), torch.tensor([[code]]))
+    codes.dense().sum().backward()
+    # The parameter is log θ, so the chain rule multiplies by θ = 0.5.
+    torch.testing.assert_close(model.log_threshold.grad, torch.tensor([0.5 * grad_theta]))
+    torch.testing.assert_close(model.W_enc.grad, torch.tensor([[x * grad_pre]]))
+
+    model.zero_grad()
+    l0 = model.losses(torch.tensor([[x]]), codes, codes.dense().detach())["l0"]
+    torch.testing.assert_close(l0, torch.tensor(0.1 * (x > 0.5)))
+    l0.backward()
+    # −λ/ε = −0.5 inside the kernel; no gradient reaches the encoder through the L0 penalty.
+    expected = -0.5 * 0.5 if grad_theta else 0.0
+    torch.testing.assert_close(model.log_threshold.grad, torch.tensor([expected]))
+    assert model.W_enc.grad is None or not model.W_enc.grad.any()
+
+
+def test_jumprelu_masked_atoms_stay_silent():
+    model = _identity_encoder(sae.build("jumprelu", d=3, n_atoms=3), threshold=0.1)
+    mask = torch.tensor([[True, False, True]])
+    codes = model.encode(torch.tensor([[1.0, 1.0, 1.0]]), atom_mask=mask)
+    torch.testing.assert_close(codes.dense(), torch.tensor([[1.0, 0.0, 1.0]]))
+    l0 = model.losses(torch.ones(1, 3), codes, codes.dense())["l0"]
+    l0.backward()
+    assert torch.isfinite(model.log_threshold.grad).all()
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_matryoshka_prefix_losses_by_hand(sparse):
+    """Atoms e1, e2, e1, e2; prefixes [1, 2, 4]; codes (0.5, 1, 0.25, 0.5) for x = (1, 2)."""
+    model = sae.build("matryoshka", d=2, n_atoms=4, k=2, prefixes=[1, 2, 4])
+    with torch.no_grad():
+        model.W_dec.copy_(torch.eye(2).repeat(2, 1))
+        model.b_dec.zero_()
+    x = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    dense = torch.tensor([[0.5, 1.0, 0.25, 0.5], [0.0, 0.0, 0.0, 0.0]])
+    codes = Codes.from_dense(dense)
+    if sparse:
+        rows, cols = dense.nonzero(as_tuple=True)
+        codes = Codes(codes.shape, rows, cols, dense[rows, cols])
+    terms = model.losses(x, codes, model.decode(codes))
+    # Row 1 errors: prefix 1 (0.5, 0) → 0.25 + 4; prefix 2 (0.5, 1) → 0.25 + 1;
+    # full (0.75, 1.5) → 0.0625 + 0.25. Row 2 is exact; means over the 2 rows halve these.
+    mse = {1: 4.25 / 2, 2: 1.25 / 2, 4: 0.3125 / 2}
+    torch.testing.assert_close(terms["mse"], torch.tensor(mse[4]))
+    torch.testing.assert_close(sum(terms.values()), torch.tensor(sum(mse.values()) / 3))
+
+
+def test_matryoshka_training_loss_is_the_mean_prefix_error():
+    torch.manual_seed(0)
+    model = sae.build("matryoshka", d=6, n_atoms=16, k=3).train()
+    assert model.prefixes == [2, 4, 8, 16]
+    x = torch.randn(10, 6)
+    codes, x_hat = model(x)
+    z = codes.dense()
+    errors = [
+        (z[:, :m] @ model.W_dec[:m] + model.b_dec - x).pow(2).sum(dim=1).mean()
+        for m in model.prefixes
+    ]
+    torch.testing.assert_close(sum(model.losses(x, codes, x_hat).values()), sum(errors) / 4)
+
+
+def test_matryoshka_default_prefixes_for_a_tiny_dictionary():
+    assert sae.build("matryoshka", d=2, n_atoms=4, k=1).prefixes == [1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    "prefixes", [[8, 4, 16], [4, 4, 16], [4, 8], [0, 16], [4.0, 16], [], [True, 16]]
+)
+def test_matryoshka_rejects_bad_prefixes(prefixes):
+    with pytest.raises(ValueError, match="strictly increasing positive integers ending at"):
+        sae.build("matryoshka", d=4, n_atoms=16, k=1, prefixes=prefixes)
+
+
+def _semi_nmf(n_iter=200, k=None):
+    """A well-conditioned dictionary: 4 nearly orthogonal unit atoms in R⁸."""
+    torch.manual_seed(0)
+    model = sae.build("semi_nmf", d=8, n_atoms=4, n_iter=n_iter, k=k)
+    atoms = torch.linalg.qr(torch.randn(8, 4))[0].T + 0.3 * torch.randn(4, 8)
+    with torch.no_grad():
+        model.W_dec.copy_(atoms / atoms.norm(dim=1, keepdim=True))
+        model.b_dec.copy_(torch.randn(8))
+    return model
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_semi_nmf_codes_match_scipy_nnls(masked):
+    model = _semi_nmf()
+    x = torch.randn(12, 8)
+    mask = torch.rand(12, 4) > 0.3 if masked else None
+    codes, x_hat = model(x, atom_mask=mask)
+    expected, expected_x_hat = model.reference_forward(x, atom_mask=mask)
+    z = codes.dense()
+    assert torch.all(z >= 0)
+    assert (expected == 0).any(), "some constraint should be active for the test to mean much"
+    torch.testing.assert_close(z, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x_hat, expected_x_hat, atol=1e-4, rtol=1e-4)
+    if masked:
+        assert not torch.any(z[~mask])
+
+
+def test_semi_nmf_keeps_k_codes_and_learns_only_through_decoding():
+    model = _semi_nmf(k=1)
+    x = torch.randn(12, 8)
+    codes, x_hat = model(x)
+    assert torch.all((codes.dense() != 0).sum(dim=1) <= 1)
+    assert not codes.dense().requires_grad
+    (x_hat - x).pow(2).sum().backward()
+    assert model.W_dec.grad is not None and model.b_dec.grad is not None

@@ -1,0 +1,96 @@
+"""Selection sweeps for the regularisers (results/sweeps/{dataset}/{model}/{variant}/).
+
+- alignment β (iso-energy §4.1): train β ∈ {0} ∪ values; choose the largest β whose R² drop
+  against β = 0 is below `max_r2_drop` (0 when none is).
+- group sparsity λ (group-sparse App. A.2.1): train λ ∈ values without masking; choose the largest
+  λ whose mean L0 stays at least k·(1 − l0_tolerance), i.e. that does not push codes below K
+  active atoms (0 when none does).
+- mask probability p (same appendix): with the chosen λ, train p ∈ {0} ∪ values; choose the
+  largest p whose R² is within `r2_tolerance` of the unmasked model's (the closest when none is).
+A variant marks a value to be swept with the string "sweep"; `resolve_variant` replaces it by the
+chosen value once the sweep has run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SWEEP = "sweep"
+PARAMETERS = ("alignment", "group_sparsity", "mask_probability")
+
+
+def swept_parameters(variant: dict) -> list[str]:
+    """The variant's parameters set to 'sweep', in the order their sweeps must run."""
+    return [name for name in PARAMETERS if variant.get(name) == SWEEP]
+
+
+def sweep_points(parameter: str, settings: dict) -> list[float]:
+    """Values trained by a sweep; alignment and masking also train the unregularised baseline."""
+    values = [float(v) for v in settings[parameter]["values"]]
+    return values if parameter == "group_sparsity" else [0.0, *values]
+
+
+def point_variant(variant: dict, parameter: str, value: float, chosen: dict[str, float]) -> dict:
+    """The variant trained at one sweep point: `parameter` = value, earlier sweeps resolved.
+
+    While λ is swept there is no masking (the paper sweeps λ on the GSAE, then p on top).
+    """
+    point = resolve_variant(variant, chosen, allow_missing=True)
+    point[parameter] = value
+    if parameter == "group_sparsity" and point.get("mask_probability") == SWEEP:
+        point["mask_probability"] = 0.0
+    return point
+
+
+def resolve_variant(variant: dict, chosen: dict[str, float], allow_missing: bool = False) -> dict:
+    """The variant with every 'sweep' replaced by its chosen value."""
+    resolved = dict(variant)
+    for name in swept_parameters(variant):
+        if name in chosen:
+            resolved[name] = chosen[name]
+        elif not allow_missing:
+            raise KeyError(f"no chosen value for '{name}': its sweep has not run")
+    return resolved
+
+
+def read_chosen(paths: list[str | Path]) -> dict[str, float]:
+    """{parameter: chosen value} from the sweeps' `<parameter>.json` files."""
+    chosen = {}
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        chosen[record["parameter"]] = record["chosen"]
+    return chosen
+
+
+def select(parameter: str, table: pd.DataFrame, settings: dict, k: int | None) -> dict:
+    """Apply the parameter's selection rule to `table` (columns value, r2, l0)."""
+    table = table.sort_values("value").reset_index(drop=True)
+    rule = settings[parameter]
+    if parameter == "alignment":
+        baseline = float(table.loc[table["value"] == 0, "r2"].iloc[0])
+        table["r2_drop"] = baseline - table["r2"]
+        ok = table[(table["value"] > 0) & (table["r2_drop"] < rule["max_r2_drop"])]
+        chosen = float(ok["value"].max()) if len(ok) else 0.0
+        reason = f"largest β with R² drop < {rule['max_r2_drop']} against β = 0 (R² {baseline:.4f})"
+    elif parameter == "group_sparsity":
+        if k is None:
+            raise ValueError("the group-sparsity rule needs the variant's k")
+        floor = k * (1 - rule["l0_tolerance"])
+        ok = table[table["l0"] >= floor]
+        chosen = float(ok["value"].max()) if len(ok) else 0.0
+        reason = f"largest λ with mean L0 ≥ {floor:.2f} (k = {k})"
+    else:
+        baseline = float(table.loc[table["value"] == 0, "r2"].iloc[0])
+        table["r2_difference"] = (table["r2"] - baseline).abs()
+        masked = table[table["value"] > 0]
+        ok = masked[masked["r2_difference"] <= rule["r2_tolerance"]]
+        best = ok if len(ok) else masked[masked["r2_difference"] == masked["r2_difference"].min()]
+        chosen = float(best["value"].max())
+        reason = (f"largest p with |R² − R²(p = 0)| ≤ {rule['r2_tolerance']} (R² {baseline:.4f})"
+                  + ("" if len(ok) else "; none qualified, closest taken"))
+    table["chosen"] = table["value"] == chosen
+    return {"parameter": parameter, "chosen": chosen, "rule": reason,
+            "table": table.to_dict(orient="records")}
