@@ -140,3 +140,21 @@ def test_eval_subsample_is_seeded(tiny_store):
     b = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=1))[1]
     c = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=2))[1]
     assert a == b and a["eval_seed"] == 1 and a["mse"] != c["mse"]
+
+
+def test_recovery_against_the_true_dictionary(tiny_store):
+    truth = tiny_store.truth()
+    n_true = len(truth.dictionary)
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=n_true, k=6)
+    with torch.no_grad():
+        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
+        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
+        model.b_dec.zero_()
+        model.b_enc.zero_()
+    _, summary = evaluate(model.eval(), tiny_store, EvalSettings(max_pairs=300))
+    assert summary["recovery_w"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.5 < summary["recovery_mma"] <= 1.0
+    random_model = sae.build("topk", d=tiny_store.dim, n_atoms=n_true, k=6).eval()
+    _, random_summary = evaluate(random_model, tiny_store, EvalSettings(max_pairs=300))
+    assert random_summary["recovery_w"] > 0.5
+    assert random_summary["recovery_mma"] < summary["recovery_mma"]

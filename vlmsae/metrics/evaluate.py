@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vlmsae.metrics import energy, modality, reconstruction
+from vlmsae.metrics import energy, modality, reconstruction, recovery
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
 
@@ -136,4 +136,13 @@ def evaluate(
                 atoms[f"energy{suffix}"].to_numpy(), m_top
             )
         summary.update(_kind_summary(atoms, suffix))
+    truth = store.truth()
+    if truth is not None:
+        true_codes = np.concatenate([
+            truth.codes[m].to_dense(len(truth.dictionary))[pairs[:, i]]
+            for i, m in enumerate(("image", "text"))
+        ])
+        learned = model.W_dec.detach().float().cpu().numpy()
+        summary["recovery_w"] = recovery.dictionary_distance(learned, truth.dictionary)
+        summary["recovery_mma"] = recovery.usage_agreement(codes_all, true_codes)
     return atoms, summary

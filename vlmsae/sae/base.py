@@ -59,13 +59,14 @@ def _spmm(
 ) -> torch.Tensor:
     """[n_out, d] = S·dense; row r = Σ values[i]·dense[in_index[i]] over out_index[i] = r."""
     order, offsets = _grouped(out_index, n_out)
-    # index_select, not `tensor[order]`: advanced indexing splits even [nnz] gathers over threads
+    # index_select, not `tensor[order]`: advanced indexing splits even [nnz] gathers over threads.
+    # Detached operands let embedding_bag skip the bookkeeping its own backward would need.
     return F.embedding_bag(
         in_index.index_select(0, order),
-        dense,
+        dense.detach(),
         offsets,
         mode="sum",
-        per_sample_weights=values.index_select(0, order),
+        per_sample_weights=values.detach().index_select(0, order),
     )
 
 

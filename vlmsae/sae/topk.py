@@ -13,6 +13,9 @@ def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     values, cols = pre.topk(k, dim=1, sorted=False)
     rows = torch.arange(len(pre), device=pre.device).unsqueeze(1).expand_as(cols)
     positive = values > 0
+    if pre.device.type == "cpu" and bool(positive.all()):
+        # The usual case, without the boolean-mask gathers (same coordinates, same order).
+        return rows.reshape(-1), cols.reshape(-1)
     return rows[positive], cols[positive]
 
 
