@@ -19,7 +19,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows of a, rows of b, their cosines) of the assignment maximising Σ cos, a [m, n], b [q, n]."""
+    """(rows of a, rows of b, cosines) of the matching maximising Σ cos; a [m, n], b [q, n]."""
     cosine = _unit_rows(a.astype(np.float64)) @ _unit_rows(b.astype(np.float64)).T
     rows, cols = linear_sum_assignment(1.0 - cosine)
     return rows, cols, cosine[rows, cols]
