@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import sparse
 
 from vlmsae import sae
 from vlmsae.datasets import build_store
@@ -28,13 +29,15 @@ def test_r_squared_of_constant_data_is_an_error():
 
 
 def test_l0_by_hand():
-    assert reconstruction.l0(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]])) == 1.0
+    codes = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    assert reconstruction.l0(codes) == 1.0 == reconstruction.l0(sparse.csr_matrix(codes))
 
 
 def test_energy_moments_by_hand():
     codes = np.array([[1.0, 0.0], [3.0, -2.0]])
-    np.testing.assert_allclose(energy.energy(codes, 1), [2.0, 1.0])
-    np.testing.assert_allclose(energy.energy(codes, 2), [5.0, 2.0])
+    for form in (codes, sparse.csr_matrix(codes)):
+        np.testing.assert_allclose(energy.energy(form, 1), [2.0, 1.0])
+        np.testing.assert_allclose(energy.energy(form, 2), [5.0, 2.0])
     assert energy.top_share(np.array([3.0, 1.0, 0.0, 1.0]), 1) == pytest.approx(0.6)
     assert energy.top_share(np.array([3.0, 1.0]), 10) == 1.0
 
@@ -48,9 +51,9 @@ def test_modality_score_and_kind_by_hand():
 
 
 def test_activity_by_hand():
-    codes_image = np.array([[1.0, 0.0, 0.0, 2.0]])
-    codes_text = np.array([[1.0, 1.0, 0.0, 0.0]])
-    assert list(modality.activity(codes_image, codes_text)) == [
+    on_image = np.array([True, False, False, True])
+    on_text = np.array([True, True, False, False])
+    assert list(modality.activity(on_image, on_text)) == [
         "both",
         "text_only",
         "dead",
@@ -139,7 +142,9 @@ def test_eval_subsample_is_seeded(tiny_store):
     a = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=1))[1]
     b = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=1))[1]
     c = evaluate(model, tiny_store, EvalSettings(max_pairs=50, seed=2))[1]
-    assert a == b and a["eval_seed"] == 1 and a["mse"] != c["mse"]
+    # Same seed, same subsample: equal up to float summation order in CPU kernels.
+    assert a == pytest.approx(b, rel=1e-7) and a["eval_seed"] == 1
+    assert abs(a["mse"] - c["mse"]) > 1e-6
 
 
 def test_recovery_against_the_true_dictionary(tiny_store):

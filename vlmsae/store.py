@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from scipy import sparse
 
 from vlmsae.errors import InputFileError
 
@@ -34,6 +35,13 @@ class SparseCodes:
 
     indices: np.ndarray  # [N, L] int32
     values: np.ndarray  # [N, L] float32
+
+    def to_csr(self, n_atoms: int) -> sparse.csr_matrix:
+        """[N, n_atoms] sparse codes."""
+        n_rows, n_active = self.indices.shape
+        indptr = np.arange(0, n_rows * n_active + 1, n_active)
+        return sparse.csr_matrix((self.values.ravel(), self.indices.ravel(), indptr),
+                                 shape=(n_rows, n_atoms))
 
     def to_dense(self, n_atoms: int) -> np.ndarray:
         """[N, n_atoms] dense codes."""

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 
-def energy(codes: np.ndarray, moment: int = 1) -> np.ndarray:
-    """[p] per-atom energy: mean_n |z_nk|^moment over the rows of codes [N, p].
+def energy(codes: np.ndarray | sparse.spmatrix, moment: int = 1) -> np.ndarray:
+    """[p] per-atom energy: mean_n |z_nk|^moment over the rows of codes [N, p] (dense or sparse).
 
     For the non-negative codes of TopK-style SAEs the first moment is linear-structure's
     E_k = mean_n z_nk; the absolute value keeps it a magnitude for signed codes (matching pursuit).
     """
     if moment not in (1, 2):
         raise ValueError(f"energy moment must be 1 or 2, got {moment}")
-    magnitude = (
-        np.abs(codes, dtype=np.float64) if moment == 1 else np.square(codes, dtype=np.float64)
-    )
-    return magnitude.mean(axis=0)
+    if sparse.issparse(codes):
+        magnitude = abs(codes) if moment == 1 else codes.multiply(codes)
+        return np.asarray(magnitude.sum(axis=0, dtype=np.float64)).ravel() / codes.shape[0]
+    dense = np.asarray(codes, dtype=np.float64)
+    return (np.abs(dense) if moment == 1 else np.square(dense)).mean(axis=0)
 
 
 def top_share(atom_energy: np.ndarray, m: int) -> float:

@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 
 from vlmsae.metrics import energy, modality, reconstruction, recovery
+from vlmsae.metrics.context import EvalContext
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
 
+# Metric groups run on every run's EvalContext, in this order (each: summarise(context)).
+METRIC_GROUPS: tuple = ()
 KINDS = ("image", "text", "bimodal", modality.DEAD)
 ACTIVITIES = ("both", "image_only", "text_only", modality.DEAD)
 
@@ -28,6 +32,7 @@ class EvalSettings:
     modality_epsilon: float = 0.05
     energy_top_m: list[int] = field(default_factory=lambda: [10, 100])
     batch_size: int = 4096
+    options: dict = field(default_factory=dict)  # settings of the metric groups
 
 
 def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
@@ -42,17 +47,23 @@ def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
 @torch.no_grad()
 def encode(
     model: SparseAutoencoder, x: np.ndarray, batch_size: int, modality: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [N, p], reconstruction [N, d]) in float32; modality 0 is image, 1 is text."""
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """(codes [N, p] sparse, reconstruction [N, d]) in float32; modality 0 is image, 1 is text."""
     model.eval()
     device = next(model.parameters()).device
     codes, recon = [], []
     for start in range(0, len(x), batch_size):
         batch = torch.from_numpy(x[start : start + batch_size]).to(device)
         z, x_hat = model(batch, modality)
-        codes.append(z.dense().float().cpu().numpy())
+        if z.is_sparse:
+            coordinates = (z.rows.cpu().numpy(), z.cols.cpu().numpy())
+            block = sparse.csr_matrix((z.values.float().cpu().numpy(), coordinates), shape=z.shape)
+        else:
+            block = sparse.csr_matrix(z.dense_codes.float().cpu().numpy())
+        block.eliminate_zeros()
+        codes.append(block)
         recon.append(x_hat.float().cpu().numpy())
-    return np.concatenate(codes), np.concatenate(recon)
+    return sparse.vstack(codes, format="csr", dtype=np.float32), np.concatenate(recon)
 
 
 def _modality_columns(e_image: np.ndarray, e_text: np.ndarray, epsilon: float, suffix: str) -> dict:
@@ -93,12 +104,13 @@ def evaluate(
         codes[m], recon[m] = encode(model, x[m], settings.batch_size, modality_index)
     x_all = np.concatenate([x["image"], x["text"]])
     recon_all = np.concatenate([recon["image"], recon["text"]])
-    codes_all = np.concatenate([codes["image"], codes["text"]])
+    codes_all = sparse.vstack([codes["image"], codes["text"]], format="csr")
 
     atoms = pd.DataFrame({"atom": np.arange(model.n_atoms)})
-    atoms["active_on"] = modality.activity(codes["image"], codes["text"])
+    counts = {m: codes[m].getnnz(axis=0) for m in x}
+    atoms["active_on"] = modality.activity(counts["image"] > 0, counts["text"] > 0)
     for m in x:
-        atoms[f"frequency_{m}"] = np.count_nonzero(codes[m], axis=0) / len(codes[m])
+        atoms[f"frequency_{m}"] = counts[m] / len(pairs)
     for moment, suffix in ((1, ""), (2, "_sq")):
         for m in x:
             atoms[f"energy{suffix}_{m}"] = energy.energy(codes[m], moment)
@@ -128,21 +140,50 @@ def evaluate(
         summary[f"atoms_active_{label}"] = int(activity_counts.get(label, 0))
     # Dead per modality: never active on that modality's rows; dead_atoms: active on neither.
     summary["dead_atoms"] = int(activity_counts.get(modality.DEAD, 0))
-    summary["dead_atoms_image"] = int((atoms["frequency_image"] == 0).sum())
-    summary["dead_atoms_text"] = int((atoms["frequency_text"] == 0).sum())
+    summary["dead_atoms_image"] = int((counts["image"] == 0).sum())
+    summary["dead_atoms_text"] = int((counts["text"] == 0).sum())
     for suffix in ("", "_sq"):
         for m_top in settings.energy_top_m:
             summary[f"energy{suffix}_top{m_top}_share"] = energy.top_share(
                 atoms[f"energy{suffix}"].to_numpy(), m_top
             )
         summary.update(_kind_summary(atoms, suffix))
+
+    dictionary = model.W_dec.detach().float().cpu().numpy()
+    dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
     truth = store.truth()
+    reference = {}
     if truth is not None:
-        true_codes = np.concatenate([
-            truth.codes[m].to_dense(len(truth.dictionary))[pairs[:, i]]
-            for i, m in enumerate(("image", "text"))
-        ])
-        learned = model.W_dec.detach().float().cpu().numpy()
-        summary["recovery_w"] = recovery.dictionary_distance(learned, truth.dictionary)
-        summary["recovery_mma"] = recovery.usage_agreement(codes_all, true_codes)
+        true_codes = {
+            m: truth.codes[m].to_csr(len(truth.dictionary))[pairs[:, i]] for i, m in enumerate(x)
+        }
+        summary["recovery_w"] = recovery.dictionary_distance(dictionary, truth.dictionary)
+        summary["recovery_mma"] = recovery.usage_agreement(
+            codes_all, sparse.vstack([true_codes["image"], true_codes["text"]])
+        )
+        # The true codes are the "second encoder" of synthetic data (MMS).
+        reference = {m: true_codes[m].toarray() for m in x}
+
+    context = EvalContext(
+        image=x["image"],
+        text=x["text"],
+        codes_image=codes["image"],
+        codes_text=codes["text"],
+        recon_image=recon["image"],
+        recon_text=recon["text"],
+        dictionary=dictionary,
+        energy=atoms["energy"].to_numpy(),
+        energy_sq=atoms["energy_sq"].to_numpy(),
+        atom_kind=atoms["atom_kind"].to_numpy(),
+        atom_kind_sq=atoms["atom_kind_sq"].to_numpy(),
+        seed=settings.seed,
+        reference_image=reference.get("image"),
+        reference_text=reference.get("text"),
+        options=dict(settings.options),
+    )
+    for group in METRIC_GROUPS:
+        result = group.summarise(context)
+        for name, column in result.atom_columns.items():
+            atoms[name] = column
+        summary.update(result.summary)
     return atoms, summary

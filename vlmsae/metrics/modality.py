@@ -7,10 +7,8 @@ import numpy as np
 DEAD = "dead"
 
 
-def activity(codes_image: np.ndarray, codes_text: np.ndarray) -> np.ndarray:
-    """[p] labels: 'both', 'image_only', 'text_only' or 'dead' (active on neither modality)."""
-    on_image = np.any(codes_image != 0, axis=0)
-    on_text = np.any(codes_text != 0, axis=0)
+def activity(on_image: np.ndarray, on_text: np.ndarray) -> np.ndarray:
+    """[p] labels from [p] bool activity: 'both', 'image_only', 'text_only' or 'dead'."""
     labels = np.full(on_image.shape, DEAD, dtype=object)
     labels[on_image & on_text] = "both"
     labels[on_image & ~on_text] = "image_only"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 
 def mean_squared_error(x: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -19,6 +20,8 @@ def r_squared(x: np.ndarray, reconstruction: np.ndarray) -> float:
     return float(1.0 - residual / total)
 
 
-def l0(codes: np.ndarray) -> float:
-    """Mean number of non-zero entries per code row, codes [N, p]."""
+def l0(codes: np.ndarray | sparse.spmatrix) -> float:
+    """Mean number of non-zero entries per code row, codes [N, p] (dense or sparse)."""
+    if sparse.issparse(codes):
+        return float(codes.count_nonzero() / codes.shape[0])
     return float(np.count_nonzero(codes, axis=1).mean())

@@ -10,6 +10,7 @@ With more learned atoms than true ones, every true atom gets a partner and the r
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 
@@ -30,9 +31,20 @@ def dictionary_distance(learned: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(1.0 - matched_cosines(learned, true)[2]))
 
 
-def usage_agreement(learned_codes: np.ndarray, true_codes: np.ndarray) -> float:
+def usage_agreement(learned_codes: sparse.spmatrix | np.ndarray,
+                    true_codes: sparse.spmatrix | np.ndarray) -> float:
     """mma: mean matched cosine between usage columns of codes [N, p] and true codes [N, K].
 
-    A learned atom never used has a zero column: its cosine with anything is 0.
+    Computed from the sparse product Zᵀ Z* [p, K]; a learned atom never used has a zero column
+    and a cosine of 0 with anything.
     """
-    return float(np.mean(matched_cosines(learned_codes.T, true_codes.T)[2]))
+    learned, true = sparse.csr_matrix(learned_codes), sparse.csr_matrix(true_codes)
+    gram = np.asarray((learned.T @ true).todense(), dtype=np.float64)
+
+    def column_norms(codes: sparse.csr_matrix) -> np.ndarray:
+        return np.sqrt(np.asarray(codes.multiply(codes).sum(axis=0), dtype=np.float64)).ravel()
+
+    norms = np.outer(column_norms(learned), column_norms(true))
+    cosine = np.divide(gram, norms, out=np.zeros_like(gram), where=norms > 0)
+    rows, cols = linear_sum_assignment(1.0 - cosine)
+    return float(np.mean(cosine[rows, cols]))

@@ -1,0 +1,100 @@
+"""Multimodal monosemanticity (group-sparse §3.2; DESIGN §5 MMS).
+
+For atom k and modalities (m, n), a and b are its activations on the rows of m and of n, and S
+the cosine similarities of those rows under a second encoder (the reference embeddings):
+
+    MMS_k(m, n) = Σ_ij |a_i b_j| S_ij / Σ_ij |a_i b_j|,   pairs i = j left out when m = n.
+
+With E the row-normalised reference embeddings, S = E_m E_nᵀ, so the numerator is
+(|a|ᵀE_m)·(|b|ᵀE_n) minus the self terms Σ_i a_i² ‖e_i‖² when m = n, and the normaliser is
+(Σ|a|)(Σ|b|) minus Σ_i a_i². For all atoms at once |Z|ᵀE is one sparse product [p, r]: the N×N
+similarity matrix is never formed. MMS is a weighted mean of cosines, so it lies in [−1, 1].
+
+An atom with no co-activating pair for (m, n) (inactive on a modality, or for m = n active on a
+single row) has no MMS for that pair: NaN in its column, left out of the summary mean, and the
+summary counts the atoms that enter each mean. The paper reads a modality-split dictionary's
+MMS(image, text) as 0 (§3.2); the summary mean of a pair with no defined atom follows that,
+with count 0 beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics.recovery import _unit_rows
+
+PAIRS = (("image", "image"), ("text", "text"), ("image", "text"))
+
+
+class _Side:
+    """One modality's |Z| [N, p] and what MMS needs of it: |Z|ᵀE [p, r], Σ|a|, Σ a²‖e‖², Σ a²."""
+
+    def __init__(self, codes: sparse.spmatrix | sparse.sparray, reference: np.ndarray):
+        if codes.shape[0] != reference.shape[0]:
+            raise ValueError(
+                f"codes have {codes.shape[0]} rows but the reference embeddings {len(reference)}"
+            )
+        weights = sparse.csc_array(abs(codes), dtype=np.float64)
+        unit = _unit_rows(np.asarray(reference, dtype=np.float64))
+        squared = weights.multiply(weights)
+        self.pooled = np.asarray(weights.T @ unit)  # [p, r] Σ_i |a_i| e_i
+        self.mass = np.asarray(weights.sum(axis=0)).ravel()  # [p] Σ_i |a_i|
+        # e_i·e_i is 1, or 0 for a zero reference row (its cosine with anything is 0).
+        self.self_similarity = squared.T @ np.square(unit).sum(axis=1)  # [p]
+        self.self_mass = np.asarray(squared.sum(axis=0)).ravel()  # [p] Σ_i a_i²
+
+
+def _pair_score(side_m: _Side, side_n: _Side, same: bool) -> np.ndarray:
+    """[p] MMS of every atom for one modality pair; NaN where the normaliser is 0."""
+    numerator = np.einsum("kr,kr->k", side_m.pooled, side_n.pooled)
+    normaliser = side_m.mass * side_n.mass
+    if same:
+        numerator = numerator - side_m.self_similarity
+        normaliser = normaliser - side_m.self_mass
+    score = np.full(normaliser.shape, np.nan)
+    defined = normaliser > 0
+    # Rounding can push a weighted mean of cosines a hair outside [−1, 1].
+    score[defined] = np.clip(numerator[defined] / normaliser[defined], -1.0, 1.0)
+    return score
+
+
+def mms(
+    codes: dict[str, sparse.spmatrix | sparse.sparray], reference: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """{`mms_image_image`, `mms_text_text`, `mms_image_text`: [p]} per-atom MMS.
+
+    codes[m] [N_m, p] are the SAE codes of modality m's rows and reference[m] [N_m, r] the same
+    rows under the second encoder (any scale: rows are normalised here).
+    """
+    sides = {m: _Side(codes[m], reference[m]) for m in ("image", "text")}
+    return {f"mms_{m}_{n}": _pair_score(sides[m], sides[n], m == n) for m, n in PAIRS}
+
+
+def baseline(reference: dict[str, np.ndarray]) -> dict[str, float]:
+    """{`mms_baseline_<pair>`}: mean reference cosine within each pair, self-pairs left out.
+
+    This is the MMS of an atom firing equally on every row, the dense reference's score.
+    """
+    everywhere = {m: sparse.csc_array(np.ones((len(reference[m]), 1))) for m in reference}
+    scores = mms(everywhere, reference)
+    return {name.replace("mms_", "mms_baseline_"): float(s[0]) for name, s in scores.items()}
+
+
+def summarise(context: EvalContext) -> MetricResult:
+    """Per-atom MMS columns and, per pair, the mean over defined atoms, their count and baseline.
+
+    Empty when the context has no reference embeddings.
+    """
+    if context.reference_image is None or context.reference_text is None:
+        return MetricResult()
+    reference = {"image": context.reference_image, "text": context.reference_text}
+    columns = mms({"image": context.codes_image, "text": context.codes_text}, reference)
+    summary: dict[str, float | int] = {}
+    for name, scores in columns.items():
+        defined = ~np.isnan(scores)
+        summary[name] = float(scores[defined].mean()) if defined.any() else 0.0
+        summary[f"{name}_atoms"] = int(defined.sum())
+    summary.update(baseline(reference))
+    return MetricResult(atom_columns=columns, summary=summary)
