@@ -14,7 +14,10 @@ except VlmsaeError as error:
 
 RUNS = runs(config)
 STORE_PATHS = sorted({f"{run.dataset}/{run.model}" for run in RUNS})
+VARIANT_PATHS = sorted({f"{run.dataset}/{run.model}/{run.variant}" for run in RUNS})
 RUN_DIR = "{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+# Per-run evaluation settings (stability is across runs, so its settings are not among them).
+EVAL_SETTINGS = {k: v for k, v in config["evaluation"].items() if k != "stability_top_m"}
 
 
 wildcard_constraints:

@@ -10,7 +10,7 @@ rule metrics:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
         summary=f"results/metrics/{RUN_DIR}/summary.json",
     params:
-        evaluation=config["evaluation"],
+        evaluation=EVAL_SETTINGS,
     log:
         f"logs/metrics/{RUN_DIR}.log",
     threads: config["resources"]["metrics"]["threads"]
@@ -24,9 +24,11 @@ rule metrics:
 
 rule summary_table:
     input:
-        [f"results/metrics/{run.path}/summary.json" for run in RUNS],
+        summaries=[f"results/metrics/{run.path}/summary.json" for run in RUNS],
+        stability=[f"results/metrics/{path}/stability.parquet" for path in VARIANT_PATHS],
     output:
-        "results/tables/summary.csv",
+        summary="results/tables/summary.csv",
+        stability="results/tables/stability.csv",
     params:
         runs=[run.as_dict() for run in RUNS],
     log:
@@ -35,3 +37,36 @@ rule summary_table:
         "../envs/vlmsae.yaml"
     script:
         "../workflow_scripts/summary_table.py"
+
+
+def runs_of_variant(wildcards):
+    return [
+        run
+        for run in RUNS
+        if (run.dataset, run.model, run.variant)
+        == (wildcards.dataset, wildcards.model, wildcards.variant)
+    ]
+
+
+rule stability:
+    input:
+        weights=lambda wildcards: [
+            f"results/sae/{run.path}/sae.safetensors" for run in runs_of_variant(wildcards)
+        ],
+        atoms=lambda wildcards: [
+            f"results/metrics/{run.path}/atoms.parquet" for run in runs_of_variant(wildcards)
+        ],
+    output:
+        "results/metrics/{dataset}/{model}/{variant}/stability.parquet",
+    params:
+        runs=lambda wildcards: [run.as_dict() for run in runs_of_variant(wildcards)],
+        top_m=config["evaluation"]["stability_top_m"],
+    log:
+        "logs/metrics/{dataset}/{model}/{variant}/stability.log",
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    conda:
+        "../envs/vlmsae.yaml"
+    script:
+        "../workflow_scripts/stability.py"

@@ -31,7 +31,7 @@ rule train_sweep_point:
     params:
         variant=lambda wildcards: config["variants"][wildcards.variant],
         train=config["train"],
-        evaluation=config["evaluation"],
+        evaluation=EVAL_SETTINGS,
         seed=config["sweeps"]["seed"],
     log:
         f"logs/sweeps/{{dataset}}/{{model}}/{{variant}}/{{parameter}}/{{value}}.log",

@@ -70,6 +70,9 @@ def test_end_to_end_outputs(finished):
         finished / "results/metrics/tiny/generator/topk/5-1/seed0/atoms.parquet"
     )
     assert len(atoms) == 32
+    stability = pd.read_csv(finished / "results/tables/stability.csv")
+    assert set(stability["kind"]) == {"mixture"} and stability["stability"].between(-1, 1).all()
+    assert summary["stability_mixture"].notna().all()
     for figure in ("r2_vs_l0.png", "modality_scores/tiny/generator.png"):
         assert (finished / "results/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     assert (finished / "logs/train/tiny/generator/topk/5-1/seed0.log").exists()
@@ -86,7 +89,7 @@ def test_changing_one_variant_reruns_only_its_descendants(finished):
     changed["variants"]["topk"]["k"] = 4
     jobs = dry_run_jobs(snakemake(finished, "-n", config=changed))
     rules = sorted(rule for rule, _ in jobs)
-    assert rules == ["figure_modality_scores", "metrics", "metrics", "train", "train"]
+    assert rules == ["figure_modality_scores", "metrics", "metrics", "stability", "train", "train"]
     assert all(
         "variant=topk" in wildcards for rule, wildcards in jobs if rule in ("train", "metrics")
     )

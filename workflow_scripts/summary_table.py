@@ -1,5 +1,11 @@
+import pandas as pd
+
 from vlmsae.tables import summary_table
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0]):
-    summary_table(snakemake.params.runs, snakemake.input).to_csv(snakemake.output[0], index=False)
+    stability = pd.concat([pd.read_parquet(path) for path in snakemake.input.stability],
+                          ignore_index=True)
+    stability.to_csv(snakemake.output.stability, index=False)
+    summary = summary_table(snakemake.params.runs, snakemake.input.summaries, stability)
+    summary.to_csv(snakemake.output.summary, index=False)

@@ -8,9 +8,9 @@ z = Σ_t a_t·e_{j_t} (an atom picked twice adds its coefficients) and x̂ = z·
 
 The fast path never multiplies the residual by Dᵀ again after step 1: since r_t = r_{t−1} − a_t·d_j,
 the correlations follow c_{t+1} = c_t − a_t·G[j_t] with the Gram matrix G = D·Dᵀ, a row gather
-instead of a [B, d]×[d, p] product. The coefficients are then rebuilt from the residual recurrence
-a_t = ⟨r_{t−1}, d_{j_t}⟩ in float32 (the correlations may be bf16 under autocast), and
-`PursuitCoefficients` differentiates that recurrence in O(k·B·d) from the k gathered atoms.
+instead of a [B, d]×[d, p] product (`select_atoms`). `PursuitCoefficients` then recomputes the
+coefficients exactly along those selections, in float32 even when the correlations ran in bf16
+under autocast, and differentiates them from the k gathered atoms alone.
 """
 
 from __future__ import annotations
@@ -23,20 +23,62 @@ from vlmsae.sae.registry import register
 
 
 def _working_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float32, or float64 when an input is float64: the recurrence never runs in half precision."""
+    """float32, or float64 when an input is float64: coefficients never run in half precision."""
     dtype = torch.float32
     for tensor in tensors:
         dtype = torch.promote_types(dtype, tensor.dtype)
     return dtype
 
 
-class PursuitCoefficients(torch.autograd.Function):
-    """(a [B, k], cols [B, k], live [B, k]) = k matching-pursuit steps on x_centred [B, d].
+def select_atoms(
+    x_centred: torch.Tensor,
+    dictionary: torch.Tensor,
+    atom_mask: torch.Tensor | None,
+    k: int,
+    nonnegative: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cols [B, k] = j_t, admissible [B, k]) of the greedy pursuit of x_centred [B, d].
 
-    Gradients reach x_centred and the dictionary [p, d] through the coefficients a_t only; the
-    selections j_t (cols) are constants, as autograd treats an argmax. `live` is False where a step
-    added nothing: no admissible atom (atom_mask [B, p] False everywhere) or, when non-negative,
-    a best correlation ≤ 0.
+    Correlations follow c_{t+1} = c_t − a_t·G[j_t] with G = D·Dᵀ and a_t read off c_t[j_t]; the
+    products may run in bf16 under autocast, the running correlations stay in float32.
+    `admissible` is False where atom_mask [B, p] left no atom to choose.
+    """
+    batch, n_atoms = len(x_centred), len(dictionary)
+    dtype = _working_dtype(x_centred, dictionary)
+    correlation = (x_centred @ dictionary.T).to(dtype)
+    # G costs p²·d once; the rows G[j] = D[j]·Dᵀ cost B·p·d a step, cheaper when k·B < p.
+    gram = dictionary @ dictionary.T if k * batch >= n_atoms else None
+    masked = None if atom_mask is None else ~atom_mask
+    if masked is not None and nonnegative:
+        # −inf survives every later update c ← c − a·G[j], so one fill masks all k steps.
+        correlation.masked_fill_(masked, float("-inf"))
+    cols = torch.empty(batch, k, dtype=torch.long, device=x_centred.device)
+    admissible = torch.empty(batch, k, dtype=torch.bool, device=x_centred.device)
+    for t in range(k):
+        score = correlation if nonnegative else correlation.abs()
+        if masked is not None and not nonnegative:
+            score.masked_fill_(masked, float("-inf"))
+        best, picked = score.max(dim=1)
+        step = correlation.gather(1, picked.unsqueeze(1))
+        allowed = best > float("-inf")
+        moves = allowed & (step.squeeze(1) > 0) if nonnegative else allowed
+        gram_rows = gram[picked] if gram is not None else dictionary[picked] @ dictionary.T
+        correlation.addcmul_(torch.where(moves.unsqueeze(1), step, 0), gram_rows, value=-1)
+        cols[:, t], admissible[:, t] = picked, allowed
+    return cols, admissible
+
+
+class PursuitCoefficients(torch.autograd.Function):
+    """(a [B, k], cols [B, k], live [B, k]): matching pursuit of x_centred [B, d] over D [p, d].
+
+    After the selection, the coefficients are recomputed exactly (float32 at least, autocast off)
+    in the coordinates of the chosen atoms A_t = d_{j_t}: with b_t = ⟨x_c, A_t⟩ and the overlaps
+    M_ts = ⟨A_t, A_s⟩, the residual recurrence a_t = ⟨r_{t−1}, A_t⟩, r_t = r_{t−1} − a_t·A_t reads
+        a_t = live_t·(b_t − Σ_{s<t} M_ts·a_s),
+    with live_t False where no atom was admissible or, when non-negative, where b_t − Σ ≤ 0.
+    Gradients reach x_centred and D through the a_t only: the selections are constants, as
+    autograd treats an argmax. Working on A [B, k, d] and M [B, k, k] keeps both passes free of
+    anything of size p, in a few batched products instead of k rounds of [B, d] operations.
     """
 
     @staticmethod
@@ -48,70 +90,46 @@ class PursuitCoefficients(torch.autograd.Function):
         k: int,
         nonnegative: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, n_atoms = len(x_centred), len(dictionary)
+        cols, live = select_atoms(x_centred, dictionary, atom_mask, k, nonnegative)
         dtype = _working_dtype(x_centred, dictionary)
-        residual = x_centred.to(dtype, copy=True)
-        atoms = dictionary.to(dtype)
-        correlation = (x_centred @ dictionary.T).to(dtype)
-        # The Gram matrix costs p²·d once; fetching G[j] as D[j]·Dᵀ costs B·p·d per step, cheaper
-        # when the batch selects fewer than p atoms in all.
-        gram = dictionary @ dictionary.T if k * batch >= n_atoms else None
-        masked = None if atom_mask is None else ~atom_mask
-        if masked is not None and nonnegative:
-            # −inf survives every later update c ← c − a·G[j], so one fill masks all k steps.
-            correlation.masked_fill_(masked, float("-inf"))
-        values = torch.empty(batch, k, dtype=dtype, device=x_centred.device)
-        cols = torch.empty(batch, k, dtype=torch.long, device=x_centred.device)
-        live = torch.empty(batch, k, dtype=torch.bool, device=x_centred.device)
+        with torch.autocast(x_centred.device.type, enabled=False):
+            atoms = dictionary[cols].to(dtype)
+            projections = torch.bmm(atoms, x_centred.to(dtype).unsqueeze(2)).squeeze(2)
+            overlaps = torch.bmm(atoms, atoms.mT)
+        values = torch.zeros_like(projections)
         for t in range(k):
-            score = correlation if nonnegative else correlation.abs()
-            if masked is not None and not nonnegative:
-                score.masked_fill_(masked, float("-inf"))
-            best, picked = score.max(dim=1)
-            atom = atoms[picked]
-            # Recomputed from the residual rather than read off the (possibly bf16) correlations.
-            coefficient = (residual * atom).sum(dim=1)
-            alive = best > float("-inf")
+            coefficient = projections[:, t] - (overlaps[:, t, :t] * values[:, :t]).sum(dim=1)
             if nonnegative:
-                alive &= coefficient > 0
-            coefficient = torch.where(alive, coefficient, 0)
-            residual.addcmul_(coefficient.unsqueeze(1), atom, value=-1)
-            gram_rows = gram[picked] if gram is not None else dictionary[picked] @ dictionary.T
-            correlation.addcmul_(coefficient.unsqueeze(1), gram_rows, value=-1)
-            values[:, t], cols[:, t], live[:, t] = coefficient, picked, alive
-        ctx.save_for_backward(dictionary, cols, values, live, residual)
-        ctx.input_dtype = x_centred.dtype
+                live[:, t] &= coefficient > 0
+            values[:, t] = torch.where(live[:, t], coefficient, 0)
+        ctx.save_for_backward(x_centred, dictionary, cols, values, live, overlaps)
         ctx.mark_non_differentiable(cols, live)
         return values, cols, live
 
     @staticmethod
     def backward(ctx, grad_values: torch.Tensor, *_constant_outputs):
-        """Reverse-mode through s_t = ⟨r_{t−1}, d_j⟩, a_t = live_t·s_t, r_t = r_{t−1} − a_t·d_j.
+        """Reverse mode of a_t = live_t·(b_t − Σ_{s<t} M_ts·a_s), walking t = k..1:
 
-        With ḡ_r = ∂L/∂r_t (zero at t = k: r_k is not an output), walking t = k..1:
-            ∂L/∂s_t = live_t·(∂L/∂a_t − ⟨ḡ_r, d_j⟩),
-            ∂L/∂d_j += ∂L/∂s_t·r_{t−1} − a_t·ḡ_r,
-            ∂L/∂r_{t−1} = ḡ_r + ∂L/∂s_t·d_j,
-        and ∂L/∂x_centred = ∂L/∂r_0. r_{t−1} = r_t + a_t·d_j is rebuilt on the way back.
+            g_t = ∂L/∂b_t = live_t·(∂L/∂a_t − Σ_{u>t} M_ut·g_u),
+            ∂L/∂x_c = Σ_t g_t·A_t,
+            ∂L/∂A_t = g_t·x_c − Σ_s W_ts·A_s,  W = N + Nᵀ with N_ts = g_t·a_s for s < t, else 0,
+        and ∂L/∂D[j] sums ∂L/∂A_t over the steps that chose atom j.
         """
-        dictionary, cols, values, live, residual = ctx.saved_tensors
-        atoms = dictionary.to(values.dtype)
-        grad_residual = torch.zeros_like(residual)
-        steps = values.shape[1]
-        # One scatter of all k·B row updates at the end: on CPU a per-step index_add_ into [p, d]
-        # costs time in p, k times over.
-        updates = residual.new_empty(steps, *residual.shape)
-        for t in reversed(range(steps)):
-            atom, coefficient = atoms[cols[:, t]], values[:, t].unsqueeze(1)
-            residual = residual.addcmul(coefficient, atom)
-            grad_step = (grad_values[:, t] - (grad_residual * atom).sum(dim=1)) * live[:, t]
-            torch.mul(grad_step.unsqueeze(1), residual, out=updates[t])
-            updates[t].addcmul_(coefficient, grad_residual, value=-1)
-            grad_residual.addcmul_(grad_step.unsqueeze(1), atom)
+        x_centred, dictionary, cols, values, live, overlaps = ctx.saved_tensors
+        grad_steps = torch.zeros_like(values)
+        for t in reversed(range(values.shape[1])):
+            later = (overlaps[:, t, t + 1 :] * grad_steps[:, t + 1 :]).sum(dim=1)
+            grad_steps[:, t] = torch.where(live[:, t], grad_values[:, t] - later, 0)
+        with torch.autocast(x_centred.device.type, enabled=False):
+            atoms = dictionary[cols].to(values.dtype)
+            grad_x = torch.bmm(grad_steps.unsqueeze(1), atoms).squeeze(1)
+            lower = (grad_steps.unsqueeze(2) * values.unsqueeze(1)).tril(-1)
+            grad_atoms = grad_steps.unsqueeze(2) * x_centred.to(values.dtype).unsqueeze(1)
+            grad_atoms -= torch.bmm(lower + lower.mT, atoms)
         grad_dictionary = torch.zeros_like(dictionary).index_put_(
-            (cols.T.flatten(),), updates.flatten(0, 1).to(dictionary.dtype), accumulate=True
+            (cols.flatten(),), grad_atoms.flatten(0, 1).to(dictionary.dtype), accumulate=True
         )
-        return grad_residual.to(ctx.input_dtype), grad_dictionary, None, None, None
+        return grad_x.to(x_centred.dtype), grad_dictionary, None, None, None
 
 
 @register

@@ -1,0 +1,14 @@
+import pandas as pd
+from safetensors.numpy import load_file
+
+from vlmsae.metrics.stability import stability_table
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    runs = [
+        {**run, "dictionary": load_file(weights)["W_dec"],
+         "energy": pd.read_parquet(atoms, columns=["energy"])["energy"].to_numpy()}
+        for run, weights, atoms in zip(snakemake.params.runs, snakemake.input.weights,
+                                       snakemake.input.atoms, strict=True)
+    ]
+    stability_table(runs, snakemake.params.top_m).to_parquet(snakemake.output[0], index=False)
