@@ -78,8 +78,13 @@ def test_different_sizes_match_the_smaller_dictionary_fully():
 
 def _run(mixture: str, seed: int, dictionary: np.ndarray, variant: str = "topk") -> dict:
     return {
-        "dataset": "tiny", "model": "m", "variant": variant, "mixture": mixture, "seed": seed,
-        "dictionary": dictionary, "energy": np.arange(len(dictionary), dtype=float),
+        "dataset": "tiny",
+        "model": "m",
+        "variant": variant,
+        "mixture": mixture,
+        "seed": seed,
+        "dictionary": dictionary,
+        "energy": np.arange(len(dictionary), dtype=float),
     }
 
 
@@ -94,8 +99,16 @@ def test_stability_table_pairs_runs_that_differ_in_one_factor(dictionary):
     ]
     table = stability_table(runs, [3])
     assert list(table.columns) == [
-        "dataset", "model", "variant", "kind", "mixture_a", "mixture_b", "seed_a", "seed_b",
-        "stability", "stability_top3",
+        "dataset",
+        "model",
+        "variant",
+        "kind",
+        "mixture_a",
+        "mixture_b",
+        "seed_a",
+        "seed_b",
+        "stability",
+        "stability_top3",
     ]
     pairs = table[["kind", "mixture_a", "mixture_b", "seed_a", "seed_b"]]
     assert pairs.values.tolist() == [

@@ -45,11 +45,13 @@ def matched_atoms(
     atoms_b = np.arange(len(dictionary_b)) if atoms_b is None else np.asarray(atoms_b)
     rows, cols, cosines = matched_cosines(dictionary_a[atoms_a], dictionary_b[atoms_b])
     order = np.argsort(atoms_a[rows])
-    return pd.DataFrame({
-        "atom_a": atoms_a[rows][order],
-        "atom_b": atoms_b[cols][order],
-        "cosine": cosines[order],
-    })
+    return pd.DataFrame(
+        {
+            "atom_a": atoms_a[rows][order],
+            "atom_b": atoms_b[cols][order],
+            "cosine": cosines[order],
+        }
+    )
 
 
 def stability(
@@ -94,7 +96,13 @@ def stability_table(runs: Sequence[dict], top_m: Sequence[int]) -> pd.DataFrame:
     stability_top{m} for each m.
     """
     columns = [
-        *RUN_KEYS, "kind", "mixture_a", "mixture_b", "seed_a", "seed_b", "stability",
+        *RUN_KEYS,
+        "kind",
+        "mixture_a",
+        "mixture_b",
+        "seed_a",
+        "seed_b",
+        "stability",
         *(f"stability_top{m}" for m in top_m),
     ]
     rows = []
@@ -102,15 +110,21 @@ def stability_table(runs: Sequence[dict], top_m: Sequence[int]) -> pd.DataFrame:
         kind = _pair_kind(run_a, run_b)
         if kind is None or any(run_a[key] != run_b[key] for key in RUN_KEYS):
             continue
-        rows.append({
-            **{key: run_a[key] for key in RUN_KEYS},
-            "kind": kind,
-            "mixture_a": run_a["mixture"],
-            "mixture_b": run_b["mixture"],
-            "seed_a": run_a["seed"],
-            "seed_b": run_b["seed"],
-            **stability(
-                run_a["dictionary"], run_b["dictionary"], run_a["energy"], run_b["energy"], top_m
-            ),
-        })
+        rows.append(
+            {
+                **{key: run_a[key] for key in RUN_KEYS},
+                "kind": kind,
+                "mixture_a": run_a["mixture"],
+                "mixture_b": run_b["mixture"],
+                "seed_a": run_a["seed"],
+                "seed_b": run_b["seed"],
+                **stability(
+                    run_a["dictionary"],
+                    run_b["dictionary"],
+                    run_a["energy"],
+                    run_b["energy"],
+                    top_m,
+                ),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
