@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+from scipy import sparse
+
+from vlmsae.metrics import modality_classifier as mc
+from vlmsae.metrics.context import EvalContext
+
+
+def make_context(
+    image: np.ndarray, text: np.ndarray, dictionary: np.ndarray, kinds: list[str], energy
+) -> EvalContext:
+    n, p = len(image), len(dictionary)
+    empty = sparse.csr_matrix((n, p), dtype=np.float32)
+    return EvalContext(
+        image=image,
+        text=text,
+        codes_image=empty,
+        codes_text=empty,
+        recon_image=image,
+        recon_text=text,
+        dictionary=dictionary,
+        energy=np.asarray(energy, dtype=float),
+        energy_sq=np.asarray(energy, dtype=float),
+        atom_kind=np.array(kinds, dtype=object),
+        atom_kind_sq=np.array(kinds, dtype=object),
+        seed=0,
+    )
+
+
+def brute_force_accuracy(image: np.ndarray, text: np.ndarray) -> float:
+    """Every threshold t in {−∞} ∪ scores, both directions, one at a time."""
+    best = 0.0
+    for t in np.concatenate([[-np.inf], image, text]):
+        images_above = np.sum(image > t) + np.sum(text <= t)
+        images_below = np.sum(image <= t) + np.sum(text > t)
+        best = max(best, images_above, images_below)
+    return best / (len(image) + len(text))
+
+
+def test_threshold_accuracy_by_hand():
+    # Sorted: 0T 1I 2I 3I | 4T 5T 6T 10I — "image below 3.5" gets all but 0 and 10 right.
+    accuracy = mc.threshold_accuracy(np.array([[1.0, 2, 3, 10]]), np.array([[4.0, 5, 6, 0]]))
+    np.testing.assert_allclose(accuracy, [6 / 8])
+
+
+def test_threshold_accuracy_either_direction_and_several_classifiers():
+    image = np.array([[0.0, 1.0], [5.0, 6.0], [1.0, 2.0]])
+    text = np.array([[5.0, 6.0], [0.0, 1.0], [1.0, 2.0]])
+    # Images below, images above, identical scores.
+    np.testing.assert_allclose(mc.threshold_accuracy(image, text), [1.0, 1.0, 0.5])
+
+
+def test_tied_scores_are_never_split():
+    # One image and one text at 1: no threshold separates them.
+    np.testing.assert_allclose(mc.threshold_accuracy(np.array([[1.0]]), np.array([[1.0]])), [0.5])
+    accuracy = mc.threshold_accuracy(np.array([[0.0, 1.0]]), np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(accuracy, [3 / 4])
+
+
+def test_unbalanced_classes_fall_back_to_the_majority():
+    # Every score tied: the best is to call everything an image, 3 of 4 right.
+    np.testing.assert_allclose(mc.threshold_accuracy(np.zeros((1, 3)), np.zeros((1, 1))), [0.75])
+    np.testing.assert_allclose(mc.threshold_accuracy(np.array([[0.0, 1]]), np.array([[5.0]])), [1])
+
+
+def test_threshold_accuracy_matches_brute_force_with_ties():
+    rng = np.random.default_rng(0)
+    # Small integer scores: plenty of ties within and across modalities.
+    image = rng.integers(0, 6, size=(20, 15)).astype(float)
+    text = rng.integers(2, 8, size=(20, 12)).astype(float)
+    expected = [brute_force_accuracy(i, t) for i, t in zip(image, text, strict=True)]
+    np.testing.assert_allclose(mc.threshold_accuracy(image, text), expected)
+
+
+def test_classifier_accuracy_by_hand():
+    image = np.array([[1.0, 0.1, 0.0], [0.9, -0.2, 0.0]])
+    text = np.array([[0.1, 1.0, 0.0], [-0.1, 0.8, 0.0]])
+    # e1 − e2 separates the modalities; 3·(e1 − e2) is the same direction; e3 scores all 0.
+    dictionary = np.array([[1.0, -1.0, 0.0], [3.0, -3.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(mc.classifier_accuracy(image, text, dictionary), [1.0, 1.0, 0.5])
+
+
+def random_rows(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((60, 8)) + np.eye(1, 8)
+    text = rng.standard_normal((60, 8)) - np.eye(1, 8)
+    return image, text, rng.standard_normal((13, 8))
+
+
+def test_accuracy_properties():
+    image, text, dictionary = random_rows(1)
+    accuracy = mc.classifier_accuracy(image, text, dictionary, chunk=5)
+    assert np.all((accuracy >= 0.5) & (accuracy <= 1.0))
+    # Chunks change the memory, not the answer.
+    np.testing.assert_array_equal(accuracy, mc.classifier_accuracy(image, text, dictionary, 100))
+    # Swapping modalities or flipping an atom only swaps the direction of the best threshold.
+    np.testing.assert_array_equal(accuracy, mc.classifier_accuracy(text, image, dictionary))
+    np.testing.assert_array_equal(accuracy, mc.classifier_accuracy(image, text, -dictionary))
+
+
+def test_rotation_leaves_accuracy_unchanged():
+    image, text, dictionary = random_rows(2)
+    rotation, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((8, 8)))
+    np.testing.assert_array_equal(
+        mc.classifier_accuracy(image, text, dictionary),
+        mc.classifier_accuracy(image @ rotation, text @ rotation, dictionary @ rotation),
+    )
+
+
+def test_summarise_scores_dead_atoms_but_leaves_them_out_of_the_mean():
+    image = np.array([[1.0, 0.1, 0.0], [0.9, -0.2, 0.0]])
+    text = np.array([[0.1, 1.0, 0.0], [-0.1, 0.8, 0.0]])
+    dictionary = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
+    context = make_context(image, text, dictionary, ["image", "bimodal", "dead"], [3.0, 1.0, 0])
+    result = mc.summarise(context)
+    np.testing.assert_allclose(result.atom_columns["classifier_accuracy"], [1.0, 0.5, 1.0])
+    assert result.summary["classifier_accuracy_mean"] == pytest.approx(0.75)
+    assert result.summary["classifier_accuracy_energy_weighted_mean"] == pytest.approx(
+        (3 * 1.0 + 1 * 0.5) / 4
+    )
+
+
+def test_summarise_of_only_dead_atoms_is_an_error():
+    context = make_context(np.eye(2), np.eye(2), np.eye(2), ["dead", "dead"], [0.0, 0.0])
+    with pytest.raises(ValueError, match="every atom is dead"):
+        mc.summarise(context)
+
+
+def test_summarise_subsamples_pairs_with_the_seed():
+    image, text, dictionary = random_rows(5)
+    kinds, energy = ["bimodal"] * len(dictionary), np.ones(len(dictionary))
+    every_row = mc.summarise(make_context(image, text, dictionary, kinds, energy))
+    np.testing.assert_array_equal(
+        every_row.atom_columns["classifier_accuracy"],
+        mc.classifier_accuracy(image, text, dictionary),
+    )
+    context = make_context(image, text, dictionary, kinds, energy)
+    context.options = {"classifier_max_rows": 20}
+    first = mc.summarise(context).atom_columns["classifier_accuracy"]
+    np.testing.assert_array_equal(first, mc.summarise(context).atom_columns["classifier_accuracy"])
+    context.seed = 1
+    assert not np.array_equal(first, mc.summarise(context).atom_columns["classifier_accuracy"])
