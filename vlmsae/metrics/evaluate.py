@@ -14,13 +14,22 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from vlmsae.metrics import energy, modality, reconstruction, recovery
+from vlmsae.metrics import (
+    cones,
+    energy,
+    gap,
+    mms,
+    modality,
+    modality_classifier,
+    reconstruction,
+    recovery,
+)
 from vlmsae.metrics.context import EvalContext
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
 
 # Metric groups run on every run's EvalContext, in this order (each: summarise(context)).
-METRIC_GROUPS: tuple = ()
+METRIC_GROUPS = (cones, modality_classifier, gap, mms)
 KINDS = ("image", "text", "bimodal", modality.DEAD)
 ACTIVITIES = ("both", "image_only", "text_only", modality.DEAD)
 
