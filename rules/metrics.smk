@@ -9,6 +9,7 @@ rule metrics:
     output:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
         summary=f"results/metrics/{RUN_DIR}/summary.json",
+        bridge_top=f"results/metrics/{RUN_DIR}/bridge_top.parquet",
     params:
         evaluation=EVAL_SETTINGS,
     log:
@@ -26,9 +27,11 @@ rule summary_table:
     input:
         summaries=[f"results/metrics/{run.path}/summary.json" for run in RUNS],
         stability=[f"results/metrics/{path}/stability.parquet" for path in VARIANT_PATHS],
+        bridge_top=[f"results/metrics/{run.path}/bridge_top.parquet" for run in RUNS],
     output:
         summary="results/tables/summary.csv",
         stability="results/tables/stability.csv",
+        bridge_top="results/tables/bridge_top.csv",
     params:
         runs=[run.as_dict() for run in RUNS],
     log:

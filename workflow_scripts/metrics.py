@@ -2,14 +2,14 @@ import json
 from pathlib import Path
 
 from vlmsae import sae
-from vlmsae.metrics.evaluate import EvalSettings, evaluate
+from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     model = sae.load(Path(snakemake.input.weights).parent)
-    atoms, summary = evaluate(
-        model, EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation)
-    )
+    atoms, summary, tables = evaluate_run(model, EmbeddingStore(snakemake.input.store),
+                                          EvalSettings(**snakemake.params.evaluation))
     atoms.to_parquet(snakemake.output.atoms, index=False)
-    Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2))
+    tables["bridge_top"].to_parquet(snakemake.output.bridge_top, index=False)
+    Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))

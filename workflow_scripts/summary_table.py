@@ -1,6 +1,6 @@
 import pandas as pd
 
-from vlmsae.tables import summary_table
+from vlmsae.tables import atoms_table, summary_table
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0]):
@@ -9,3 +9,5 @@ with logged(snakemake.log[0]):
     stability.to_csv(snakemake.output.stability, index=False)
     summary = summary_table(snakemake.params.runs, snakemake.input.summaries, stability)
     summary.to_csv(snakemake.output.summary, index=False)
+    atoms_table(snakemake.params.runs, snakemake.input.bridge_top).to_csv(
+        snakemake.output.bridge_top, index=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 
@@ -44,3 +45,4 @@ class EvalContext:
 class MetricResult:
     atom_columns: dict[str, np.ndarray] = field(default_factory=dict)  # each [p]
     summary: dict[str, float | int] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # written as <name>.parquet

@@ -15,21 +15,24 @@ import torch
 from scipy import sparse
 
 from vlmsae.metrics import (
+    bridge,
     cones,
     energy,
     gap,
     mms,
     modality,
     modality_classifier,
+    probing,
     reconstruction,
     recovery,
+    retrieval,
 )
 from vlmsae.metrics.context import EvalContext
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
 
 # Metric groups run on every run's EvalContext, in this order (each: summarise(context)).
-METRIC_GROUPS = (cones, modality_classifier, gap, mms)
+METRIC_GROUPS = (cones, modality_classifier, gap, mms, bridge, probing, retrieval)
 KINDS = ("image", "text", "bimodal", modality.DEAD)
 ACTIVITIES = ("both", "image_only", "text_only", modality.DEAD)
 
@@ -106,6 +109,14 @@ def evaluate(
     model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
 ) -> tuple[pd.DataFrame, dict]:
     """(atoms table [p rows], summary dict) for `model` on the store's eval split."""
+    atoms, summary, _ = evaluate_run(model, store, settings)
+    return atoms, summary
+
+
+def evaluate_run(
+    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
+) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run."""
     pairs = eval_pairs(store, settings.max_pairs, settings.seed)
     x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
     codes, recon = {}, {}
@@ -190,9 +201,11 @@ def evaluate(
         reference_text=reference.get("text"),
         options=dict(settings.options),
     )
+    tables: dict[str, pd.DataFrame] = {}
     for group in METRIC_GROUPS:
         result = group.summarise(context)
         for name, column in result.atom_columns.items():
             atoms[name] = column
         summary.update(result.summary)
-    return atoms, summary
+        tables.update(result.tables)
+    return atoms, summary, tables

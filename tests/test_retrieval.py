@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.stats import ortho_group
+
+from vlmsae.metrics import retrieval
+from vlmsae.metrics.context import EvalContext
+
+
+def brute_force_ranks(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ranks from the whole cosine matrix: others at least as similar as the partner."""
+    image = image / np.linalg.norm(image, axis=1, keepdims=True)
+    text = text / np.linalg.norm(text, axis=1, keepdims=True)
+    similarity = image @ text.T
+    threshold = np.diag(similarity) - retrieval.TIE_TOLERANCE
+    off = ~np.eye(len(image), dtype=bool)
+    return (
+        ((similarity >= threshold[:, None]) & off).sum(axis=1),
+        ((similarity >= threshold[None, :]) & off).sum(axis=0),
+    )
+
+
+def random_run(seed: int, n: int = 300, p: int = 36, d: int = 32) -> EvalContext:
+    """Paired rows from codes sharing 3 of the 12 bimodal atoms (0..11) and adding 2 weaker
+    unimodal atoms of their modality (image 12..23, text 24..35), with noise on the dense rows."""
+    rng = np.random.default_rng(seed)
+    dictionary = rng.standard_normal((p, d)).astype(np.float32)
+    dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+    kinds = np.repeat(np.array(["bimodal", "image", "text"], dtype=object), p // 3)
+    shared = np.zeros((n, p), dtype=np.float32)
+    codes = {m: np.zeros((n, p), dtype=np.float32) for m in ("image", "text")}
+    for i in range(n):
+        atoms = rng.choice(np.flatnonzero(kinds == "bimodal"), 3, replace=False)
+        shared[i, atoms] = rng.uniform(0.5, 1.0, 3)
+        for m in codes:
+            atoms = rng.choice(np.flatnonzero(kinds == m), 2, replace=False)
+            codes[m][i, atoms] = rng.uniform(0.1, 0.5, 2)
+    codes = {m: sparse.csr_matrix(shared + codes[m]) for m in codes}
+    recon = {m: np.asarray(codes[m] @ dictionary) for m in codes}
+    noise = {m: 0.05 * rng.standard_normal((n, d)).astype(np.float32) for m in codes}
+    return EvalContext(
+        image=recon["image"] + noise["image"],
+        text=recon["text"] + noise["text"],
+        codes_image=codes["image"],
+        codes_text=codes["text"],
+        recon_image=recon["image"],
+        recon_text=recon["text"],
+        dictionary=dictionary,
+        energy=np.ones(p),
+        energy_sq=np.ones(p),
+        atom_kind=kinds,
+        atom_kind_sq=kinds,
+        seed=seed,
+    )
+
+
+def test_identical_rows_are_all_retrieved_first():
+    rows = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    image_to_text, text_to_image = retrieval.partner_ranks(rows, rows)
+    assert not image_to_text.any() and not text_to_image.any()
+    assert retrieval.recall_at(image_to_text, 1) == 1.0
+
+
+def test_ranks_by_hand():
+    image = np.eye(3, dtype=np.float32)
+    # Image 1 is closer to caption 0 (cos .89) than image 0 is (cos .45); every image still
+    # finds its own caption first.
+    text = np.array([[1, 2, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    image_to_text, text_to_image = retrieval.partner_ranks(image, text)
+    np.testing.assert_array_equal(image_to_text, [0, 0, 0])
+    np.testing.assert_array_equal(text_to_image, [1, 0, 0])
+    assert retrieval.recall_at(text_to_image, 1) == pytest.approx(2 / 3)
+    assert retrieval.recall_at(text_to_image, 2) == 1.0
+
+
+def test_a_known_permutation_gives_its_fixed_points_as_recall():
+    # Orthonormal images, captions permuted: image i has cosine 1 with the caption that is its
+    # image and 0 with all others, its own included unless i is a fixed point. Ties count against
+    # the query, so only the fixed points are hits, at any k < N.
+    n = 10
+    permutation = np.array([0, 1, 2, 4, 3, 6, 7, 5, 9, 8])
+    image = np.eye(n, dtype=np.float32)
+    image_to_text, text_to_image = retrieval.partner_ranks(image, image[permutation])
+    for k in (1, 5, n - 1):
+        assert retrieval.recall_at(image_to_text, k) == pytest.approx(0.3)
+        assert retrieval.recall_at(text_to_image, k) == pytest.approx(0.3)
+
+
+def test_zero_rows_retrieve_nothing():
+    image = np.eye(4, dtype=np.float32)
+    text = image.copy()
+    text[2] = 0
+    image_to_text, text_to_image = retrieval.partner_ranks(image, text)
+    np.testing.assert_array_equal(image_to_text, [0, 0, 3, 0])
+    np.testing.assert_array_equal(text_to_image, [0, 0, 3, 0])
+
+
+def test_blocked_ranks_match_the_whole_matrix():
+    rng = np.random.default_rng(1)
+    image = rng.standard_normal((57, 5)).astype(np.float32)
+    text = image + rng.standard_normal((57, 5)).astype(np.float32)
+    expected = brute_force_ranks(image, text)
+    for block_entries in (1, 57 * 4, 10**6):
+        ranks = retrieval.partner_ranks(image, text, block_entries)
+        np.testing.assert_array_equal(ranks[0], expected[0])
+        np.testing.assert_array_equal(ranks[1], expected[1])
+
+
+def test_ranks_reject_unpaired_rows():
+    with pytest.raises(ValueError, match="one shape"):
+        retrieval.partner_ranks(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_batches_are_seeded_full_and_disjoint():
+    groups = retrieval.batches(10, 4, seed=3)
+    assert groups.shape == (2, 4)
+    assert len(np.unique(groups)) == 8
+    np.testing.assert_array_equal(groups, retrieval.batches(10, 4, seed=3))
+    assert not np.array_equal(groups, retrieval.batches(10, 4, seed=4))
+    # Fewer pairs than a batch: one batch of all of them.
+    assert sorted(retrieval.batches(3, 256, seed=0).ravel()) == [0, 1, 2]
+    with pytest.raises(ValueError, match="at least 2"):
+        retrieval.batches(10, 1, seed=0)
+
+
+def test_inbatch_recall_by_hand_and_with_one_batch_equals_the_whole_split():
+    n = 10
+    permutation = np.array([0, 1, 2, 4, 3, 6, 7, 5, 9, 8])
+    image = np.eye(n, dtype=np.float32)
+    # Batches {0..4} and {5..9}: the fixed points 0, 1, 2 are the only hits.
+    groups = np.arange(n).reshape(2, 5)
+    assert retrieval.inbatch_recall(image, image[permutation], groups) == (0.3, 0.3)
+    run = random_run(0, n=64)
+    whole = retrieval.partner_ranks(run.image, run.text)
+    assert retrieval.inbatch_recall(run.image, run.text, np.arange(64)[None]) == (
+        retrieval.recall_at(whole[0], 1),
+        retrieval.recall_at(whole[1], 1),
+    )
+
+
+def test_summary_keys_delta_r_and_versions():
+    run = random_run(2)
+    run.options = {"retrieval_batch": 32}
+    summary = retrieval.summarise(run).summary
+    for version in retrieval.VERSIONS:
+        for direction in ("i2t", "t2i"):
+            assert 0 <= summary[f"recall_inbatch_{direction}_{version}"] <= 1
+            recalls = [summary[f"recall_at{k}_{direction}_{version}"] for k in retrieval.KS]
+            assert recalls == sorted(recalls)
+    assert summary["delta_r"] == pytest.approx(
+        summary["recall_inbatch_i2t_reconstructed"] - summary["recall_inbatch_i2t_bimodal_only"]
+    )
+    assert summary["retrieval_seed"] == 2
+    assert summary["retrieval_batch"] == 32
+    assert summary["retrieval_pairs"] == 300
+    # The pairs share their bimodal codes: far better than chance (1/300), and best without the
+    # unimodal atoms, which differ between the two sides of a pair.
+    assert 0.2 < summary["recall_at1_i2t_dense"] < summary["recall_at1_i2t_bimodal_only"]
+
+
+def test_bimodal_only_version_uses_the_bimodal_atoms_without_bias():
+    run = random_run(3)
+    keep = run.atom_kind_sq == "bimodal"
+    # Bimodal-only codes as the reconstruction: all three versions equal, so δ_r = 0.
+    run.recon_image = np.asarray(run.codes_image.multiply(keep[None, :]) @ run.dictionary)
+    run.recon_text = np.asarray(run.codes_text.multiply(keep[None, :]) @ run.dictionary)
+    run.image, run.text = run.recon_image, run.recon_text
+    summary = retrieval.summarise(run).summary
+    assert summary["delta_r"] == 0.0
+    assert summary["recall_at5_t2i_bimodal_only"] == summary["recall_at5_t2i_dense"]
+
+
+def test_without_bimodal_atoms_bimodal_only_recall_is_zero():
+    run = random_run(4)
+    run.atom_kind_sq = np.array(["image", "text"] * (run.n_atoms // 2), dtype=object)
+    summary = retrieval.summarise(run).summary
+    assert summary["recall_at10_i2t_bimodal_only"] == 0.0
+    assert summary["delta_r"] == summary["recall_inbatch_i2t_reconstructed"]
+
+
+def test_seeds_make_inbatch_recall_repeatable():
+    run = random_run(5)
+    run.options = {"retrieval_batch": 16}
+    first, again = retrieval.summarise(run).summary, retrieval.summarise(run).summary
+    assert first == again
+    run.seed = 6
+    other = retrieval.summarise(run).summary
+    # The whole split does not depend on the seed; the batches do.
+    assert other["recall_at1_i2t_dense"] == first["recall_at1_i2t_dense"]
+    assert other["retrieval_seed"] == 6
+
+
+def test_a_capped_split_is_a_seeded_subsample():
+    run = random_run(7)
+    run.options = {"retrieval_max_pairs": 100}
+    summary = retrieval.summarise(run).summary
+    assert summary["retrieval_pairs"] == 100
+    assert summary == retrieval.summarise(run).summary
+    keep = np.sort(np.random.default_rng(7).choice(300, 100, replace=False))
+    ranks = retrieval.partner_ranks(run.image[keep], run.text[keep])
+    assert summary["recall_at1_i2t_dense"] == retrieval.recall_at(ranks[0], 1)
+
+
+def test_rotating_rows_and_dictionary_keeps_every_recall():
+    run = random_run(8)
+    summary = retrieval.summarise(run).summary
+    rotation = ortho_group.rvs(run.dictionary.shape[1], random_state=9).astype(np.float32)
+    for name in ("image", "text", "recon_image", "recon_text", "dictionary"):
+        setattr(run, name, getattr(run, name) @ rotation)
+    assert retrieval.summarise(run).summary == summary
+
+
+def test_whole_split_recall_on_real_coco_pairs(coco_features):
+    # The README of the shared COCO features reports R@1 over the 500 pairs.
+    features = np.load(coco_features)
+    image_to_text, text_to_image = retrieval.partner_ranks(features[0], features[1])
+    assert retrieval.recall_at(image_to_text, 1) == pytest.approx(0.552, abs=0.002)
+    assert retrieval.recall_at(text_to_image, 1) == pytest.approx(0.506, abs=0.002)
