@@ -1,9 +1,18 @@
 # Per-run metrics on the store's eval split, then the summary table over all runs.
 
 
+def mms_reference(wildcards):
+    """The store of the dataset's `mms_reference` model, for every other model's runs."""
+    reference = config["datasets"][wildcards.dataset].get("mms_reference")
+    if reference is None or reference == wildcards.model:
+        return []
+    return [f"results/embeddings/{wildcards.dataset}/{reference}.zarr"]
+
+
 rule metrics:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
+        reference=mms_reference,
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         config=f"results/sae/{RUN_DIR}/config.json",
     output:

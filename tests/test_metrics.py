@@ -163,3 +163,46 @@ def test_recovery_against_the_true_dictionary(tiny_store):
     _, random_summary = evaluate(random_model, tiny_store, EvalSettings(max_pairs=300))
     assert random_summary["recovery_w"] > 0.5
     assert random_summary["recovery_mma"] < summary["recovery_mma"]
+
+
+def test_zero_shot_and_mms_against_another_store(tmp_path):
+    """A labelled store with class prompts gets zero-shot scores; a reference store gets MMS."""
+    from vlmsae.metrics.evaluate import evaluate_run
+
+    rng = np.random.default_rng(0)
+    centres = np.abs(rng.standard_normal((3, 8)))
+    labels = rng.integers(0, 3, 300)
+    np.save(
+        tmp_path / "pairs.npy",
+        np.stack(
+            [
+                centres[labels] + 0.1 * np.abs(rng.standard_normal((300, 8))),
+                centres[labels] + 0.1 * np.abs(rng.standard_normal((300, 8))),
+            ]
+        ),
+    )
+    np.save(tmp_path / "labels.npy", labels)
+    np.save(tmp_path / "prompts.npy", centres[:, None, :] + 0.05 * rng.random((3, 4, 8)))
+    section = {
+        "path": str(tmp_path / "pairs.npy"),
+        "labels_path": str(tmp_path / "labels.npy"),
+        "class_prompts_path": str(tmp_path / "prompts.npy"),
+        "eval_fraction": 0.5,
+        "split_seed": 0,
+    }
+    for name in ("model", "reference"):
+        build_store(
+            "d", name, {"source": "precomputed", "precomputed": section}, tmp_path / f"{name}.zarr"
+        )
+    store, reference = (
+        EmbeddingStore(tmp_path / "model.zarr"),
+        EmbeddingStore(tmp_path / "reference.zarr"),
+    )
+    _, summary, tables = evaluate_run(
+        _identity_topk(8), store, EvalSettings(energy_top_m=[2]), reference_store=reference
+    )
+    assert summary["zero_shot_top1_dense"] > 0.95
+    assert summary["zero_shot_top1_codes"] > 0.95
+    assert "zero_shot_top5_dense" not in summary  # fewer than 5 classes
+    assert summary["mms_image_text_atoms"] == 8 and -1 <= summary["mms_image_text"] <= 1
+    assert {"coactivation", "transport"} == set(tables["bridge_top"]["form"])

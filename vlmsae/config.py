@@ -27,8 +27,13 @@ PAIRED_MIXTURE = "1-1"
 VARIANT_PRESETS = {
     "sae-a": {"type": "mp", "k": 20, "alignment": 1e-4},  # iso-energy §3, eq. 1
     "gsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True},
-    "mgsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True,
-              "mask_probability": 0.2},  # group-sparse App. A.2.1 (CLIP)
+    "mgsae": {
+        "type": "topk",
+        "k": 32,
+        "group_sparsity": 0.05,
+        "modality_biases": True,
+        "mask_probability": 0.2,
+    },  # group-sparse App. A.2.1 (CLIP)
 }
 
 
@@ -109,30 +114,52 @@ def _check_variant(name: str, variant: dict) -> dict:
     variant = {**VARIANT_PRESETS.get(variant.get("preset"), {}), **variant}
     variant.pop("preset", None)
     if "type" not in variant:
-        raise ConfigError(key, "no 'type' and no 'preset'", f"add type: one of "
-                          f"{', '.join(sae.available())}, or preset: one of "
-                          f"{', '.join(VARIANT_PRESETS)}")
+        raise ConfigError(
+            key,
+            "no 'type' and no 'preset'",
+            f"add type: one of "
+            f"{', '.join(sae.available())}, or preset: one of "
+            f"{', '.join(VARIANT_PRESETS)}",
+        )
     if variant["type"] not in sae.available():
-        raise ConfigError(f"{key}.type", f"unknown variant '{variant['type']}'",
-                          f"use one of: {', '.join(sae.available())}")
+        raise ConfigError(
+            f"{key}.type",
+            f"unknown variant '{variant['type']}'",
+            f"use one of: {', '.join(sae.available())}",
+        )
     taken = sae.hyper_parameters(variant["type"])
     for hyper in set(variant) - {"type", "n_atoms", *REGULARISER_KEYS}:
         if hyper not in taken:
-            raise ConfigError(f"{key}.{hyper}", f"not a hyper-parameter of '{variant['type']}'",
-                              f"remove it; '{variant['type']}' takes: {', '.join(sorted(taken))}")
+            raise ConfigError(
+                f"{key}.{hyper}",
+                f"not a hyper-parameter of '{variant['type']}'",
+                f"remove it; '{variant['type']}' takes: {', '.join(sorted(taken))}",
+            )
     missing = [hyper for hyper, required in taken.items() if required and hyper not in variant]
     if missing:
         raise ConfigError(f"{key}.{missing[0]}", f"'{variant['type']}' needs it", "set it")
     if variant.get("k", 0) > variant["n_atoms"]:
-        raise ConfigError(f"{key}.k", f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
-                          "lower k or raise n_atoms")
+        raise ConfigError(
+            f"{key}.k",
+            f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
+            "lower k or raise n_atoms",
+        )
     if variant.get("alignment") == SWEEP and len(swept_parameters(variant)) > 1:
-        raise ConfigError(f"{key}.alignment", "the alignment sweep cannot be combined with "
-                          "other sweeps", "sweep β on its own, or fix the other regularisers")
-    if (variant.get("mask_probability") == SWEEP and variant.get("group_sparsity") != SWEEP
-            and not variant.get("group_sparsity")):
-        raise ConfigError(f"{key}.mask_probability", "its sweep compares against the GSAE, "
-                          "which needs group_sparsity", "set group_sparsity (a value or 'sweep')")
+        raise ConfigError(
+            f"{key}.alignment",
+            "the alignment sweep cannot be combined with other sweeps",
+            "sweep β on its own, or fix the other regularisers",
+        )
+    if (
+        variant.get("mask_probability") == SWEEP
+        and variant.get("group_sparsity") != SWEEP
+        and not variant.get("group_sparsity")
+    ):
+        raise ConfigError(
+            f"{key}.mask_probability",
+            "its sweep compares against the GSAE, which needs group_sparsity",
+            "set group_sparsity (a value or 'sweep')",
+        )
     return variant
 
 
@@ -150,6 +177,12 @@ def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
             f"source '{spec['source']}' needs a '{spec['source']}' section",
             f"add {key}.{spec['source']} (see config.yaml for an example)",
         )
+    if spec.get("mms_reference", spec["models"][0]) not in spec["models"]:
+        raise ConfigError(
+            f"{key}.mms_reference",
+            f"'{spec['mms_reference']}' is not one of its models",
+            f"use one of: {', '.join(spec['models'])}",
+        )
     if spec["source"] == "synthetic":
         try:
             SyntheticParams(**spec["synthetic"]).check()
@@ -158,6 +191,7 @@ def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
     elif spec["source"] == "precomputed":
         section = spec["precomputed"]
         path_keys = ["path"] if "path" in section else ["image_path", "text_path"]
+        path_keys += [k for k in ("labels_path", "class_prompts_path") if k in section]
         for path_key in path_keys:
             if path_key not in section:
                 raise ConfigError(

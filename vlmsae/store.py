@@ -5,6 +5,7 @@ Arrays (rows L2-normalised unless attrs say otherwise):
   pairs [N_pairs, 2]                    int64, (image row, text row)
   image_split [N_img], text_split [N_txt]  int8, index into attrs["splits"]
   label [N_img]                         int64, optional
+  class_prompts [C, T, d]               float32, optional: text embeddings of T prompts per class
   truth/ (synthetic data only)          see `TrueStructure`
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
 folder and renames it into place, so an interrupted write never leaves a store that looks whole.
@@ -90,6 +91,7 @@ def write_store(
     text_split: np.ndarray,
     attrs: dict,
     label: np.ndarray | None = None,
+    class_prompts: np.ndarray | None = None,
     truth: TrueStructure | None = None,
 ) -> Path:
     """Write a complete store at `path` (replacing any partial one left by an interrupted write)."""
@@ -106,6 +108,8 @@ def write_store(
     _array(root, "text_split", np.asarray(text_split, dtype=np.int8))
     if label is not None:
         _array(root, "label", np.asarray(label, dtype=np.int64))
+    if class_prompts is not None:
+        _array(root, "class_prompts", np.asarray(class_prompts, dtype=np.float32))
     if truth is not None:
         group = root.create_group("truth")
         _array(group, "dictionary", truth.dictionary.astype(np.float32))
@@ -180,6 +184,10 @@ class EmbeddingStore:
         pairs = self.pairs
         image_in_split = self.root["image_split"][...] == SPLITS.index(split)
         return pairs[image_in_split[pairs[:, 0]]]
+
+    def optional(self, name: str) -> np.ndarray | None:
+        """An optional array (label, class_prompts) or None when the store has none."""
+        return self.root[name][...] if name in self.root else None
 
     def truth(self) -> TrueStructure | None:
         if "truth" not in self.root:

@@ -8,8 +8,10 @@ from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     model = sae.load(Path(snakemake.input.weights).parent)
-    atoms, summary, tables = evaluate_run(model, EmbeddingStore(snakemake.input.store),
-                                          EvalSettings(**snakemake.params.evaluation))
+    reference = [EmbeddingStore(path) for path in snakemake.input.reference]
+    atoms, summary, tables = evaluate_run(
+        model, EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation),
+        reference_store=reference[0] if reference else None)
     atoms.to_parquet(snakemake.output.atoms, index=False)
     tables["bridge_top"].to_parquet(snakemake.output.bridge_top, index=False)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))

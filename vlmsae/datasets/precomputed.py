@@ -1,5 +1,8 @@
 """Precomputed paired embeddings from .npy / .npz files (row i of image pairs with row i of text).
 
+Optional: labels_path (.npy [N] int class of each image) and class_prompts_path (.npy [C, T, d],
+text embeddings of T prompt templates per class) enable zero-shot classification from codes.
+
 Accepted layouts:
   path: one .npy of shape [2, N, d] (image first, text second; the layout of Liang et al.'s
         Modality-Gap features), or one .npz holding `image_key` and `text_key` arrays;
@@ -80,7 +83,28 @@ def build(spec: dict) -> dict:
     text = text / np.linalg.norm(text, axis=1, keepdims=True)
     n_pairs = image.shape[0]
     split = assign_pair_splits(n_pairs, spec["eval_fraction"], spec["split_seed"])
+    optional = {}
+    if "labels_path" in spec:
+        optional["label"] = _load_npy(Path(spec["labels_path"]))
+        if optional["label"].shape != (n_pairs,):
+            raise InputFileError(
+                spec["labels_path"],
+                f"expected shape [{n_pairs}], got {list(optional['label'].shape)}",
+                "give one label per image row",
+            )
+    if "class_prompts_path" in spec:
+        optional["class_prompts"] = _load_npy(Path(spec["class_prompts_path"]))
+        if (
+            optional["class_prompts"].ndim != 3
+            or optional["class_prompts"].shape[2] != image.shape[1]
+        ):
+            raise InputFileError(
+                spec["class_prompts_path"],
+                f"expected shape [classes, templates, {image.shape[1]}]",
+                "embed every prompt of every class",
+            )
     return {
+        **optional,
         "image": image,
         "text": text,
         "pairs": np.stack([np.arange(n_pairs)] * 2, axis=1),

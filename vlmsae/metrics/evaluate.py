@@ -26,6 +26,7 @@ from vlmsae.metrics import (
     reconstruction,
     recovery,
     retrieval,
+    zero_shot,
 )
 from vlmsae.metrics.context import EvalContext
 from vlmsae.sae.base import SparseAutoencoder
@@ -114,9 +115,16 @@ def evaluate(
 
 
 def evaluate_run(
-    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
+    model: SparseAutoencoder,
+    store: EmbeddingStore,
+    settings: EvalSettings,
+    reference_store: EmbeddingStore | None = None,
 ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
-    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run."""
+    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run.
+
+    `reference_store`: another model's store of the same items, the second encoder of MMS;
+    without it a synthetic store's true codes serve.
+    """
     pairs = eval_pairs(store, settings.max_pairs, settings.seed)
     x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
     codes, recon = {}, {}
@@ -183,6 +191,21 @@ def evaluate_run(
         )
         # The true codes are the "second encoder" of synthetic data (MMS).
         reference = {m: true_codes[m].toarray() for m in x}
+    if reference_store is not None:
+        if reference_store.array("image").shape[0] != store.array("image").shape[0]:
+            raise ValueError(f"{reference_store.path} does not hold the items of {store.path}")
+        reference = {m: reference_store.rows(m, pairs[:, i]) for i, m in enumerate(x)}
+    labels, class_prompts = store.optional("label"), store.optional("class_prompts")
+    if labels is not None and class_prompts is not None:
+        summary.update(
+            zero_shot.zero_shot(
+                x["image"],
+                codes["image"],
+                labels[pairs[:, 0]],
+                class_prompts,
+                lambda text: encode(model, text, settings.batch_size, 1)[0],
+            )
+        )
 
     context = EvalContext(
         image=x["image"],

@@ -81,6 +81,9 @@ def _sddmm(
     """
     if left_index.numel() == 0:
         return left.new_zeros(0)
+    if left.device.type != "cpu" and left.dtype not in (torch.float32, torch.float64):
+        # GPU builds of that kernel may lack the half-precision types: gather instead
+        return (left[left_index] * right[right_index]).sum(dim=1)
     offsets = left_index.new_zeros(len(left))
     return torch.ops.aten._embedding_bag_per_sample_weights_backward(
         left.contiguous(), right.contiguous(), right_index, offsets, left_index, 0, -1
@@ -112,15 +115,16 @@ class _SparseTimesDense(torch.autograd.Function):
 class _SampledPreActivation(torch.autograd.Function):
     """values [nnz] = x[rows]·W[cols] + b[cols]: the selected pre-activations, with their gradient.
 
-    `known` holds the same values when the caller already computed them (the detached [B, p]
-    pre-activations they were selected from); otherwise they are recomputed in O(nnz·d).
+    With `pre`, the same [B, p] pre-activations already computed (detached), the values are read
+    from it; without, they are computed in O(nnz·d).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, rows, cols, known):
+    def forward(ctx, x, weight, bias, rows, cols, pre):
         with _no_autocast(weight):
-            values = known
-            if values is None:
+            if pre is not None:
+                values = pre.reshape(-1).index_select(0, rows * pre.shape[1] + cols)
+            else:
                 values = _sddmm(x, weight, rows, cols) + bias.index_select(0, cols)
         ctx.save_for_backward(x, weight, rows, cols)
         ctx.n_bias = len(bias)
@@ -209,15 +213,21 @@ class SparseAutoencoder(nn.Module):
         """Codes with the given active coordinates, values recomputed with their gradient.
 
         The values are x_c[row]·W_enc[col] + b_enc[col]; when `pre` (the detached pre-activations
-        the coordinates were selected from) is given in the working dtype, they are read from it.
+        the coordinates were selected from) is given in the working dtype, outside autocast (whose
+        matmul rounds to low precision), they are read from it.
         """
         dtype = torch.promote_types(
             torch.promote_types(x_centred.dtype, self.W_enc.dtype), self.b_enc.dtype
         )
-        known = None
         batch = len(x_centred)
-        if pre is not None and pre.dtype == dtype and pre.shape == (batch, self.n_atoms):
-            known = pre.reshape(-1).index_select(0, rows * self.n_atoms + cols)
+        known = (
+            pre.detach()
+            if pre is not None
+            and pre.dtype == dtype
+            and pre.shape == (batch, self.n_atoms)
+            and not torch.is_autocast_enabled(x_centred.device.type)
+            else None
+        )
         values = _SampledPreActivation.apply(
             x_centred.to(dtype), self.W_enc.to(dtype), self.b_enc.to(dtype), rows, cols, known
         )
