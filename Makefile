@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 CORES ?= all
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -27,6 +28,16 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vlmsae tests workflow_scripts
+
+# Training throughput against overcomplete 0.3.0 (CPU, fp32): results/bench/train_throughput.json.
+# The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
+# version changes.
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/train_throughput.py --out results/bench/train_throughput.json
 
 clean:
 	rm -rf results logs .snakemake
