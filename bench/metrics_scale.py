@@ -1,0 +1,148 @@
+"""Wall time and peak memory of the full metric suite at the scale of a real run.
+
+    python bench/metrics_scale.py --out results/bench/metrics_scale.json
+
+Parts, each in a fresh process so its peak resident memory is its own:
+- suite: `vlmsae.metrics.evaluate.evaluate` (encoding the eval split included) of a TopK SAE with
+  p = 8192 atoms, k = 32, on a synthetic store of d = 768 with 100k eval pairs, 2 threads;
+- stability: the Hungarian matching of two 8192-atom dictionaries (d = 768), all atoms and top-m.
+Targets (issue 4): suite under 5 minutes and 8 GB on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+THREADS = 2
+D, N_ATOMS, K, EVAL_PAIRS = 768, 8192, 32, 100_000
+TARGETS = {"suite_seconds": 300.0, "suite_peak_gb": 8.0}
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kilobytes
+
+
+def _store(path: str) -> dict:
+    from vlmsae.datasets import build_store
+
+    eval_fraction = 0.9
+    synthetic = {
+        "d": D,
+        "n_bimodal": 4096,
+        "n_unimodal": 2048,
+        "L": 20,
+        "n_active_bimodal": 10,
+        "tau1": 1.0,
+        "tau2": 0.3,
+        "n_pairs": int(EVAL_PAIRS / eval_fraction) + 1,
+        "eval_fraction": eval_fraction,
+        "seed": 0,
+    }
+    start = time.perf_counter()
+    build_store("bench", "generator", {"source": "synthetic", "synthetic": synthetic}, path)
+    return {"store_build_seconds": time.perf_counter() - start}
+
+
+def _suite(path: str) -> dict:
+    from vlmsae import sae
+    from vlmsae.metrics.evaluate import EvalSettings, evaluate
+    from vlmsae.store import EmbeddingStore
+
+    store = EmbeddingStore(path)
+    torch.manual_seed(0)
+    model = sae.build("topk", d=D, n_atoms=N_ATOMS, k=K).eval()
+    settings = EvalSettings(max_pairs=EVAL_PAIRS)
+    start = time.perf_counter()
+    atoms, summary = evaluate(model, store, settings)
+    seconds = time.perf_counter() - start
+    return {
+        "suite_seconds": seconds,
+        "suite_peak_gb": _peak_gb(),
+        "eval_pairs": summary["eval_pairs"],
+        "summary_keys": len(summary),
+        "atom_columns": len(atoms.columns),
+    }
+
+
+def _stability() -> dict:
+    from vlmsae.metrics.stability import stability
+
+    rng = np.random.default_rng(0)
+    first = rng.standard_normal((N_ATOMS, D)).astype(np.float32)
+    # A second "seed": the same atoms perturbed and shuffled, so the matching has work to do.
+    second = (first + 0.5 * rng.standard_normal(first.shape)).astype(np.float32)[
+        rng.permutation(N_ATOMS)
+    ]
+    energy_a, energy_b = rng.random(N_ATOMS), rng.random(N_ATOMS)
+    start = time.perf_counter()
+    result = stability(first, second, energy_a, energy_b, [32, 256])
+    return {
+        "stability_seconds": time.perf_counter() - start,
+        "stability_peak_gb": _peak_gb(),
+        "stability": result["stability"],
+    }
+
+
+def _run_part(part: str, store: str) -> dict:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--part", part, "--store", store],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="results/bench/metrics_scale.json")
+    parser.add_argument("--part", choices=["store", "suite", "stability"])
+    parser.add_argument("--store", help="where the parts build and read the synthetic store")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    if args.part:
+        part = {
+            "store": lambda: _store(args.store),
+            "suite": lambda: _suite(args.store),
+            "stability": _stability,
+        }[args.part]
+        print(json.dumps(part()))
+        return
+    store = str(Path(tempfile.mkdtemp()) / "store.zarr")
+    result = {
+        "command": " ".join(sys.argv),
+        "threads": THREADS,
+        "scale": {"d": D, "n_atoms": N_ATOMS, "k": K, "eval_pairs": EVAL_PAIRS},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
+        **_run_part("store", store),
+        **_run_part("suite", store),
+        **_run_part("stability", store),
+    }
+    result["targets"] = {
+        key: {"target": bound, "met": result[key] < bound} for key, bound in TARGETS.items()
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
