@@ -29,7 +29,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check vlmsae tests workflow_scripts
 
-# Training throughput against overcomplete 0.3.0 (CPU, fp32): results/bench/train_throughput.json.
+# Training throughput against overcomplete 0.3.0 (CPU, fp32): results/bench/train_throughput.json;
+# the full metric suite at p = 8192, 100k pairs, d = 768: results/bench/metrics_scale.json.
 # The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
 # version changes.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -38,6 +39,7 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/train_throughput.py --out results/bench/train_throughput.json
+	$(BIN)/python bench/metrics_scale.py --out results/bench/metrics_scale.json
 
 clean:
 	rm -rf results logs .snakemake
