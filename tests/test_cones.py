@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-from scipy import sparse
+from conftest import rows_context
 
 from vlmsae.metrics import cones
-from vlmsae.metrics.context import EvalContext
 
 ROOT_HALF = np.sqrt(0.5)
 # Image rows e1, e2, (e1 + e2)/√2 (two scaled: cosines must not care); text rows e1, e1, e3.
@@ -11,24 +10,8 @@ IMAGE = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [3 * ROOT_HALF, 3 * ROOT_HAL
 TEXT = np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def make_context(image: np.ndarray, text: np.ndarray, seed: int = 0, **options) -> EvalContext:
-    n, d = image.shape
-    empty = sparse.csr_matrix((n, 1), dtype=np.float32)
-    return EvalContext(
-        image=image,
-        text=text,
-        codes_image=empty,
-        codes_text=empty,
-        recon_image=image,
-        recon_text=text,
-        dictionary=np.eye(1, d),
-        energy=np.ones(1),
-        energy_sq=np.ones(1),
-        atom_kind=np.array(["bimodal"], dtype=object),
-        atom_kind_sq=np.array(["bimodal"], dtype=object),
-        seed=seed,
-        options=options,
-    )
+def make_context(image, text, seed=0, **options):
+    return rows_context(image, text, seed=seed, **options)
 
 
 def random_pairs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,30 +1,12 @@
 import numpy as np
 import pytest
-from scipy import sparse
+from conftest import rows_context
 
 from vlmsae.metrics import modality_classifier as mc
-from vlmsae.metrics.context import EvalContext
 
 
-def make_context(
-    image: np.ndarray, text: np.ndarray, dictionary: np.ndarray, kinds: list[str], energy
-) -> EvalContext:
-    n, p = len(image), len(dictionary)
-    empty = sparse.csr_matrix((n, p), dtype=np.float32)
-    return EvalContext(
-        image=image,
-        text=text,
-        codes_image=empty,
-        codes_text=empty,
-        recon_image=image,
-        recon_text=text,
-        dictionary=dictionary,
-        energy=np.asarray(energy, dtype=float),
-        energy_sq=np.asarray(energy, dtype=float),
-        atom_kind=np.array(kinds, dtype=object),
-        atom_kind_sq=np.array(kinds, dtype=object),
-        seed=0,
-    )
+def make_context(image, text, dictionary, kinds, energy):
+    return rows_context(image, text, dictionary, kinds, energy)
 
 
 def brute_force_accuracy(image: np.ndarray, text: np.ndarray) -> float:

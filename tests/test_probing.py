@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from scipy import sparse
+from conftest import rows_context
 from scipy.stats import ortho_group
 
 from vlmsae.metrics import probing
@@ -15,26 +15,9 @@ IMAGE = np.array([[1, 0.6], [1, 0.2]], dtype=np.float32)
 TEXT = np.array([[-1, 0.6], [-0.5, 0.9]], dtype=np.float32)
 
 
-def context(
-    image: np.ndarray, text: np.ndarray, dictionary: np.ndarray, kinds: np.ndarray, energy_sq
-) -> EvalContext:
+def context(image, text, dictionary, kinds, energy_sq):
     """An EvalContext for the probes: they read rows, dictionary, kinds and energy_sq only."""
-    n, p = len(image), len(dictionary)
-    empty = sparse.csr_matrix((n, p), dtype=np.float32)
-    return EvalContext(
-        image=image,
-        text=text,
-        codes_image=empty,
-        codes_text=empty,
-        recon_image=image,
-        recon_text=text,
-        dictionary=dictionary,
-        energy=np.asarray(energy_sq),
-        energy_sq=np.asarray(energy_sq),
-        atom_kind=kinds,
-        atom_kind_sq=kinds,
-        seed=0,
-    )
+    return rows_context(image, text, dictionary, kinds, energy_sq)
 
 
 def random_run(seed: int, n: int = 50, p: int = 9, d: int = 6) -> EvalContext:
