@@ -130,3 +130,20 @@ def test_rejects_codes_and_reference_of_different_lengths():
             {"image": sparse.csr_matrix((3, 2)), "text": sparse.csr_matrix((3, 2))},
             {"image": np.ones((4, 2)), "text": np.ones((3, 2))},
         )
+
+
+def test_sparse_reference_gives_the_dense_result():
+    from scipy import sparse as sp
+
+    from vlmsae.metrics.mms import mms
+
+    rng = np.random.default_rng(3)
+    codes = {
+        m: sp.csr_matrix(rng.random((30, 5)) * (rng.random((30, 5)) < 0.4))
+        for m in ("image", "text")
+    }
+    reference = {m: rng.random((30, 7)) * (rng.random((30, 7)) < 0.5) for m in ("image", "text")}
+    dense = mms(codes, reference)
+    sparse_result = mms(codes, {m: sp.csr_matrix(r) for m, r in reference.items()})
+    for name in dense:
+        np.testing.assert_allclose(sparse_result[name], dense[name], equal_nan=True)

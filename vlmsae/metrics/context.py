@@ -31,9 +31,9 @@ class EvalContext:
     atom_kind_sq: np.ndarray  # [p] the same from second moments (iso-energy)
     seed: int  # every random choice of a metric derives from it
     # A second view of the same rows for MMS: another encoder's embeddings of the same items, or
-    # the true codes for synthetic data. [N, r] each, or None when the store has none.
-    reference_image: np.ndarray | None = None
-    reference_text: np.ndarray | None = None
+    # the true codes for synthetic data (kept sparse). [N, r] each, or None when there is none.
+    reference_image: np.ndarray | sparse.csr_matrix | None = None
+    reference_text: np.ndarray | sparse.csr_matrix | None = None
     options: dict = field(default_factory=dict)  # metric settings from config `evaluation`
 
     @property

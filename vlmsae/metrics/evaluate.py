@@ -190,7 +190,7 @@ def evaluate_run(
             codes_all, sparse.vstack([true_codes["image"], true_codes["text"]])
         )
         # The true codes are the "second encoder" of synthetic data (MMS).
-        reference = {m: true_codes[m].toarray() for m in x}
+        reference = true_codes
     if reference_store is not None:
         if reference_store.array("image").shape[0] != store.array("image").shape[0]:
             raise ValueError(f"{reference_store.path} does not hold the items of {store.path}")

@@ -28,21 +28,40 @@ from vlmsae.metrics.recovery import _unit_rows
 PAIRS = (("image", "image"), ("text", "text"), ("image", "text"))
 
 
+def _unit_reference(reference: np.ndarray | sparse.spmatrix | sparse.sparray):
+    """Rows scaled to unit norm (zero rows stay zero); a sparse reference stays sparse.
+
+    Synthetic data's reference is its true codes: [N, K] with K up to p, dense it would take
+    gigabytes at full scale.
+    """
+    if not sparse.issparse(reference):
+        return _unit_rows(np.asarray(reference, dtype=np.float64))
+    rows = sparse.csr_array(reference, dtype=np.float64)
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sparse.csr_array(sparse.diags_array(scale) @ rows)
+
+
 class _Side:
     """One modality's |Z| [N, p] and what MMS needs of it: |Z|ᵀE [p, r], Σ|a|, Σ a²‖e‖², Σ a²."""
 
-    def __init__(self, codes: sparse.spmatrix | sparse.sparray, reference: np.ndarray):
+    def __init__(self, codes: sparse.spmatrix | sparse.sparray, reference):
         if codes.shape[0] != reference.shape[0]:
             raise ValueError(
-                f"codes have {codes.shape[0]} rows but the reference embeddings {len(reference)}"
+                f"codes have {codes.shape[0]} rows but the reference embeddings "
+                f"{reference.shape[0]}"
             )
         weights = sparse.csc_array(abs(codes), dtype=np.float64)
-        unit = _unit_rows(np.asarray(reference, dtype=np.float64))
+        unit = _unit_reference(reference)
         squared = weights.multiply(weights)
-        self.pooled = np.asarray(weights.T @ unit)  # [p, r] Σ_i |a_i| e_i
+        pooled = weights.T @ unit
+        self.pooled = pooled.toarray() if sparse.issparse(pooled) else np.asarray(pooled)  # [p, r]
         self.mass = np.asarray(weights.sum(axis=0)).ravel()  # [p] Σ_i |a_i|
         # e_i·e_i is 1, or 0 for a zero reference row (its cosine with anything is 0).
-        self.self_similarity = squared.T @ np.square(unit).sum(axis=1)  # [p]
+        unit_norms = np.asarray(
+            (unit.multiply(unit) if sparse.issparse(unit) else np.square(unit)).sum(axis=1)
+        ).ravel()
+        self.self_similarity = squared.T @ unit_norms  # [p]
         self.self_mass = np.asarray(squared.sum(axis=0)).ravel()  # [p] Σ_i a_i²
 
 
@@ -77,7 +96,7 @@ def baseline(reference: dict[str, np.ndarray]) -> dict[str, float]:
 
     This is the MMS of an atom firing equally on every row, the dense reference's score.
     """
-    everywhere = {m: sparse.csc_array(np.ones((len(reference[m]), 1))) for m in reference}
+    everywhere = {m: sparse.csc_array(np.ones((reference[m].shape[0], 1))) for m in reference}
     scores = mms(everywhere, reference)
     return {name.replace("mms_", "mms_baseline_"): float(s[0]) for name, s in scores.items()}
 
