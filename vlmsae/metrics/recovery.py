@@ -22,7 +22,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of a, rows of b, cosines) of the matching maximising Σ cos; a [m, n], b [q, n]."""
     cosine = _unit_rows(a.astype(np.float64)) @ _unit_rows(b.astype(np.float64)).T
-    rows, cols = linear_sum_assignment(1.0 - cosine)
+    rows, cols = linear_sum_assignment(cosine, maximize=True)
     return rows, cols, cosine[rows, cols]
 
 
@@ -44,7 +44,9 @@ def usage_agreement(learned_codes: sparse.spmatrix | np.ndarray,
     def column_norms(codes: sparse.csr_matrix) -> np.ndarray:
         return np.sqrt(np.asarray(codes.multiply(codes).sum(axis=0), dtype=np.float64)).ravel()
 
-    norms = np.outer(column_norms(learned), column_norms(true))
-    cosine = np.divide(gram, norms, out=np.zeros_like(gram), where=norms > 0)
-    rows, cols = linear_sum_assignment(1.0 - cosine)
-    return float(np.mean(cosine[rows, cols]))
+    # Scale in place: at p = K = 8192 each [p, K] temporary is half a gigabyte.
+    for axis, norms in ((1, column_norms(learned)), (0, column_norms(true))):
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        gram *= np.expand_dims(scale, axis)
+    rows, cols = linear_sum_assignment(gram, maximize=True)
+    return float(np.mean(gram[rows, cols]))
