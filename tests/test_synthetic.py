@@ -30,7 +30,7 @@ def test_every_embedding_has_exactly_L_true_atoms(generated):
     params, data = generated
     truth = data["truth"]
     for modality in ("image", "text"):
-        dense = truth.codes[modality].to_dense(len(truth.dictionary))
+        dense = truth.codes[modality].to_csr(len(truth.dictionary)).toarray()
         assert np.all(np.count_nonzero(dense, axis=1) == params.L)
         assert np.all(dense >= 0)
 
@@ -39,7 +39,7 @@ def test_true_codes_reproduce_the_embeddings(generated):
     _, data = generated
     truth = data["truth"]
     for modality in ("image", "text"):
-        rebuilt = truth.codes[modality].to_dense(len(truth.dictionary)) @ truth.dictionary
+        rebuilt = truth.codes[modality].to_csr(len(truth.dictionary)).toarray() @ truth.dictionary
         np.testing.assert_allclose(rebuilt, data[modality], atol=1e-5)
 
 

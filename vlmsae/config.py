@@ -19,7 +19,6 @@ from vlmsae.errors import ConfigError
 from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.regularisers import REGULARISER_KEYS
-from vlmsae.training.trainer import TrainSettings
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 PAIRED_MIXTURE = "1-1"
@@ -224,8 +223,3 @@ def runs(config: dict) -> list[Run]:
             mixtures = [PAIRED_MIXTURE] if is_paired(variant) else config["mixtures"]
             found += [Run(dataset, model, name, mixture, seed) for mixture in mixtures]
     return found
-
-
-def train_settings(config: dict) -> TrainSettings:
-    """The `train` section as TrainSettings."""
-    return TrainSettings(**config["train"])

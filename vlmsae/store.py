@@ -41,14 +41,9 @@ class SparseCodes:
         """[N, n_atoms] sparse codes."""
         n_rows, n_active = self.indices.shape
         indptr = np.arange(0, n_rows * n_active + 1, n_active)
-        return sparse.csr_matrix((self.values.ravel(), self.indices.ravel(), indptr),
-                                 shape=(n_rows, n_atoms))
-
-    def to_dense(self, n_atoms: int) -> np.ndarray:
-        """[N, n_atoms] dense codes."""
-        dense = np.zeros((self.indices.shape[0], n_atoms), dtype=np.float32)
-        np.put_along_axis(dense, self.indices, self.values, axis=1)
-        return dense
+        return sparse.csr_matrix(
+            (self.values.ravel(), self.indices.ravel(), indptr), shape=(n_rows, n_atoms)
+        )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.sparse import csr_matrix
 
 from vlmsae.store import SparseCodes, TrueStructure, assign_pair_splits
 
@@ -89,12 +88,7 @@ def _draw_support(
 
 def _render(dictionary: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """[N, d] = Σ_j weights[n, j] · dictionary[indices[n, j]], as a sparse-dense product."""
-    n_rows, n_active = indices.shape
-    codes = csr_matrix(
-        (weights.ravel(), indices.ravel(), np.arange(0, n_rows * n_active + 1, n_active)),
-        shape=(n_rows, dictionary.shape[0]),
-    )
-    return np.asarray(codes @ dictionary)
+    return np.asarray(SparseCodes(indices, weights).to_csr(len(dictionary)) @ dictionary)
 
 
 def _paired_cosine(parts: dict[str, np.ndarray], scale: float) -> float:

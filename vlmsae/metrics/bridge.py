@@ -45,7 +45,7 @@ from scipy import sparse
 
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import energy
-from vlmsae.metrics.gap import unit_rows
+from vlmsae.metrics.rows import unit_rows
 
 BIMODAL = "bimodal"
 TOP_PAIRS_COLUMNS = (

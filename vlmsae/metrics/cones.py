@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics.rows import unit_rows
 
 DISTRIBUTIONS = ("within_image", "within_text", "paired", "unpaired")
 BLOCK_ROWS = 8192  # rows per float64 block: bounds the copies at 50 MB for d = 768
@@ -41,11 +42,9 @@ class CosineStats:
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """x [n, d] as float64 unit rows; a zero row has no direction, so no cosine."""
-    x = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if np.any(norms == 0):
+    if np.any(np.linalg.norm(x, axis=1) == 0):
         raise ValueError("cosine is undefined for a zero row")
-    return x / norms
+    return unit_rows(x, np.float64)
 
 
 def _row_blocks(n: int) -> list[slice]:
@@ -65,10 +64,12 @@ def _sum_and_gram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _paired_cosines(image: np.ndarray, text: np.ndarray) -> np.ndarray:
     """[N] c_i = cos(image_i, text_i)."""
-    return np.concatenate([
-        np.einsum("ij,ij->i", _unit_rows(image[rows]), _unit_rows(text[rows]))
-        for rows in _row_blocks(len(image))
-    ])
+    return np.concatenate(
+        [
+            np.einsum("ij,ij->i", _unit_rows(image[rows]), _unit_rows(text[rows]))
+            for rows in _row_blocks(len(image))
+        ]
+    )
 
 
 def cone_statistics(image: np.ndarray, text: np.ndarray) -> dict[str, CosineStats]:

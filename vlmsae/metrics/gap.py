@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics.rows import unit_rows
 
 VERSIONS = ("dense", "reconstructed", "bimodal_only", "mean_shift")
 BLOCK_ENTRIES = 1 << 24  # similarities per block of the kNN search: 64 MB in float32
@@ -46,13 +47,6 @@ def mean_distance(image: np.ndarray, text: np.ndarray) -> float:
     return float(
         np.linalg.norm(image.mean(axis=0, dtype=np.float64) - text.mean(axis=0, dtype=np.float64))
     )
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """x [N, d] with unit rows, float32; a zero row stays zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def mean_shift(
@@ -141,10 +135,12 @@ def knn_auroc(
     Above 0.5 texts lie farther from the images than images do; 0.5 is no gap.
     """
     reference = image[train]
-    score = np.concatenate([
-        knn_distance(image[test], reference, k),
-        knn_distance(text[test], reference, k),
-    ])
+    score = np.concatenate(
+        [
+            knn_distance(image[test], reference, k),
+            knn_distance(text[test], reference, k),
+        ]
+    )
     is_text = np.concatenate([np.zeros(len(test)), np.ones(len(test))])
     return float(roc_auc_score(is_text, score))
 

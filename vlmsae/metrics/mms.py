@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from vlmsae.metrics.context import EvalContext, MetricResult
-from vlmsae.metrics.recovery import _unit_rows
+from vlmsae.metrics.rows import unit_rows
 
 PAIRS = (("image", "image"), ("text", "text"), ("image", "text"))
 
@@ -35,7 +35,7 @@ def _unit_reference(reference: np.ndarray | sparse.spmatrix | sparse.sparray):
     gigabytes at full scale.
     """
     if not sparse.issparse(reference):
-        return _unit_rows(np.asarray(reference, dtype=np.float64))
+        return unit_rows(reference, np.float64)
     rows = sparse.csr_array(reference, dtype=np.float64)
     norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from vlmsae.metrics.context import EvalContext, MetricResult
-from vlmsae.metrics.gap import unit_rows
 from vlmsae.metrics.modality import DEAD
+from vlmsae.metrics.rows import unit_rows
 
 BLOCK_ENTRIES = 1 << 24  # probe scores per block: 64 MB in float32
 

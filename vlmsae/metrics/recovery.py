@@ -13,15 +13,12 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix, dtype=np.float64), where=norms > 0)
+from vlmsae.metrics.rows import unit_rows
 
 
 def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of a, rows of b, cosines) of the matching maximising Σ cos; a [m, n], b [q, n]."""
-    cosine = _unit_rows(a.astype(np.float64)) @ _unit_rows(b.astype(np.float64)).T
+    cosine = unit_rows(a, np.float64) @ unit_rows(b, np.float64).T
     rows, cols = linear_sum_assignment(cosine, maximize=True)
     return rows, cols, cosine[rows, cols]
 
@@ -31,8 +28,9 @@ def dictionary_distance(learned: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(1.0 - matched_cosines(learned, true)[2]))
 
 
-def usage_agreement(learned_codes: sparse.spmatrix | np.ndarray,
-                    true_codes: sparse.spmatrix | np.ndarray) -> float:
+def usage_agreement(
+    learned_codes: sparse.spmatrix | np.ndarray, true_codes: sparse.spmatrix | np.ndarray
+) -> float:
     """mma: mean matched cosine between usage columns of codes [N, p] and true codes [N, K].
 
     Computed from the sparse product Zᵀ Z* [p, K]; a learned atom never used has a zero column

@@ -38,7 +38,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from vlmsae.metrics.context import EvalContext, MetricResult
-from vlmsae.metrics.gap import bimodal_only, unit_rows
+from vlmsae.metrics.gap import bimodal_only
+from vlmsae.metrics.rows import unit_rows
 
 VERSIONS = ("dense", "reconstructed", "bimodal_only")
 KS = (1, 5, 10)
