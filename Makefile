@@ -8,7 +8,7 @@ CORES ?= all
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: run test dryrun lint bench clean
+.PHONY: run test dryrun report lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,25 @@ run: $(STAMP)
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES)
 
+# The results of `make run` in one self-contained HTML file (every figure and table with its
+# caption, report/): built and opened without a network.
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff; snakefmt (its defaults) on the Snakefile and rules; snakemake --lint, which parses the
+# workflow and runs nothing, on the default config and on every preset (their data ship in data/,
+# or are synthetic, or are made by rule fixtures). Any finding fails the target.
 lint: $(STAMP)
 	$(BIN)/ruff check vlmsae tests workflow_scripts
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
+	set -e; for preset in presets/*.yaml; do \
+		echo "snakemake --lint --configfile $$preset"; \
+		$(BIN)/snakemake --lint --configfile $$preset; \
+	done
 
 # Training throughput against overcomplete 0.3.0 (CPU, fp32): results/bench/train_throughput.json;
 # the full metric suite at p = 8192, 100k pairs, d = 768: results/bench/metrics_scale.json;

@@ -1,9 +1,18 @@
-# vlmsae: datasets -> embedding stores -> SAEs -> metrics -> tables and figures (DESIGN §1).
+# vlmsae: datasets -> embedding stores -> SAEs -> metrics -> tables, figures (docs/architecture.md).
 import os
 
 # No step of the default DAG needs a network; without these, hub lookups wait on time-outs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The conda environments (envs/*.yaml and their post-deploy scripts) install this workflow's
+# package and constraints.txt from here: Snakemake copies an env file to .snakemake/conda/
+# before conda reads it, so relative paths in it would miss; pip expands ${VLMSAE_ROOT}.
+os.environ["VLMSAE_ROOT"] = workflow.basedir
+
+
+envvars:
+    "VLMSAE_ROOT",
+
 
 from snakemake.utils import min_version
 
@@ -16,16 +25,37 @@ if not workflow.config_settings.configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# `snakemake --report results/report.html` (make report): this description, every figure and
+# table with its caption (report/).
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/embed.smk"
 include: "rules/sweeps.smk"
 include: "rules/train.smk"
 include: "rules/metrics.smk"
+include: "rules/stores.smk"
 include: "rules/figures.smk"
+include: "rules/paper_tables.smk"
+include: "rules/explorer.smk"
+
+
+# Quick jobs (tables, a sweep's rounds and choice, the tiny fixtures; figures and paper tables say
+# `localrule: True` themselves): run by the main process, never submitted to a cluster.
+localrules:
+    all,
+    fixtures,
+    sweep_round,
+    select_sweep,
+    summary_table,
+    stores_table,
 
 
 rule all:
     input:
         "results/tables/summary.csv",
-        "results/figures/r2_vs_l0.png",
-        expand("results/figures/modality_scores/{store}.png", store=STORE_PATHS),
+        "results/tables/stores.csv",
+        FIGURE_TARGETS,
+        rules.paper_tables.output,
+        expand("results/explorer/{store}", store=STORE_PATHS),

@@ -36,7 +36,7 @@ def _peak_gb() -> float:
 
 
 def _store(path: str) -> dict:
-    from vlmsae.datasets import build_store
+    from vlmsae.stores import build_store
 
     eval_fraction = 0.9
     synthetic = {

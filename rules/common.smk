@@ -1,10 +1,15 @@
-# Config validation (schema + vlmsae.config checks), the run list and resource helpers.
+# Config validation (schema + vlmsae.config checks), the run list, and the input, param and
+# resource functions of the rules (snakemake --lint: rule files hold no functions).
+import json
 import sys
+from pathlib import Path
 
 from vlmsae.config import check_config, runs
+from vlmsae.datasets import needs_model
 from vlmsae.errors import VlmsaeError
+from vlmsae.figures import figure_targets, input_paths
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
-from vlmsae.sweeps import sweep_points, swept_parameters
+from vlmsae.sweeps import round_values, swept_parameters
 
 try:
     check_config(config, base_dir=os.getcwd())
@@ -17,7 +22,9 @@ STORE_PATHS = sorted({f"{run.dataset}/{run.model}" for run in RUNS})
 VARIANT_PATHS = sorted({f"{run.dataset}/{run.model}/{run.variant}" for run in RUNS})
 RUN_DIR = "{dataset}/{model}/{variant}/{mixture}/seed{seed}"
 # Per-run evaluation settings (stability is across runs, so its settings are not among them).
-EVAL_SETTINGS = {k: v for k, v in config["evaluation"].items() if k != "stability_top_m"}
+EVAL_SETTINGS = {
+    k: v for k, v in config["evaluation"].items() if k != "stability_top_m"
+}
 
 
 wildcard_constraints:
@@ -35,4 +42,155 @@ def rule_resources(rule_name):
 
 
 def runs_of_store(wildcards):
-    return [run for run in RUNS if (run.dataset, run.model) == (wildcards.dataset, wildcards.model)]
+    return [
+        run
+        for run in RUNS
+        if (run.dataset, run.model) == (wildcards.dataset, wildcards.model)
+    ]
+
+
+# Tables of results/tables/ that figures may read (vlmsae.figures: a figure's `tables`).
+TABLE_PATHS = {
+    "summary": "results/tables/summary.csv",
+    "stability": "results/tables/stability.csv",
+    "bridge_top": "results/tables/bridge_top.csv",
+    "stores": "results/tables/stores.csv",
+    "runs": "results/tables/runs.csv",
+    "metrics_long": "results/tables/metrics_long.csv",
+}
+# The runs as figures see them: with the family a variant belongs to (a variant listing several
+# k is expanded into one variant per k of one family; vlmsae.config).
+FIGURE_RUNS = [
+    {
+        **run.as_dict(),
+        "family": config["variants"][run.variant].get("family", run.variant),
+    }
+    for run in RUNS
+]
+# Only the figures the config feeds: e.g. no mixture heat map when every variant has one mixture.
+FIGURE_TARGETS = figure_targets(config, FIGURE_RUNS)
+
+
+def figure_runs(wildcards):
+    """The runs a figure covers: the store's (wildcards dataset, model), or every run."""
+    if "dataset" not in wildcards.keys():
+        return FIGURE_RUNS
+    store = (wildcards.dataset, wildcards.model)
+    return [run for run in FIGURE_RUNS if (run["dataset"], run["model"]) == store]
+
+
+def figure_inputs(name):
+    """Input function of figure `name`'s rule: the tables and per-run or per-store files it
+    reads (vlmsae.figures.input_paths)."""
+    return lambda wildcards: input_paths(name, figure_runs(wildcards), TABLE_PATHS)
+
+
+# ---- embedding stores (rules/embed.smk) ----------------------------------------------------
+FIXTURES = "results/fixtures"
+
+
+def embed_inputs(wildcards):
+    """Local files the store is built from: the dataset's root and a local model checkpoint.
+
+    Paths below results/fixtures/ are made by rule `fixtures` (presets/tiny-real-path.yaml).
+    """
+    spec = config["datasets"][wildcards.dataset]
+    section = spec.get(spec["source"], {})
+    entry = config["models"].get(wildcards.model, {})
+    paths = [section.get(key) for key in ("root", "path", "image_path", "text_path")]
+    paths.append(entry.get("checkpoint"))
+    inputs = set()
+    for path in filter(None, paths):
+        if path.startswith(f"{FIXTURES}/"):
+            inputs.add(FIXTURES)
+        elif os.path.exists(path):
+            inputs.add(path)
+    return sorted(inputs)
+
+
+def embed_resources(wildcards):
+    """Raw sources run a model: they get the configured GPU; embedding sources need none."""
+    spec = config["datasets"][wildcards.dataset]
+    return rule_resources("embed")["gpu"] if needs_model(spec["source"]) else 0
+
+
+def embed_threads(wildcards):
+    """Raw sources need a core per DataLoader worker beside the main process."""
+    spec = config["datasets"][wildcards.dataset]
+    threads = config["resources"]["embed"]["threads"]
+    if needs_model(spec["source"]):
+        threads = max(threads, config["embed"]["num_workers"] + 1)
+    return threads
+
+
+# ---- selection sweeps and training (rules/sweeps.smk, rules/train.smk) ---------------------
+SWEEP_DIR = "results/sweeps/{dataset}/{model}/{variant}"
+
+
+def chosen_files(dataset, model, variant, parameters):
+    return [
+        f"results/sweeps/{dataset}/{model}/{variant}/{name}.json" for name in parameters
+    ]
+
+
+def earlier_sweeps(wildcards):
+    """The chosen values a sweep point needs: masking is swept on top of the chosen λ."""
+    swept = swept_parameters(config["variants"][wildcards.variant])
+    earlier = swept[: swept.index(wildcards.parameter)]
+    return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, earlier)
+
+
+def chosen_of_run(wildcards):
+    """The chosen-value files of every regulariser of the run's variant set to 'sweep'."""
+    swept = swept_parameters(config["variants"][wildcards.variant])
+    return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, swept)
+
+
+def sweep_round_file(wildcards, number):
+    """The result of round `number` of a sweep, once that checkpoint has run."""
+    done = checkpoints.sweep_round.get(**{**wildcards, "round": str(number)})
+    return done.output.result
+
+
+def previous_round(wildcards):
+    """Round r's predecessor's result (none for round 0)."""
+    number = int(wildcards.round)
+    return [] if number == 0 else [sweep_round_file(wildcards, number - 1)]
+
+
+def round_points(wildcards):
+    """point.json of every value a round selects over: the grid, plus each extension so far."""
+    previous = previous_round(wildcards)
+    record = json.loads(Path(previous[0]).read_text()) if previous else None
+    return [
+        f"{SWEEP_DIR}/{{parameter}}/{value:g}/point.json".format(**wildcards)
+        for value in round_values(wildcards.parameter, config["sweeps"], record)
+    ]
+
+
+def last_round(wildcards):
+    """The first round that asks for no extension: its choice is the sweep's."""
+    number = 0
+    while True:
+        result = sweep_round_file(wildcards, number)
+        if json.loads(Path(result).read_text())["extend_to"] is None:
+            return result
+        number += 1
+
+
+# ---- metrics (rules/metrics.smk, rules/stores.smk) -----------------------------------------
+def mms_reference(wildcards):
+    """The store of the dataset's `mms_reference` model, for every other model's runs."""
+    reference = config["datasets"][wildcards.dataset].get("mms_reference")
+    if reference is None or reference == wildcards.model:
+        return []
+    return [f"results/embeddings/{wildcards.dataset}/{reference}.zarr"]
+
+
+def runs_of_variant(wildcards):
+    return [
+        run
+        for run in RUNS
+        if (run.dataset, run.model, run.variant)
+        == (wildcards.dataset, wildcards.model, wildcards.variant)
+    ]

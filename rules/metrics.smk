@@ -1,12 +1,5 @@
 # Per-run metrics on the store's eval split, then the summary table over all runs.
-
-
-def mms_reference(wildcards):
-    """The store of the dataset's `mms_reference` model, for every other model's runs."""
-    reference = config["datasets"][wildcards.dataset].get("mms_reference")
-    if reference is None or reference == wildcards.model:
-        return []
-    return [f"results/embeddings/{wildcards.dataset}/{reference}.zarr"]
+# Input functions: rules/common.smk.
 
 
 rule metrics:
@@ -19,15 +12,15 @@ rule metrics:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
         summary=f"results/metrics/{RUN_DIR}/summary.json",
         bridge_top=f"results/metrics/{RUN_DIR}/bridge_top.parquet",
-    params:
-        evaluation=EVAL_SETTINGS,
     log:
         f"logs/metrics/{RUN_DIR}.log",
+    conda:
+        "../envs/analysis.yaml"
     threads: config["resources"]["metrics"]["threads"]
     resources:
         **rule_resources("metrics"),
-    conda:
-        "../envs/vlmsae.yaml"
+    params:
+        evaluation=EVAL_SETTINGS,
     script:
         "../workflow_scripts/metrics.py"
 
@@ -35,50 +28,48 @@ rule metrics:
 rule summary_table:
     input:
         summaries=[f"results/metrics/{run.path}/summary.json" for run in RUNS],
-        stability=[f"results/metrics/{path}/stability.parquet" for path in VARIANT_PATHS],
+        stability=[
+            f"results/metrics/{path}/stability.parquet" for path in VARIANT_PATHS
+        ],
         bridge_top=[f"results/metrics/{run.path}/bridge_top.parquet" for run in RUNS],
+        configs=[f"results/sae/{run.path}/config.json" for run in RUNS],
     output:
         summary="results/tables/summary.csv",
+        long="results/tables/metrics_long.csv",
+        runs="results/tables/runs.csv",
         stability="results/tables/stability.csv",
         bridge_top="results/tables/bridge_top.csv",
-    params:
-        runs=[run.as_dict() for run in RUNS],
     log:
         "logs/tables/summary.log",
     conda:
-        "../envs/vlmsae.yaml"
+        "../envs/analysis.yaml"
+    params:
+        runs=[run.as_dict() for run in RUNS],
     script:
         "../workflow_scripts/summary_table.py"
-
-
-def runs_of_variant(wildcards):
-    return [
-        run
-        for run in RUNS
-        if (run.dataset, run.model, run.variant)
-        == (wildcards.dataset, wildcards.model, wildcards.variant)
-    ]
 
 
 rule stability:
     input:
         weights=lambda wildcards: [
-            f"results/sae/{run.path}/sae.safetensors" for run in runs_of_variant(wildcards)
+            f"results/sae/{run.path}/sae.safetensors"
+            for run in runs_of_variant(wildcards)
         ],
         atoms=lambda wildcards: [
-            f"results/metrics/{run.path}/atoms.parquet" for run in runs_of_variant(wildcards)
+            f"results/metrics/{run.path}/atoms.parquet"
+            for run in runs_of_variant(wildcards)
         ],
     output:
         "results/metrics/{dataset}/{model}/{variant}/stability.parquet",
-    params:
-        runs=lambda wildcards: [run.as_dict() for run in runs_of_variant(wildcards)],
-        top_m=config["evaluation"]["stability_top_m"],
     log:
         "logs/metrics/{dataset}/{model}/{variant}/stability.log",
+    conda:
+        "../envs/analysis.yaml"
     threads: config["resources"]["metrics"]["threads"]
     resources:
         **rule_resources("metrics"),
-    conda:
-        "../envs/vlmsae.yaml"
+    params:
+        runs=lambda wildcards: [run.as_dict() for run in runs_of_variant(wildcards)],
+        top_m=config["evaluation"]["stability_top_m"],
     script:
         "../workflow_scripts/stability.py"

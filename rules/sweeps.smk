@@ -1,22 +1,12 @@
 # Selection sweeps for regularisers set to 'sweep' (vlmsae.sweeps): one SAE per swept value,
 # then the paper's selection rule writes the table and the chosen value that runs then use.
-SWEEP_DIR = "results/sweeps/{dataset}/{model}/{variant}"
+# SWEEP_DIR and the other input functions: rules/common.smk.
 
 
 wildcard_constraints:
     parameter="|".join(SWEEP_PARAMETERS),
     value="[0-9.e+-]+",
-
-
-def chosen_files(dataset, model, variant, parameters):
-    return [f"results/sweeps/{dataset}/{model}/{variant}/{name}.json" for name in parameters]
-
-
-def earlier_sweeps(wildcards):
-    """The chosen values a sweep point needs: masking is swept on top of the chosen λ."""
-    swept = swept_parameters(config["variants"][wildcards.variant])
-    earlier = swept[: swept.index(wildcards.parameter)]
-    return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, earlier)
+    round="[0-9]+",
 
 
 rule train_sweep_point:
@@ -28,37 +18,53 @@ rule train_sweep_point:
         config=f"{SWEEP_DIR}/{{parameter}}/{{value}}/config.json",
         train_log=f"{SWEEP_DIR}/{{parameter}}/{{value}}/train_log.csv",
         point=f"{SWEEP_DIR}/{{parameter}}/{{value}}/point.json",
+    log:
+        "logs/sweeps/{dataset}/{model}/{variant}/{parameter}/{value}.log",
+    benchmark:
+        "results/benchmarks/sweeps/{dataset}/{model}/{variant}/{parameter}/{value}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
     params:
         variant=lambda wildcards: config["variants"][wildcards.variant],
         train=config["train"],
         evaluation=EVAL_SETTINGS,
         seed=config["sweeps"]["seed"],
-    log:
-        f"logs/sweeps/{{dataset}}/{{model}}/{{variant}}/{{parameter}}/{{value}}.log",
-    threads: config["resources"]["train"]["threads"]
-    resources:
-        **rule_resources("train"),
-    conda:
-        "../envs/vlmsae.yaml"
     script:
         "../workflow_scripts/sweep_point.py"
 
 
-rule select_sweep:
+# The grid grows one value per round, each decided by the round before, so the rounds are a
+# checkpoint: its result tells Snakemake which points the next round needs, and those points are
+# ordinary train_sweep_point jobs (their own resources, logs and reuse), never trained in here.
+checkpoint sweep_round:
     input:
-        lambda wildcards: [
-            f"{SWEEP_DIR}/{{parameter}}/{value:g}/point.json".format(**wildcards)
-            for value in sweep_points(wildcards.parameter, config["sweeps"])
-        ],
+        points=round_points,
+        previous=previous_round,
     output:
-        table=f"{SWEEP_DIR}/{{parameter}}.csv",
-        chosen=f"{SWEEP_DIR}/{{parameter}}.json",
+        result=f"{SWEEP_DIR}/{{parameter}}/round{{round}}.json",
+    log:
+        "logs/sweeps/{dataset}/{model}/{variant}/{parameter}/round{round}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         settings=config["sweeps"],
         k=lambda wildcards: config["variants"][wildcards.variant].get("k"),
+    script:
+        "../workflow_scripts/sweep_select.py"
+
+
+rule select_sweep:
+    input:
+        result=last_round,
+    output:
+        table=f"{SWEEP_DIR}/{{parameter}}.csv",
+        chosen=f"{SWEEP_DIR}/{{parameter}}.json",
     log:
         "logs/sweeps/{dataset}/{model}/{variant}/{parameter}.log",
     conda:
-        "../envs/vlmsae.yaml"
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/sweep_select.py"

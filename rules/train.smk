@@ -6,25 +6,22 @@
 rule train:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
-        chosen=lambda wildcards: chosen_files(
-            wildcards.dataset,
-            wildcards.model,
-            wildcards.variant,
-            swept_parameters(config["variants"][wildcards.variant]),
-        ),
+        chosen=chosen_of_run,
     output:
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         config=f"results/sae/{RUN_DIR}/config.json",
         train_log=f"results/sae/{RUN_DIR}/train_log.csv",
-    params:
-        variant=lambda wildcards: config["variants"][wildcards.variant],
-        train=config["train"],
     log:
         f"logs/train/{RUN_DIR}.log",
+    benchmark:
+        f"results/benchmarks/train/{RUN_DIR}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: config["resources"]["train"]["threads"]
     resources:
         **rule_resources("train"),
-    conda:
-        "../envs/vlmsae.yaml"
+    params:
+        variant=lambda wildcards: config["variants"][wildcards.variant],
+        train=config["train"],
     script:
         "../workflow_scripts/train.py"

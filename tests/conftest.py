@@ -7,11 +7,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from vlmsae.datasets import build_store  # noqa: E402
 from vlmsae.store import EmbeddingStore  # noqa: E402
+from vlmsae.stores import build_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_COCO = REPO.parent / "shared" / "data" / "coco500_clip_vit_b16" / "features_clip.npy"
+# 500 real COCO pairs embedded with CLIP ViT-B/16, shipped in the repository (data/README.md).
+COCO_FEATURES = REPO / "data" / "coco500_clip_vit_b16" / "features_clip.npy"
 
 TINY_SYNTHETIC = {
     "d": 32,
@@ -38,14 +39,12 @@ def tiny_store(tmp_path_factory) -> EmbeddingStore:
 
 @pytest.fixture
 def coco_features() -> Path:
-    if not SHARED_COCO.exists():
-        pytest.skip(
-            f"{SHARED_COCO} is absent: the real COCO pairs ship in ../shared beside the repo"
-        )
-    return SHARED_COCO
+    """The repository's copy of the real COCO pairs: a clone has it, so its absence fails."""
+    assert COCO_FEATURES.is_file(), f"{COCO_FEATURES} is missing: it ships in the repository"
+    return COCO_FEATURES
 
 
-def rows_context(image, text, dictionary=None, kinds=None, energy=None, seed=0, **options):
+def rows_context(image, text, dictionary=None, kinds=None, energy=None, seed=0):
     """An EvalContext for metrics that read rows, dictionary, kinds and energy only.
 
     Codes are empty and reconstructions equal the rows; without a dictionary, one bimodal atom.
@@ -73,5 +72,5 @@ def rows_context(image, text, dictionary=None, kinds=None, energy=None, seed=0, 
         atom_kind=kinds,
         atom_kind_sq=kinds,
         seed=seed,
-        options=options,
+        atoms=None,
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlmsae.datasets import build_store, clip_retrieval
+from vlmsae.datasets.clip_retrieval import ClipRetrievalSettings, build
 from vlmsae.errors import InputFileError
 from vlmsae.fixtures.clip_retrieval import write_clip_retrieval
 from vlmsae.store import EmbeddingStore
+from vlmsae.stores import build_store
 
 
 def test_shards_are_read_in_order_paired_and_renormalised(tmp_path):
@@ -38,7 +39,7 @@ def test_shards_are_read_in_order_paired_and_renormalised(tmp_path):
 
 def test_max_items_stops_inside_a_shard(tmp_path):
     options = write_clip_retrieval(tmp_path / "laion", shard_rows=(24, 16))
-    arrays = clip_retrieval.build({**options, "max_items": 30})
+    arrays = build(ClipRetrievalSettings(**options, max_items=30))
     assert arrays["image"].shape[0] == 30 and arrays["attrs"]["shards"] == 2
     assert arrays["extra"]["text_caption"][-1] == "caption of pair 29"
 
@@ -47,23 +48,23 @@ def test_missing_caption_shard_names_the_file(tmp_path):
     options = write_clip_retrieval(tmp_path / "laion", shard_rows=(8, 8))
     (tmp_path / "laion" / "text_emb" / "text_emb_0001.npy").unlink()
     with pytest.raises(InputFileError, match="text_emb_0001.npy.*caption embeddings"):
-        clip_retrieval.build(options)
+        build(ClipRetrievalSettings(**options))
 
 
 def test_mismatched_shards_and_metadata_are_errors(tmp_path):
     options = write_clip_retrieval(tmp_path / "laion", shard_rows=(8, 8))
     np.save(tmp_path / "laion" / "text_emb" / "text_emb_0001.npy", np.ones((5, 32), np.float16))
     with pytest.raises(InputFileError, match="does not match the image shard"):
-        clip_retrieval.build(options)
+        build(ClipRetrievalSettings(**options))
     options = write_clip_retrieval(tmp_path / "other", shard_rows=(8,))
     write_clip_retrieval(tmp_path / "short", shard_rows=(6,))
     (tmp_path / "short" / "metadata" / "metadata_0000.parquet").rename(
         tmp_path / "other" / "metadata" / "metadata_0000.parquet"
     )
     with pytest.raises(InputFileError, match="6 metadata rows for 8 embeddings"):
-        clip_retrieval.build(options)
+        build(ClipRetrievalSettings(**options))
 
 
 def test_missing_folder_names_it(tmp_path):
     with pytest.raises(InputFileError, match="img_emb.*not found"):
-        clip_retrieval.build({"root": str(tmp_path)})
+        build(ClipRetrievalSettings(root=str(tmp_path)))

@@ -10,8 +10,8 @@ IMAGE = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [3 * ROOT_HALF, 3 * ROOT_HAL
 TEXT = np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def make_context(image, text, seed=0, **options):
-    return rows_context(image, text, seed=seed, **options)
+def make_context(image, text, seed=0):
+    return rows_context(image, text, seed=seed)
 
 
 def random_pairs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +91,18 @@ def test_undefined_cosines_are_errors():
 
 def test_histograms_count_every_pair_of_the_sample():
     image, text = random_pairs(50, 6, seed=5)
-    histograms = cones.cone_histograms(make_context(image, text, cone_sample=20), bins=10)
+    histograms = cones.cone_histograms(
+        make_context(image, text), cones.ConeSettings(cone_sample=20), bins=10
+    )
     np.testing.assert_allclose(histograms["edges"], np.linspace(-1, 1, 11))
     expected = {"within_image": 190, "within_text": 190, "paired": 20, "unpaired": 380}
     assert {name: int(histograms[name].sum()) for name in expected} == expected
 
 
 def test_histograms_of_every_row_match_the_samples():
-    histograms = cones.cone_histograms(make_context(IMAGE, TEXT), bins=np.array([-1, 0.5, 1]))
+    histograms = cones.cone_histograms(
+        make_context(IMAGE, TEXT), cones.ConeSettings(), bins=np.array([-1, 0.5, 1])
+    )
     # Parallel rows have cosine 1, the closed right edge of the last bin.
     np.testing.assert_array_equal(histograms["within_text"], [2, 1])
     np.testing.assert_array_equal(histograms["unpaired"], [3, 3])
@@ -108,7 +112,9 @@ def test_histograms_are_seeded():
     image, text = random_pairs(100, 6, seed=6)
 
     def histograms(seed: int) -> dict[str, np.ndarray]:
-        return cones.cone_histograms(make_context(image, text, seed=seed, cone_sample=10), bins=40)
+        return cones.cone_histograms(
+            make_context(image, text, seed=seed), cones.ConeSettings(cone_sample=10), bins=40
+        )
 
     first, again, other = histograms(0), histograms(0), histograms(1)
     for name in cones.DISTRIBUTIONS:
@@ -117,7 +123,7 @@ def test_histograms_are_seeded():
 
 
 def test_summarise_reports_every_distribution():
-    result = cones.summarise(make_context(IMAGE, TEXT))
+    result = cones.summarise_store(make_context(IMAGE, TEXT), cones.ConeSettings())
     assert result.atom_columns == {}
     assert set(result.summary) == {
         f"cone_cos_{name}_{stat}" for name in cones.DISTRIBUTIONS for stat in ("mean", "std")

@@ -39,7 +39,7 @@ def test_presets_are_valid():
         (
             lambda c: c["variants"]["topk"].update(type="relux"),
             "variants.topk.type",
-            "unknown variant 'relux'",
+            "unknown SAE variant 'relux'",
         ),
         (lambda c: c["variants"]["topk"].update(k=600), "variants.topk.k", "exceeds n_atoms"),
         (lambda c: c.update(seeds="zero"), "seeds", "is not of type"),
@@ -47,7 +47,7 @@ def test_presets_are_valid():
         (
             lambda c: c["datasets"]["synthetic-iso"].update(source="cocoa"),
             "datasets.synthetic-iso.source",
-            "unknown source",
+            "unknown dataset source",
         ),
     ],
 )
@@ -111,3 +111,36 @@ def test_config_models_entry_defines_a_new_model(default_config):
     default_config["models"] = {"my-clip": {"base": "clip-vit-b-16", "weights": "random"}}
     config = check_config(default_config)
     assert config["embed"]["batch_size"] == 256 and config["embed"]["precision"] == "auto"
+
+
+def test_a_variant_listing_several_k_is_one_family_of_runs(default_config):
+    default_config["variants"] = {"topk": {"type": "topk", "n_atoms": 64, "k": [4, 8, 16]}}
+    config = check_config(default_config)
+    assert list(config["variants"]) == ["topk-k4", "topk-k8", "topk-k16"]
+    assert {v["family"] for v in config["variants"].values()} == {"topk"}
+    assert [v["k"] for v in config["variants"].values()] == [4, 8, 16]
+    assert len(runs(config)) == 3 * 2 * 2 * 2
+
+
+def test_variant_defaults_come_from_the_variant_settings(default_config):
+    default_config["variants"] = {"jr": {"type": "jumprelu"}, "m": {"type": "matryoshka", "k": 4}}
+    variants = check_config(default_config)["variants"]
+    assert variants["jr"]["l0_coefficient"] == 1e-3 and variants["jr"]["n_atoms"] == 512
+    assert variants["m"]["prefixes"] is None
+    default_config["variants"] = {"m": {"type": "matryoshka", "k": 4, "prefixes": [8, 4, 512]}}
+    with pytest.raises(ConfigError, match="variants.m"):
+        check_config(default_config)
+
+
+def test_metric_and_figure_options_are_typed(default_config):
+    default_config["evaluation"]["metrics"] = {"gap": {"knn_k": 5}}
+    config = check_config(copy.deepcopy(default_config))
+    assert config["evaluation"]["metrics"]["gap"] == {
+        "gap_test_fraction": 0.3,
+        "gap_max_rows": 20000,
+        "knn_k": 5,
+    }
+    assert config["figures"]["modality_scores"] == {"bins": 25}
+    default_config["evaluation"]["metrics"] = {"gap": {"knn": 5}}
+    with pytest.raises(ConfigError, match="evaluation.metrics.gap"):
+        check_config(default_config)

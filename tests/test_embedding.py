@@ -21,7 +21,7 @@ from vlmsae.datasets.raw import FileMedia, RawDataset
 from vlmsae.embedding import EmbedSettings, embed_dataset
 from vlmsae.errors import InputFileError
 from vlmsae.models.base import Encoder, ModelSpec
-from vlmsae.store import SPLITS, EmbeddingStore
+from vlmsae.store import SPLITS, EmbeddingStore, ValSplit
 
 DIM = 8
 
@@ -185,6 +185,36 @@ def test_undecodable_items_are_skipped_counted_and_their_pairs_dropped(tmp_path)
     assert captions["examples"][1] == "text row 5: second caption 2"
 
 
+def _val_sources(store: EmbeddingStore) -> list[str]:
+    return list(store.optional("image_source")[store.split_rows("image", "val")])
+
+
+def test_val_is_carved_from_train_images_and_their_captions_follow(tmp_path):
+    val = ValSplit(fraction=0.25, seed=1)
+    raw = _raw(tmp_path)
+    path = tmp_path / "store.zarr"
+    embed_dataset(raw, ThumbnailEncoder(), path, SETTINGS, {}, val=val)
+    store = EmbeddingStore(path)
+    val_images = store.split_rows("image", "val")
+    assert len(val_images) == 2  # a quarter of the 8 train images
+    np.testing.assert_array_equal(store.split_rows("image", "eval"), [0, 4, 8])  # as released
+    assert not set(val_images) & {0, 4, 8}
+    # Both captions of each val image are in val, and no other caption is.
+    val_texts = {text for image, text in store.pairs if image in set(val_images)}
+    assert set(store.split_rows("text", "val")) == val_texts and len(val_texts) == 4
+    assert store.attrs["val_fraction"] == 0.25 and store.attrs["val_seed"] == 1
+    # An undecodable train item leaves the other items' val membership as it was.
+    carved = val.carve(raw.media_split)
+    bad = int(np.flatnonzero(carved == SPLITS.index("train"))[0])
+    (tmp_path / "bad").mkdir()
+    with_bad = tmp_path / "bad" / "store.zarr"
+    embed_dataset(
+        _raw(tmp_path / "bad", corrupt=(bad,)), ThumbnailEncoder(), with_bad, SETTINGS, {}, val=val
+    )
+    names = [Path(source).name for source in _val_sources(store)]
+    assert [Path(source).name for source in _val_sources(EmbeddingStore(with_bad))] == names
+
+
 def test_adapter_skips_are_reported_with_decode_failures(tmp_path):
     raw = _raw(tmp_path, corrupt=(3,))
     raw.skipped.add("image file missing", "/data/missing.jpg")
@@ -301,3 +331,26 @@ def test_no_usable_pair_is_an_error_naming_the_root(tmp_path):
     empty.pairs = empty.pairs[:0]
     with pytest.raises(InputFileError, match=str(tmp_path)):
         embed_dataset(empty, ThumbnailEncoder(), path, SETTINGS, {})
+
+
+def test_build_store_embeds_a_raw_source_with_its_model(tmp_path, monkeypatch):
+    from vlmsae import models
+    from vlmsae.errors import ConfigError
+    from vlmsae.fixtures.image_datasets import write_coco
+    from vlmsae.stores import build_store
+
+    monkeypatch.setattr(models, "load", lambda spec, device: ThumbnailEncoder())
+    section = {**write_coco(tmp_path / "coco"), "max_items": 8}
+    spec = {"source": "coco", "coco": section, "val_fraction": 0.25}
+    embed = {"batch_size": 3, "num_workers": 0, "write_rows": 4, "device": "cpu"}
+    path = build_store("d", "clip-vit-b-32", spec, tmp_path / "store.zarr", embed=embed)
+    store = EmbeddingStore(path)
+    assert (store.attrs["dataset"], store.attrs["model"], store.attrs["source"]) == (
+        "d",
+        "clip-vit-b-32",
+        "coco",
+    )
+    assert len(store.rows("image")) == 8 and len(store.rows("text")) == 8 * 5
+    assert store.attrs["val_fraction"] == 0.25 and len(store.split_rows("image", "val")) > 0
+    with pytest.raises(ConfigError, match="'datasets.d.models': 'clap' embeds audio but coco"):
+        build_store("d", "clap", spec, tmp_path / "other.zarr", embed=embed)

@@ -26,7 +26,7 @@ def synthetic_pairs(n: int, seed: int) -> tuple[sparse.csr_matrix, sparse.csr_ma
     return sparse.csr_matrix(codes_image), sparse.csr_matrix(codes_text), dictionary
 
 
-def make_context(n: int = 300, seed: int = 0, kinds_sq=KINDS, **options) -> EvalContext:
+def make_context(n: int = 300, seed: int = 0, kinds_sq=KINDS) -> EvalContext:
     codes_image, codes_text, dictionary = synthetic_pairs(n, seed)
     image, text = codes_image @ dictionary, codes_text @ dictionary
     return EvalContext(
@@ -42,8 +42,17 @@ def make_context(n: int = 300, seed: int = 0, kinds_sq=KINDS, **options) -> Eval
         atom_kind=np.array(KINDS, dtype=object),
         atom_kind_sq=np.array(kinds_sq, dtype=object),
         seed=seed,
-        options=options,
+        atoms=None,
     )
+
+
+def summarise(context: EvalContext, **options) -> dict:
+    """The store's gap versions (dense, mean shift) and the run's, as one summary."""
+    settings = gap.GapSettings(**options)
+    return {
+        **gap.summarise_store(context, settings).summary,
+        **gap.summarise(context, settings).summary,
+    }
 
 
 def test_mean_distance_by_hand():
@@ -145,7 +154,7 @@ def test_rotation_and_swapping_leave_the_gap_unchanged():
 
 
 def test_summarise_closes_the_gap_by_dropping_unimodal_atoms():
-    summary = gap.summarise(make_context(n=300)).summary
+    summary = summarise(make_context(n=300))
     assert set(summary) == {"gap_bimodal_atoms", "gap_bimodal_zero_rows"} | {
         f"gap_{name}_{version}"
         for name in ("mean_distance", "separability", "knn_auroc")
@@ -166,12 +175,12 @@ def test_summarise_closes_the_gap_by_dropping_unimodal_atoms():
 
 
 def test_summarise_is_seeded():
-    first = gap.summarise(make_context(n=200, gap_max_rows=150)).summary
-    assert gap.summarise(make_context(n=200, gap_max_rows=150)).summary == first
+    first = summarise(make_context(n=200), gap_max_rows=150)
+    assert summarise(make_context(n=200), gap_max_rows=150) == first
 
 
 def test_summarise_without_bimodal_atoms_leaves_their_keys_out():
-    summary = gap.summarise(make_context(n=100, kinds_sq=["image"] * 3 + ["text"] * 3)).summary
+    summary = summarise(make_context(n=100, kinds_sq=["image"] * 3 + ["text"] * 3))
     assert summary["gap_bimodal_atoms"] == 0
     assert not any("bimodal_only" in key or "zero_rows" in key for key in summary)
     assert "gap_knn_auroc_mean_shift" in summary
@@ -179,7 +188,7 @@ def test_summarise_without_bimodal_atoms_leaves_their_keys_out():
 
 def test_summarise_masks_by_second_moment_kinds():
     kinds_sq = ["bimodal"] * 4 + ["bimodal", "text"]  # the image atom counts as bimodal
-    summary = gap.summarise(make_context(n=100, kinds_sq=kinds_sq)).summary
+    summary = summarise(make_context(n=100, kinds_sq=kinds_sq))
     assert summary["gap_bimodal_atoms"] == 5
     assert summary["gap_mean_distance_bimodal_only"] > 0.5
 

@@ -6,10 +6,13 @@ import torch
 from scipy import sparse
 
 from vlmsae import sae
-from vlmsae.datasets import build_store
 from vlmsae.metrics import energy, modality, reconstruction
 from vlmsae.metrics.evaluate import EvalSettings, evaluate
+from vlmsae.registry import Settings
 from vlmsae.store import EmbeddingStore
+from vlmsae.stores import build_store
+
+TOP2 = EvalSettings(metrics={"atom_usage": {"energy_top_m": [2]}})
 
 
 def test_r_squared_and_mse_by_hand():
@@ -21,6 +24,79 @@ def test_r_squared_and_mse_by_hand():
     assert reconstruction.mean_squared_error(
         x, np.array([[1.0, 0.0], [0.0, 0.5]])
     ) == pytest.approx(0.0625)
+
+
+def test_r_squared_overall_and_summed_error_by_hand():
+    # One overall mean m = 1.5 of the entries (1, 2, 1, 2): Σ(x − m)² = 1; the per-dimension
+    # means (1, 2) leave no variance at all, so only the overall R² is defined.
+    x = np.array([[1.0, 2.0], [1.0, 2.0]])
+    x_hat = np.array([[1.0, 2.0], [1.0, 1.5]])
+    assert reconstruction.r_squared_overall(x, x_hat) == pytest.approx(1 - 0.25)
+    # Σ_d (x − x̂)² per row: 0 and .25, mean .125 (= d · mse).
+    assert reconstruction.summed_squared_error(x, x_hat) == pytest.approx(0.125)
+    assert reconstruction.mean_squared_error(x, x_hat) == pytest.approx(0.0625)
+    with pytest.raises(ValueError, match="undefined"):
+        reconstruction.r_squared(x, x_hat)
+    # The overall mean is never a better fit than the per-dimension ones: r2_overall ≥ r2.
+    y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y_hat = np.array([[1.0, 0.0], [0.0, 0.5]])
+    assert reconstruction.r_squared(y, y_hat) == pytest.approx(0.75)
+    assert reconstruction.r_squared_overall(y, y_hat) == pytest.approx(0.75)
+    z = y + np.array([0.0, 3.0])
+    assert reconstruction.r_squared_overall(z, y_hat + np.array([0.0, 3.0])) > 0.75
+
+
+def test_reconstruction_summary_keys_by_hand():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    codes = sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]]))
+    x_hat = np.array([[1.0, 0.0], [0.0, 0.5]])
+    summary = reconstruction.reconstruction_summary(x, x_hat, codes, "_image")
+    assert summary == pytest.approx(
+        {
+            "mse_image": 0.0625,
+            "mse_sum_image": 0.125,
+            "r2_image": 0.75,
+            # Overall mean .5: Σ(x − .5)² = 1, the same as around the per-dimension means here.
+            "r2_overall_image": 0.75,
+            "l0_image": 1.0,
+        }
+    )
+
+
+def test_reconstruction_group_reports_eval_and_train_rows():
+    import pandas as pd
+
+    from vlmsae.metrics.context import EvalContext, TrainRows
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    x_hat = np.array([[1.0, 0.0], [0.0, 0.5]])
+    codes = sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]]))
+    train = TrainRows(
+        image=x, text=x, recon_image=x, recon_text=x_hat, codes_image=codes, codes_text=codes
+    )
+    context = EvalContext(
+        image=x,
+        text=x,
+        recon_image=x_hat,
+        recon_text=x_hat,
+        codes_image=codes,
+        codes_text=codes,
+        dictionary=np.eye(2),
+        energy=np.ones(2),
+        energy_sq=np.ones(2),
+        atom_kind=np.array(["bimodal"] * 2, dtype=object),
+        atom_kind_sq=np.array(["bimodal"] * 2, dtype=object),
+        atoms=pd.DataFrame({"atom": [0, 1]}),
+        seed=0,
+        train=train,
+    )
+    summary = reconstruction.summarise(context, Settings()).summary
+    assert summary["mse_sum"] == pytest.approx(0.125) and summary["r2_overall_text"] == 0.75
+    assert summary["r2_image_train"] == 1.0 and summary["r2_text_train"] == pytest.approx(0.75)
+    # Pooled train rows: error .25 over Σ(x − x̄)² = 2.
+    assert summary["r2_train"] == pytest.approx(1 - 0.25 / 2)
+    assert summary["l0_train"] == 1.0
+    assert "mse_sum_train" not in summary
 
 
 def test_r_squared_of_constant_data_is_an_error():
@@ -86,7 +162,7 @@ def _identity_topk(d):
 
 
 def test_perfect_reconstruction_gives_r2_one(nonnegative_store):
-    _, summary = evaluate(_identity_topk(6), nonnegative_store, EvalSettings(energy_top_m=[2]))
+    _, summary = evaluate(_identity_topk(6), nonnegative_store, TOP2)
     assert summary["r2"] == pytest.approx(1.0, abs=1e-6)
     assert summary["r2_image"] == pytest.approx(1.0, abs=1e-6)
     assert summary["l0"] == pytest.approx(6.0)
@@ -157,17 +233,25 @@ def test_recovery_against_the_true_dictionary(tiny_store):
         model.b_dec.zero_()
         model.b_enc.zero_()
     _, summary = evaluate(model.eval(), tiny_store, EvalSettings(max_pairs=300))
-    assert summary["recovery_w"] == pytest.approx(0.0, abs=1e-6)
-    assert 0.5 < summary["recovery_mma"] <= 1.0
+    assert summary["recovery_w_matched"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.5 < summary["recovery_mma_merged"] <= 1.0
+    # τ1 = 1: the authors' truth splits each bimodal atom in two, and an atom firing on both
+    # modalities matches one copy only.
+    assert summary["recovery_mma"] < summary["recovery_mma_merged"]
     random_model = sae.build("topk", d=tiny_store.dim, n_atoms=n_true, k=6).eval()
     _, random_summary = evaluate(random_model, tiny_store, EvalSettings(max_pairs=300))
-    assert random_summary["recovery_w"] > 0.5
-    assert random_summary["recovery_mma"] < summary["recovery_mma"]
+    assert random_summary["recovery_w_matched"] > 0.5
+    for key in ("recovery_w", "recovery_w_uniform"):
+        # Energy marginals of the true dictionary's codes differ from the true codes' (the
+        # encoder is not the generator), so W is small rather than 0.
+        assert 0 <= summary[key] < random_summary[key]
+    for key in ("recovery_mma", "recovery_mma_merged", "recovery_mma_energy"):
+        assert random_summary[key] < summary[key]
 
 
 def test_zero_shot_and_mms_against_another_store(tmp_path):
     """A labelled store with class prompts gets zero-shot scores; a reference store gets MMS."""
-    from vlmsae.metrics.evaluate import evaluate_run
+    from vlmsae.metrics.evaluate import evaluate_run, evaluate_store
 
     rng = np.random.default_rng(0)
     centres = np.abs(rng.standard_normal((3, 8)))
@@ -198,11 +282,12 @@ def test_zero_shot_and_mms_against_another_store(tmp_path):
         EmbeddingStore(tmp_path / "model.zarr"),
         EmbeddingStore(tmp_path / "reference.zarr"),
     )
-    _, summary, tables = evaluate_run(
-        _identity_topk(8), store, EvalSettings(energy_top_m=[2]), reference_store=reference
-    )
-    assert summary["zero_shot_top1_dense"] > 0.95
+    _, summary, tables = evaluate_run(_identity_topk(8), store, TOP2, reference_store=reference)
+    store_summary, _ = evaluate_store(store, TOP2, reference_store=reference)
+    assert store_summary["zero_shot_top1_dense"] > 0.95
     assert summary["zero_shot_top1_codes"] > 0.95
-    assert "zero_shot_top5_dense" not in summary  # fewer than 5 classes
+    assert "zero_shot_top5_dense" not in store_summary  # fewer than 5 classes
+    assert "zero_shot_top1_dense" not in summary  # the store's, not repeated per run
     assert summary["mms_image_text_atoms"] == 8 and -1 <= summary["mms_image_text"] <= 1
+    assert -1 <= store_summary["mms_baseline_image_text"] <= 1
     assert {"coactivation", "transport"} == set(tables["bridge_top"]["form"])

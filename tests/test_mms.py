@@ -1,13 +1,19 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
 from vlmsae.metrics.context import EvalContext
-from vlmsae.metrics.mms import PAIRS, baseline, mms, summarise
+from vlmsae.metrics.mms import PAIRS, baseline, concept_reference, mms, summarise
+from vlmsae.registry import Settings
+from vlmsae.store import TrueStructure
 
 
-def context(image: np.ndarray, text: np.ndarray, reference: dict | None = None) -> EvalContext:
-    """An EvalContext around codes [N, p] of each modality; MMS reads only codes and reference."""
+def context(
+    image: np.ndarray, text: np.ndarray, reference: dict | None = None, **truth
+) -> EvalContext:
+    """An EvalContext around codes [N, p] of each modality; MMS reads only codes and reference
+    (and, for synthetic data, `truth` and the true codes)."""
     n, p = image.shape
     reference = reference or {}
     return EvalContext(
@@ -22,9 +28,11 @@ def context(image: np.ndarray, text: np.ndarray, reference: dict | None = None) 
         energy_sq=np.ones(p),
         atom_kind=np.full(p, "bimodal"),
         atom_kind_sq=np.full(p, "bimodal"),
+        atoms=pd.DataFrame({"atom": np.arange(p)}),
         seed=0,
         reference_image=reference.get("image"),
         reference_text=reference.get("text"),
+        **truth,
     )
 
 
@@ -87,7 +95,7 @@ def test_modality_split_dictionary_has_no_image_text_score():
     image = rng.random((20, 6)) * (np.arange(6) < 3)  # atoms 0-2 fire on images only
     text = rng.random((20, 6)) * (np.arange(6) >= 3)  # atoms 3-5 on texts only
     reference = {m: rng.standard_normal((20, 8)) for m in ("image", "text")}
-    result = summarise(context(image, text, reference))
+    result = summarise(context(image, text, reference), Settings())
     assert np.all(np.isnan(result.atom_columns["mms_image_text"]))
     assert result.summary["mms_image_text_atoms"] == 0
     assert result.summary["mms_image_text"] == 0.0  # group-sparse §3.2: trivially 0, never NaN
@@ -95,8 +103,45 @@ def test_modality_split_dictionary_has_no_image_text_score():
     assert result.summary["mms_text_text_atoms"] == 3
     image_image = result.atom_columns["mms_image_image"]
     assert np.isnan(image_image[3:]).all() and not np.isnan(image_image[:3]).any()
-    assert result.summary["mms_image_image"] == pytest.approx(np.mean(image_image[:3]))
+    # Atoms 3-5 never co-activate on images: they count 0 in the mean over all six atoms.
+    assert result.summary["mms_image_image"] == pytest.approx(np.sum(image_image[:3]) / 6)
+    assert result.summary["mms_image_image_defined"] == pytest.approx(np.mean(image_image[:3]))
+    assert result.summary["mms_image_text_defined"] == 0.0
     assert not any(np.isnan(v) for v in result.summary.values())
+
+
+def test_concept_reference_merges_the_instantiations_of_a_concept():
+    # Atoms 0 and 2 are the image and text instantiation of concept 7; atom 1 is concept 3.
+    codes = sparse.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 4.0]]))
+    merged = concept_reference(codes, np.array([7, 3, 7]))
+    np.testing.assert_array_equal(merged.toarray(), [[2.0, 1.0], [0.0, 4.0]])
+
+
+def test_synthetic_reference_columns_are_true_concepts():
+    # True atoms: 0 and 1 the image and text instantiation of bimodal concept 0 (τ1 < 1), 2 an
+    # image atom. Pair 0 shows concept 0 in both modalities, pair 1 the image atom and concept 0.
+    true_image = sparse.csr_matrix(np.array([[1.0, 0, 0], [0, 0, 1.0]], dtype=np.float32))
+    true_text = sparse.csr_matrix(np.array([[0, 1.0, 0], [0, 1.0, 0]], dtype=np.float32))
+    truth = TrueStructure(
+        np.eye(3, 4), np.array(["bimodal", "bimodal", "image"]), np.array([0, 0, 1]), {}
+    )
+    # SAE atom 0 fires on image 0 and text 0 (concept 0 both times); atom 1 on image 1 only.
+    image = np.array([[1.0, 0.0], [0.0, 1.0]])
+    text = np.array([[1.0, 0.0], [0.0, 0.0]])
+    reference = {"image": true_image, "text": true_text}
+    run = context(
+        image, text, reference, truth=truth, true_codes_image=true_image, true_codes_text=true_text
+    )
+    result = summarise(run, Settings())
+    # Concept columns: image 0 and text 0 both read (1, 0): cosine 1.
+    assert result.atom_columns["mms_image_text"][0] == pytest.approx(1.0)
+    assert np.isnan(result.atom_columns["mms_image_text"][1])
+    assert result.summary["mms_image_text"] == pytest.approx(0.5)  # (1 + 0) / 2 atoms
+    assert result.summary["mms_image_text_defined"] == pytest.approx(1.0)
+    assert result.summary["mms_image_text_atoms"] == 1
+    # Against the true atoms as columns the two instantiations are orthogonal: MMS 0.
+    other_encoder = summarise(context(image, text, reference), Settings())
+    assert other_encoder.atom_columns["mms_image_text"][0] == 0.0
 
 
 def test_baseline_is_the_mms_of_an_atom_firing_everywhere(small):
@@ -120,7 +165,7 @@ def test_scale_of_codes_and_reference_rows_does_not_matter(small):
 
 
 def test_summarise_without_reference_is_empty():
-    result = summarise(context(np.ones((2, 3)), np.ones((2, 3))))
+    result = summarise(context(np.ones((2, 3)), np.ones((2, 3))), Settings())
     assert result.atom_columns == {} and result.summary == {}
 
 

@@ -5,6 +5,10 @@ from conftest import rows_context
 from vlmsae.metrics import modality_classifier as mc
 
 
+def summarise(context):
+    return mc.summarise(context, mc.ClassifierSettings())
+
+
 def make_context(image, text, dictionary, kinds, energy):
     return rows_context(image, text, dictionary, kinds, energy)
 
@@ -94,7 +98,7 @@ def test_summarise_scores_dead_atoms_but_leaves_them_out_of_the_mean():
     text = np.array([[0.1, 1.0, 0.0], [-0.1, 0.8, 0.0]])
     dictionary = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
     context = make_context(image, text, dictionary, ["image", "bimodal", "dead"], [3.0, 1.0, 0])
-    result = mc.summarise(context)
+    result = summarise(context)
     np.testing.assert_allclose(result.atom_columns["classifier_accuracy"], [1.0, 0.5, 1.0])
     assert result.summary["classifier_accuracy_mean"] == pytest.approx(0.75)
     assert result.summary["classifier_accuracy_energy_weighted_mean"] == pytest.approx(
@@ -105,20 +109,24 @@ def test_summarise_scores_dead_atoms_but_leaves_them_out_of_the_mean():
 def test_summarise_of_only_dead_atoms_is_an_error():
     context = make_context(np.eye(2), np.eye(2), np.eye(2), ["dead", "dead"], [0.0, 0.0])
     with pytest.raises(ValueError, match="every atom is dead"):
-        mc.summarise(context)
+        summarise(context)
 
 
 def test_summarise_subsamples_pairs_with_the_seed():
     image, text, dictionary = random_rows(5)
     kinds, energy = ["bimodal"] * len(dictionary), np.ones(len(dictionary))
-    every_row = mc.summarise(make_context(image, text, dictionary, kinds, energy))
+    every_row = summarise(make_context(image, text, dictionary, kinds, energy))
     np.testing.assert_array_equal(
         every_row.atom_columns["classifier_accuracy"],
         mc.classifier_accuracy(image, text, dictionary),
     )
     context = make_context(image, text, dictionary, kinds, energy)
-    context.options = {"classifier_max_rows": 20}
-    first = mc.summarise(context).atom_columns["classifier_accuracy"]
-    np.testing.assert_array_equal(first, mc.summarise(context).atom_columns["classifier_accuracy"])
+    settings = mc.ClassifierSettings(classifier_max_rows=20)
+    first = mc.summarise(context, settings).atom_columns["classifier_accuracy"]
+    np.testing.assert_array_equal(
+        first, mc.summarise(context, settings).atom_columns["classifier_accuracy"]
+    )
     context.seed = 1
-    assert not np.array_equal(first, mc.summarise(context).atom_columns["classifier_accuracy"])
+    assert not np.array_equal(
+        first, mc.summarise(context, settings).atom_columns["classifier_accuracy"]
+    )

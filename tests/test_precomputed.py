@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vlmsae.datasets import build_store
 from vlmsae.errors import InputFileError
 from vlmsae.store import EmbeddingStore
+from vlmsae.stores import build_store
 
 SPEC_DEFAULTS = {"eval_fraction": 0.2, "split_seed": 0}
 
@@ -28,7 +28,9 @@ def _assert_store_matches(path, image, text):
     np.testing.assert_allclose(
         store.rows("text"), text / np.linalg.norm(text, axis=1, keepdims=True), rtol=1e-5
     )
-    assert len(store.split_pairs("eval")) == 10 and len(store.split_pairs("train")) == 40
+    assert len(store.split_pairs("eval")) == 10
+    # The val split is carved from the 40 train pairs (val_fraction's default, 0.1).
+    assert len(store.split_pairs("train")) == 36 and len(store.split_pairs("val")) == 4
     assert store.attrs["input_was_normalised"] is False
 
 

@@ -5,6 +5,12 @@ from scipy.stats import ortho_group
 
 from vlmsae.metrics import probing
 from vlmsae.metrics.context import EvalContext
+from vlmsae.registry import Settings
+
+
+def summarise(context):
+    return probing.summarise(context, Settings())
+
 
 # Atoms: 0 image (1, 0), 1 bimodal (0, 1), 2 text (−1, 0), 3 dead (.6, .8).
 DICTIONARY = np.array([[1, 0], [0, 1], [-1, 0], [0.6, 0.8]], dtype=np.float32)
@@ -63,7 +69,7 @@ def test_atom_scores_by_hand():
 
 
 def test_summarise_by_hand():
-    result = probing.summarise(context(IMAGE, TEXT, DICTIONARY, KINDS, ENERGY_SQ))
+    result = summarise(context(IMAGE, TEXT, DICTIONARY, KINDS, ENERGY_SQ))
     # Scores: image atom 1, bimodal 1.5 − .75, text 1 − 0; the dead atom has none.
     np.testing.assert_allclose(result.atom_columns["probe_accuracy"], [1.0, 0.75, 1.0, np.nan])
     assert result.summary == {"p_acc": pytest.approx((1 * 1 + 2 * 0.75 + 1 * 1) / 4)}
@@ -94,7 +100,7 @@ def test_permuting_atoms_permutes_the_column_and_keeps_p_acc():
         run.atom_kind_sq[permutation],
         run.energy_sq[permutation],
     )
-    original, moved = probing.summarise(run), probing.summarise(permuted)
+    original, moved = summarise(run), summarise(permuted)
     np.testing.assert_allclose(
         moved.atom_columns["probe_accuracy"], original.atom_columns["probe_accuracy"][permutation]
     )
@@ -111,7 +117,7 @@ def test_rotating_rows_and_dictionary_keeps_p_acc():
         run.atom_kind_sq,
         run.energy_sq,
     )
-    original, moved = probing.summarise(run), probing.summarise(rotated)
+    original, moved = summarise(run), summarise(rotated)
     np.testing.assert_allclose(
         moved.atom_columns["probe_accuracy"], original.atom_columns["probe_accuracy"]
     )
@@ -126,6 +132,4 @@ def test_swapping_modalities_and_unimodal_kinds_keeps_p_acc():
     )
     swapped = context(run.text, run.image, run.dictionary, swapped_kinds, run.energy_sq)
     # Ties on the hyperplane aside (none in random data), swapping the classes complements acc.
-    assert probing.summarise(swapped).summary["p_acc"] == pytest.approx(
-        probing.summarise(run).summary["p_acc"]
-    )
+    assert summarise(swapped).summary["p_acc"] == pytest.approx(summarise(run).summary["p_acc"])

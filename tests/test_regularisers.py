@@ -57,3 +57,33 @@ def test_paired_means_any_regulariser():
     assert not Regularisers().paired
     assert Regularisers.from_variant({"alignment": 1e-4}).paired
     assert Regularisers.from_variant({"mask_probability": 0.2}).paired
+
+
+def test_authors_alignment_by_hand():
+    """Top atoms: image 0 (3), text 2 (4); both are zeroed in both codes before the cosine."""
+    image = torch.tensor([[3.0, 1.0, 0.0, 2.0]], requires_grad=True)
+    text = torch.tensor([[0.0, 1.0, 4.0, 2.0]], requires_grad=True)
+    # Left (0, 1, 0, 2) and (0, 1, 0, 2): cosine 1. Eq. 1 on the full codes: 5 / √(14·21).
+    assert alignment_loss(image, text, "authors").item() == pytest.approx(-1.0)
+    assert alignment_loss(image, text, "paper").item() == pytest.approx(-5 / math.sqrt(294))
+    alignment_loss(image, text, "authors").backward()
+    # The zeroed atoms get no gradient; at cosine 1 the kept ones have none to get either.
+    assert image.grad[0, 0] == 0 and text.grad[0, 2] == 0 and image.grad[0, 2] == 0
+
+
+def test_authors_alignment_zeroes_per_pair_and_by_magnitude():
+    image = torch.tensor([[0.0, -5.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]])
+    text = torch.tensor([[0.0, 0.0, 1.0, 3.0], [2.0, 0.0, 1.0, 0.0]])
+    # Pair 1 keeps atom 2 only (atoms 1 and 3 dropped): cosine 1. Pair 2 drops atom 0 on both
+    # sides (the same top atom) and keeps atom 2: cosine 1.
+    assert alignment_loss(image, text, "authors").item() == pytest.approx(-1.0)
+    # A pair whose code is all zero still contributes 0, whatever its arbitrary "top" atom.
+    zero = alignment_loss(torch.zeros(1, 4), text[:1], "authors")
+    assert zero.item() == 0.0
+
+
+def test_alignment_form_travels_with_the_variant_and_is_no_weight():
+    regularisers = Regularisers.from_variant({"alignment": 1e-4, "alignment_form": "authors"})
+    assert regularisers.alignment_form == "authors" and regularisers.paired
+    assert Regularisers.from_variant({}).alignment_form == "paper"
+    assert not Regularisers.from_variant({"alignment_form": "authors"}).paired

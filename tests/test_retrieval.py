@@ -1,10 +1,20 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 from scipy.stats import ortho_group
 
 from vlmsae.metrics import retrieval
 from vlmsae.metrics.context import EvalContext
+
+
+def summarise(run, **options) -> dict:
+    """The store's dense recalls and the run's, as one summary (what a reader of both sees)."""
+    settings = retrieval.RetrievalSettings(**options)
+    return {
+        **retrieval.summarise_store(run, settings).summary,
+        **retrieval.summarise(run, settings).summary,
+    }
 
 
 def brute_force_ranks(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +60,7 @@ def random_run(seed: int, n: int = 300, p: int = 36, d: int = 32) -> EvalContext
         energy_sq=np.ones(p),
         atom_kind=kinds,
         atom_kind_sq=kinds,
+        atoms=pd.DataFrame({"atom": np.arange(p)}),
         seed=seed,
     )
 
@@ -140,15 +151,29 @@ def test_inbatch_recall_by_hand_and_with_one_batch_equals_the_whole_split():
 
 def test_summary_keys_delta_r_and_versions():
     run = random_run(2)
-    run.options = {"retrieval_batch": 32}
-    summary = retrieval.summarise(run).summary
+    summary = summarise(run, retrieval_batch=32)
     for version in retrieval.VERSIONS:
         for direction in ("i2t", "t2i"):
             assert 0 <= summary[f"recall_inbatch_{direction}_{version}"] <= 1
             recalls = [summary[f"recall_at{k}_{direction}_{version}"] for k in retrieval.KS]
             assert recalls == sorted(recalls)
+        assert summary[f"recall_inbatch_{version}"] == pytest.approx(
+            (summary[f"recall_inbatch_i2t_{version}"] + summary[f"recall_inbatch_t2i_{version}"])
+            / 2
+        )
     assert summary["delta_r"] == pytest.approx(
+        summary["recall_inbatch_decoded"] - summary["recall_inbatch_bimodal_only"]
+    )
+    assert summary["delta_r_with_bias_i2t"] == pytest.approx(
         summary["recall_inbatch_i2t_reconstructed"] - summary["recall_inbatch_i2t_bimodal_only"]
+    )
+    # δ_r is `delta_r` on the summary's own batches.
+    groups = retrieval.batches(300, 32, seed=2)
+    keep = run.atom_kind_sq == "bimodal"
+    assert retrieval.delta_r(run.codes_image, run.codes_text, run.dictionary, keep, groups) == (
+        summary["recall_inbatch_decoded"],
+        summary["recall_inbatch_bimodal_only"],
+        summary["delta_r"],
     )
     assert summary["retrieval_seed"] == 2
     assert summary["retrieval_batch"] == 32
@@ -161,30 +186,66 @@ def test_summary_keys_delta_r_and_versions():
 def test_bimodal_only_version_uses_the_bimodal_atoms_without_bias():
     run = random_run(3)
     keep = run.atom_kind_sq == "bimodal"
-    # Bimodal-only codes as the reconstruction: all three versions equal, so δ_r = 0.
+    # Bimodal-only codes as the reconstruction: those three versions equal, so the earlier δ_r
+    # (x̂ against Ã) is 0; δ_r proper compares ZD, which keeps the unimodal atoms, against Ã.
     run.recon_image = np.asarray(run.codes_image.multiply(keep[None, :]) @ run.dictionary)
     run.recon_text = np.asarray(run.codes_text.multiply(keep[None, :]) @ run.dictionary)
     run.image, run.text = run.recon_image, run.recon_text
-    summary = retrieval.summarise(run).summary
-    assert summary["delta_r"] == 0.0
+    summary = summarise(run)
+    assert summary["delta_r_with_bias_i2t"] == 0.0
     assert summary["recall_at5_t2i_bimodal_only"] == summary["recall_at5_t2i_dense"]
+    assert summary["delta_r"] == pytest.approx(
+        summary["recall_inbatch_decoded"] - summary["recall_inbatch_reconstructed"]
+    )
+    # Codes of bimodal atoms only: ZD is Ã and δ_r = 0.
+    run.codes_image = sparse.csr_matrix(run.codes_image.multiply(keep[None, :]))
+    run.codes_text = sparse.csr_matrix(run.codes_text.multiply(keep[None, :]))
+    assert summarise(run)["delta_r"] == 0.0
+
+
+def test_delta_r_by_hand():
+    # Atoms e1, e2 (bimodal), e3 as an image atom and e3 as a text atom. Image 0 and text 1 also
+    # carry 5·e3: ZD rows image (1, 0, 5), (0, 1, 0) and text (1, 0, 0), (0, 1, 5). Image 0 and
+    # text 1 now find each other (cosine 25/26) instead of their partners (1/√26): ZD's R@1 is
+    # 1/2 each way; Ã = (Z ⊙ δ)D keeps e1, e2 and retrieves every partner: δ_r = 1/2 − 1 = −1/2.
+    dictionary = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], dtype=np.float32)
+    keep = np.array([True, True, False, False])
+    codes_image = sparse.csr_matrix(np.array([[1, 0, 5, 0], [0, 1, 0, 0]], dtype=np.float32))
+    codes_text = sparse.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 5]], dtype=np.float32))
+    groups = np.array([[0, 1]])
+    assert retrieval.delta_r(codes_image, codes_text, dictionary, keep, groups) == (0.5, 1.0, -0.5)
+    np.testing.assert_array_equal(
+        retrieval.decoded(codes_image, dictionary), [[1, 0, 5], [0, 1, 0]]
+    )
+
+
+def test_delta_r_does_not_see_the_decoder_bias():
+    run = random_run(10)
+    summary = summarise(run)
+    # A large decoder bias moves every x̂ and so their recall; ZD and Ã are built without it.
+    bias = np.full(run.dictionary.shape[1], 3.0, dtype=np.float32)
+    run.recon_image, run.recon_text = run.recon_image + bias, run.recon_text + bias
+    biased = summarise(run)
+    assert biased["delta_r"] == summary["delta_r"]
+    assert biased["delta_r_with_bias_i2t"] != summary["delta_r_with_bias_i2t"]
 
 
 def test_without_bimodal_atoms_bimodal_only_recall_is_zero():
     run = random_run(4)
     run.atom_kind_sq = np.array(["image", "text"] * (run.n_atoms // 2), dtype=object)
-    summary = retrieval.summarise(run).summary
+    summary = summarise(run)
     assert summary["recall_at10_i2t_bimodal_only"] == 0.0
-    assert summary["delta_r"] == summary["recall_inbatch_i2t_reconstructed"]
+    assert summary["recall_inbatch_bimodal_only"] == 0.0
+    assert summary["delta_r"] == summary["recall_inbatch_decoded"]
+    assert summary["delta_r_with_bias_i2t"] == summary["recall_inbatch_i2t_reconstructed"]
 
 
 def test_seeds_make_inbatch_recall_repeatable():
     run = random_run(5)
-    run.options = {"retrieval_batch": 16}
-    first, again = retrieval.summarise(run).summary, retrieval.summarise(run).summary
+    first, again = summarise(run, retrieval_batch=16), summarise(run, retrieval_batch=16)
     assert first == again
     run.seed = 6
-    other = retrieval.summarise(run).summary
+    other = summarise(run, retrieval_batch=16)
     # The whole split does not depend on the seed; the batches do.
     assert other["recall_at1_i2t_dense"] == first["recall_at1_i2t_dense"]
     assert other["retrieval_seed"] == 6
@@ -192,10 +253,9 @@ def test_seeds_make_inbatch_recall_repeatable():
 
 def test_a_capped_split_is_a_seeded_subsample():
     run = random_run(7)
-    run.options = {"retrieval_max_pairs": 100}
-    summary = retrieval.summarise(run).summary
+    summary = summarise(run, retrieval_max_pairs=100)
     assert summary["retrieval_pairs"] == 100
-    assert summary == retrieval.summarise(run).summary
+    assert summary == summarise(run, retrieval_max_pairs=100)
     keep = np.sort(np.random.default_rng(7).choice(300, 100, replace=False))
     ranks = retrieval.partner_ranks(run.image[keep], run.text[keep])
     assert summary["recall_at1_i2t_dense"] == retrieval.recall_at(ranks[0], 1)
@@ -203,11 +263,11 @@ def test_a_capped_split_is_a_seeded_subsample():
 
 def test_rotating_rows_and_dictionary_keeps_every_recall():
     run = random_run(8)
-    summary = retrieval.summarise(run).summary
+    summary = summarise(run)
     rotation = ortho_group.rvs(run.dictionary.shape[1], random_state=9).astype(np.float32)
     for name in ("image", "text", "recon_image", "recon_text", "dictionary"):
         setattr(run, name, getattr(run, name) @ rotation)
-    assert retrieval.summarise(run).summary == summary
+    assert summarise(run) == summary
 
 
 def test_whole_split_recall_on_real_coco_pairs(coco_features):
@@ -216,3 +276,24 @@ def test_whole_split_recall_on_real_coco_pairs(coco_features):
     image_to_text, text_to_image = retrieval.partner_ranks(features[0], features[1])
     assert retrieval.recall_at(image_to_text, 1) == pytest.approx(0.552, abs=0.002)
     assert retrieval.recall_at(text_to_image, 1) == pytest.approx(0.506, abs=0.002)
+
+
+def test_any_caption_of_the_right_image_counts_with_pair_ids():
+    # Image A has two captions (store text rows 0 and 1), image B one. As eval pairs, image A's
+    # row appears twice: without ids, A's second pair loses to A's first caption (cosine 1 > 0.99)
+    # and each caption of A ties with A's duplicate row; with ids every one of them is right.
+    image = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    text = np.array([[1, 0], [0.99, 0.141], [0, 1]], dtype=np.float32)
+    ids = np.array([[0, 0], [0, 1], [1, 2]])
+    plain = retrieval.partner_ranks(image, text)
+    np.testing.assert_array_equal(plain[0], [0, 1, 0])
+    np.testing.assert_array_equal(plain[1], [1, 1, 0])
+    grouped = retrieval.partner_ranks(image, text, ids=ids)
+    np.testing.assert_array_equal(grouped[0], [0, 0, 0])
+    np.testing.assert_array_equal(grouped[1], [0, 0, 0])
+    # Unique ids are the plain protocol, and a blocked computation gives the same ranks.
+    unique = np.stack([np.arange(3), np.arange(3)], axis=1)
+    for got, expected in zip(retrieval.partner_ranks(image, text, ids=unique), plain, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    blocked = retrieval.partner_ranks(image, text, block_entries=3, ids=ids)
+    np.testing.assert_array_equal(blocked[1], grouped[1])

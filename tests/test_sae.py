@@ -3,7 +3,7 @@ import torch
 
 from vlmsae import sae
 
-ENCODER_VARIANTS = [name for name in sae.available() if sae.VARIANTS[name].has_encoder]
+ENCODER_VARIANTS = [name for name in sae.available() if sae.VARIANTS.get(name).obj.has_encoder]
 
 
 # Variants whose sparsity comes from a penalty, not from a budget of k codes.

@@ -134,3 +134,37 @@ def test_recurrence_stays_float32_under_autocast():
     energy = torch.zeros(64).index_add(0, codes.rows, codes.values.detach() ** 2)
     residual = (x - x_hat.detach()).pow(2).sum(dim=1)
     torch.testing.assert_close(residual, x.pow(2).sum(dim=1) - energy, rtol=1e-4, atol=1e-4)
+
+
+def test_without_decoder_bias_b_dec_is_a_fixed_zero_that_save_and_load_keep(tmp_path):
+    model = _model(decoder_bias=False, nonnegative=False)
+    assert "b_dec" not in dict(model.named_parameters())
+    assert "b_dec" in model.state_dict() and not model.b_dec.any()
+    x = torch.randn(8, 10, dtype=torch.float64)
+    codes, x_hat = model(x)
+    torch.testing.assert_close(x_hat, codes.dense() @ model.W_dec)  # x̂ = z·D, no bias
+    sae.save(model, tmp_path)
+    loaded = sae.load(tmp_path).to(torch.float64)
+    assert loaded.config()["decoder_bias"] is False
+    assert not loaded.b_dec.requires_grad and not loaded.b_dec.any()
+    torch.testing.assert_close(loaded(x)[1], x_hat)
+
+
+def test_without_decoder_bias_fast_path_equals_reference():
+    model = _model(decoder_bias=False)
+    x = torch.randn(16, 10, dtype=torch.float64)
+    fast_codes, fast_x_hat = model(x)
+    dense, x_hat = model.reference_forward(x)
+    torch.testing.assert_close(fast_codes.dense(), dense)
+    torch.testing.assert_close(fast_x_hat, x_hat)
+    (fast_x_hat - x).pow(2).sum().backward()
+    assert [name for name, p in model.named_parameters() if p.grad is not None] == ["W_dec"]
+
+
+def test_modality_biases_need_the_decoder_bias():
+    from vlmsae.registry import parse_settings
+    from vlmsae.errors import ConfigError
+
+    settings = sae.VARIANTS.get("mp").settings
+    with pytest.raises(ConfigError, match="modality_biases needs decoder_bias"):
+        parse_settings(settings, {"k": 2, "decoder_bias": False, "modality_biases": True}, "v")

@@ -3,7 +3,15 @@ import pytest
 import zarr
 
 from vlmsae.errors import InputFileError
-from vlmsae.store import SPLITS, EmbeddingStore, SparseCodes, TrueStructure, write_store
+from vlmsae.store import (
+    SPLITS,
+    EmbeddingStore,
+    SparseCodes,
+    TrueStructure,
+    ValSplit,
+    assign_pair_splits,
+    write_store,
+)
 
 
 def _arrays(n=10, d=4, seed=0):
@@ -77,3 +85,80 @@ def test_interrupted_write_leaves_no_store(tmp_path, monkeypatch):
     write_store(tmp_path / "s.zarr", **_arrays(), attrs={})
     assert EmbeddingStore(tmp_path / "s.zarr").attrs["complete"]
     assert not (tmp_path / "s.zarr.partial").exists()
+
+
+def _pair_sets(store: EmbeddingStore) -> dict[str, set[tuple[int, int]]]:
+    return {split: {tuple(pair) for pair in store.split_pairs(split)} for split in SPLITS}
+
+
+def test_tiny_synthetic_store_has_three_disjoint_splits_covering_every_pair(tiny_store):
+    by_split = _pair_sets(tiny_store)
+    sizes = {split: len(pairs) for split, pairs in by_split.items()}
+    assert sum(sizes.values()) == len(tiny_store.pairs) == len(set().union(*by_split.values()))
+    val_fraction = tiny_store.attrs["val_fraction"]
+    assert sizes["val"] == pytest.approx(val_fraction * (sizes["train"] + sizes["val"]), abs=1)
+    assert sizes["eval"] == pytest.approx(0.2 * len(tiny_store.pairs), abs=1)
+    # Text rows carry the split of their image.
+    for split in SPLITS:
+        texts = tiny_store.split_pairs(split)[:, 1]
+        assert set(tiny_store.split_rows("text", split)) == set(texts)
+
+
+def _captioned(n_images=200, captions=5, seed=0):
+    """Arrays of a store whose every image has `captions` text rows, a seeded 20 % eval."""
+    rng = np.random.default_rng(seed)
+    image_split = assign_pair_splits(n_images, 0.2, seed)
+    pairs = np.stack(
+        [np.repeat(np.arange(n_images), captions), np.arange(n_images * captions)], axis=1
+    )
+    return {
+        "image": rng.standard_normal((n_images, 4)),
+        "text": rng.standard_normal((n_images * captions, 4)),
+        "pairs": pairs,
+        "image_split": image_split,
+        "text_split": image_split[pairs[:, 0]],
+    }
+
+
+def test_val_is_carved_from_train_items_with_their_captions_and_reproducibly(tmp_path):
+    arrays = _captioned()
+    val = ValSplit(fraction=0.25, seed=3)
+    for name in ("a", "b"):
+        write_store(tmp_path / f"{name}.zarr", **arrays, attrs={}, val=val)
+    store = EmbeddingStore(tmp_path / "a.zarr")
+    image_split = store.root["image_split"][...]
+    # Eval is untouched; val takes a quarter of the train images.
+    np.testing.assert_array_equal(image_split == SPLITS.index("eval"), arrays["image_split"] == 1)
+    n_train_before = int((arrays["image_split"] == 0).sum())
+    assert len(store.split_rows("image", "val")) == round(0.25 * n_train_before)
+    # Every caption of a val image is in val, and only those.
+    val_images = set(store.split_rows("image", "val"))
+    val_texts = {text for image, text in store.pairs if image in val_images}
+    assert set(store.split_rows("text", "val")) == val_texts
+    assert len(val_texts) == 5 * len(val_images)
+    assert store.attrs["val_fraction"] == 0.25 and store.attrs["val_seed"] == 3
+    # The same items and seed give the same val rows; another seed other ones.
+    again = EmbeddingStore(tmp_path / "b.zarr")
+    np.testing.assert_array_equal(again.root["image_split"][...], image_split)
+    other = ValSplit(fraction=0.25, seed=4).carve(arrays["image_split"])
+    assert not np.array_equal(other, image_split)
+
+
+def test_val_split_of_a_dataset_entry():
+    synthetic = {"source": "synthetic", "synthetic": {"seed": 7}}
+    assert ValSplit.of_dataset(synthetic) == ValSplit(0.1, 7)
+    spec = {"source": "precomputed", "val_fraction": 0.3, "precomputed": {"split_seed": 2}}
+    assert ValSplit.of_dataset(spec) == ValSplit(0.3, 2)
+    assert ValSplit.of_dataset({"source": "coco", "coco": {"root": "/data"}}) == ValSplit(0.1, 0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        ValSplit(fraction=0.0)
+
+
+def test_a_store_without_val_is_refused_by_name(tmp_path):
+    write_store(tmp_path / "s.zarr", **_arrays(), attrs={})
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r+")
+    group.attrs["splits"] = ["train", "eval"]  # as written before val existed
+    store = EmbeddingStore(tmp_path / "s.zarr")
+    assert len(store.split_pairs("eval")) == 2
+    with pytest.raises(InputFileError, match="no 'val' split"):
+        store.split_pairs("val")

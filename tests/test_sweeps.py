@@ -1,7 +1,21 @@
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from vlmsae.sweeps import point_variant, resolve_variant, select, sweep_points, swept_parameters
+from vlmsae import sae
+from vlmsae.store import EVAL, EmbeddingStore, assign_pair_splits, write_store
+from vlmsae.sweeps import (
+    SELECTION_SPLIT,
+    point_variant,
+    resolve_variant,
+    score_point,
+    select,
+    sweep_points,
+    swept_parameters,
+)
 
 SETTINGS = {
     "alignment": {"values": [1e-4, 1e-3, 1e-2], "max_r2_drop": 0.05},
@@ -11,8 +25,9 @@ SETTINGS = {
 
 
 def test_alignment_takes_the_largest_beta_within_the_r2_budget():
-    table = pd.DataFrame({"value": [0.0, 1e-4, 1e-3, 1e-2], "r2": [0.90, 0.89, 0.86, 0.70],
-                          "l0": [20.0] * 4})
+    table = pd.DataFrame(
+        {"value": [0.0, 1e-4, 1e-3, 1e-2], "r2": [0.90, 0.89, 0.86, 0.70], "l0": [20.0] * 4}
+    )
     result = select("alignment", table, SETTINGS, k=20)
     assert result["chosen"] == 1e-3  # drops 0.01, 0.04 pass; 0.20 fails
     assert [row["chosen"] for row in result["table"]] == [False, False, True, False]
@@ -24,8 +39,9 @@ def test_alignment_falls_back_to_zero_when_every_beta_costs_too_much():
 
 
 def test_group_sparsity_keeps_l0_at_k():
-    table = pd.DataFrame({"value": [0.01, 0.05, 0.1, 0.2], "r2": [0.9] * 4,
-                          "l0": [32.0, 31.8, 30.0, 25.0]})
+    table = pd.DataFrame(
+        {"value": [0.01, 0.05, 0.1, 0.2], "r2": [0.9] * 4, "l0": [32.0, 31.8, 30.0, 25.0]}
+    )
     # floor = 32 · 0.99 = 31.68: λ = 0.05 is the largest that keeps it.
     assert select("group_sparsity", table, SETTINGS, k=32)["chosen"] == 0.05
     with pytest.raises(ValueError, match="needs the variant's k"):
@@ -33,8 +49,13 @@ def test_group_sparsity_keeps_l0_at_k():
 
 
 def test_mask_probability_matches_the_unmasked_r2():
-    table = pd.DataFrame({"value": [0.0, 0.1, 0.2, 0.3, 0.4], "r2": [0.80, 0.805, 0.795, 0.78,
-                                                                       0.75], "l0": [32.0] * 5})
+    table = pd.DataFrame(
+        {
+            "value": [0.0, 0.1, 0.2, 0.3, 0.4],
+            "r2": [0.80, 0.805, 0.795, 0.78, 0.75],
+            "l0": [32.0] * 5,
+        }
+    )
     assert select("mask_probability", table, SETTINGS, k=32)["chosen"] == 0.2
     far = table.assign(r2=[0.8, 0.7, 0.65, 0.6, 0.5])
     result = select("mask_probability", far, SETTINGS, k=32)
@@ -52,6 +73,38 @@ def test_resolution_order_and_points():
     assert swept_parameters(variant) == ["group_sparsity", "mask_probability"]
     assert point_variant(variant, "group_sparsity", 0.1, {})["mask_probability"] == 0.0
     assert point_variant(variant, "mask_probability", 0.3, {"group_sparsity": 0.05}) == {
-        **variant, "group_sparsity": 0.05, "mask_probability": 0.3}
+        **variant,
+        "group_sparsity": 0.05,
+        "mask_probability": 0.3,
+    }
     with pytest.raises(KeyError, match="has not run"):
         resolve_variant(variant, {"group_sparsity": 0.05})
+
+
+def _store_with_eval_rows(path, eval_rows: str) -> EmbeddingStore:
+    """A store of 1000 random pairs (20 % eval) whose eval rows are NaN or another draw."""
+    rng = np.random.default_rng(0)
+    image, text = rng.standard_normal((2, 1000, 16)).astype(np.float32)
+    split = assign_pair_splits(1000, 0.2, seed=0)
+    is_eval = split == EVAL
+    if eval_rows == "nan":
+        image[is_eval] = text[is_eval] = np.nan
+    else:
+        other = np.random.default_rng(1)
+        image[is_eval], text[is_eval] = other.standard_normal((2, is_eval.sum(), 16))
+    pairs = np.stack([np.arange(1000)] * 2, axis=1)
+    write_store(
+        path, image=image, text=text, pairs=pairs, image_split=split, text_split=split, attrs={}
+    )
+    return EmbeddingStore(path)
+
+
+def test_sweep_points_are_scored_on_val_and_never_read_eval(tmp_path):
+    torch.manual_seed(0)
+    model = sae.build("topk", d=16, n_atoms=32, k=4).eval()
+    poisoned = score_point(model, _store_with_eval_rows(tmp_path / "nan.zarr", "nan"), {})
+    other = score_point(model, _store_with_eval_rows(tmp_path / "other.zarr", "random"), {})
+    assert poisoned["split"] == other["split"] == SELECTION_SPLIT == "val"
+    for key in ("r2", "l0", "dead_atoms"):
+        # Equal up to float rounding (torch's first forward pass may round differently).
+        assert math.isfinite(poisoned[key]) and poisoned[key] == pytest.approx(other[key], rel=1e-6)

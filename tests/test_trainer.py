@@ -1,13 +1,22 @@
 import csv
+import json
 import os
 import signal
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vlmsae import sae
+from vlmsae.errors import VlmsaeError
 from vlmsae.training import trainer as trainer_module
-from vlmsae.training.trainer import CHECKPOINT_FILE, TrainSettings, lr_factor, train
+from vlmsae.training.trainer import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_TENSORS,
+    TrainSettings,
+    lr_factor,
+    train,
+)
 
 SETTINGS = TrainSettings(
     steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50, buffer_rows=256
@@ -38,6 +47,7 @@ def test_training_writes_a_loadable_run_and_learns(tmp_path, tiny_store, variant
     assert model.variant == variant_type
     torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(64))
     assert not (tmp_path / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / CHECKPOINT_TENSORS).exists()
 
 
 def test_same_seed_gives_the_same_weights(tmp_path, tiny_store):
@@ -94,6 +104,7 @@ def test_interrupted_run_resumes_to_the_same_weights(
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
     assert (tmp_path / "resumed" / CHECKPOINT_FILE).exists()
+    assert (tmp_path / "resumed" / CHECKPOINT_TENSORS).exists()
     assert not (tmp_path / "resumed" / "sae.safetensors").exists()
     resumed = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
     for name, tensor in reference.state_dict().items():
@@ -115,6 +126,78 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, tiny_store, monkeypat
     fresh = train(tiny_store, changed, settings, "1-1", 0, tmp_path / "fresh", progress=False)
     reused = train(tiny_store, changed, settings, "1-1", 0, tmp_path, progress=False)
     torch.testing.assert_close(reused.W_dec, fresh.W_dec, rtol=0, atol=0)
+
+
+def _interrupted_run(tmp_path, store, monkeypatch):
+    """A run folder holding the checkpoint of step 40 (killed at step 60)."""
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40})
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 60, _raise_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+    return settings
+
+
+def test_checkpoint_is_safetensors_and_json(tmp_path, tiny_store, monkeypatch):
+    _interrupted_run(tmp_path, tiny_store, monkeypatch)
+    record = json.loads((tmp_path / CHECKPOINT_FILE).read_text())
+    state = record["state"]
+    assert state["step"] == 40 and len(state["fingerprint"]) == 64
+    tensors = load_file(tmp_path / CHECKPOINT_TENSORS)
+    assert tensors["state/window/loss"].shape == ()  # the metrics summed since the last log row
+    assert tensors["state/trainer/model/W_dec"].shape == (64, tiny_store.dim)
+    assert tensors["state/torch_rng"].dtype == torch.uint8
+    assert tensors["state/trainer/generator"].dtype == torch.uint8
+    # The optimiser's state is keyed by parameter index: ints survive the JSON round trip.
+    keys = [key for key, _ in state["trainer"]["optimiser"]["state"]["__items__"]]
+    assert keys == list(range(len(keys))) and keys
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def _truncate_json(folder):
+    path = folder / CHECKPOINT_FILE
+    path.write_text(path.read_text()[:100])
+
+
+def _flip_a_tensor_byte(folder):
+    path = folder / CHECKPOINT_TENSORS
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _drop_tensors(folder):
+    (folder / CHECKPOINT_TENSORS).unlink()
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (_truncate_json, CHECKPOINT_FILE),
+        (_flip_a_tensor_byte, CHECKPOINT_TENSORS),
+        (_drop_tensors, CHECKPOINT_TENSORS),
+    ],
+    ids=["truncated-json", "other-tensors", "missing-tensors"],
+)
+def test_damaged_checkpoint_is_one_line_error(tmp_path, tiny_store, monkeypatch, damage, named):
+    settings = _interrupted_run(tmp_path, tiny_store, monkeypatch)
+    damage(tmp_path)
+    with pytest.raises(VlmsaeError) as raised:
+        train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(str(tmp_path / named))
+    assert f"delete {CHECKPOINT_FILE} and {CHECKPOINT_TENSORS}" in message
+
+
+def test_tensors_without_their_json_are_ignored(tmp_path, tiny_store, monkeypatch):
+    """A run killed after writing its first tensors, before the JSON that commits them."""
+    settings = _interrupted_run(tmp_path, tiny_store, monkeypatch)
+    (tmp_path / CHECKPOINT_FILE).unlink()
+    fresh = train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path / "fresh", progress=False)
+    restarted = train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+    torch.testing.assert_close(restarted.W_dec, fresh.W_dec, rtol=0, atol=0)
+    assert not (tmp_path / CHECKPOINT_TENSORS).exists()
 
 
 def test_paired_training_logs_every_regulariser(tmp_path, tiny_store):

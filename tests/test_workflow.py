@@ -137,6 +137,9 @@ def test_bad_input_is_one_clear_line(tmp_path, edit, expected):
     result = snakemake(tmp_path, config=config)
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    # Snakemake's own notice that it applies profiles/default comes first; then the one line.
+    assert lines and re.match(r"Using workflow specific profile \S*profiles/default ", lines[0])
+    lines = lines[1:]
     assert len(lines) == 1 and expected in lines[0] and "fix:" in lines[0], lines
     assert not (tmp_path / "results").exists()
 
@@ -160,12 +163,19 @@ def test_sweeps_choose_values_that_runs_then_use(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = {
         "sae-a": {"preset": "sae-a", "n_atoms": 32, "k": 3, "alignment": "sweep"},
-        "mgsae": {"preset": "mgsae", "n_atoms": 32, "k": 3, "group_sparsity": "sweep",
-                  "mask_probability": "sweep"},
+        "mgsae": {
+            "preset": "mgsae",
+            "n_atoms": 32,
+            "k": 3,
+            "group_sparsity": "sweep",
+            "mask_probability": "sweep",
+        },
     }
-    config["sweeps"] = {"alignment": {"values": [1e-3, 1e-1]},
-                        "group_sparsity": {"values": [0.01, 0.1]},
-                        "mask_probability": {"values": [0.1, 0.3]}}
+    config["sweeps"] = {
+        "alignment": {"values": [1e-3, 1e-1]},
+        "group_sparsity": {"values": [0.01, 0.1]},
+        "mask_probability": {"values": [0.1, 0.3]},
+    }
     dry = snakemake(tmp_path, "-n", config=config)
     assert dry.returncode == 0, dry.stderr[-2000:]
     jobs = dry_run_jobs(dry)
@@ -179,13 +189,17 @@ def test_sweeps_choose_values_that_runs_then_use(tmp_path):
     result = snakemake(tmp_path, config=config)
     assert result.returncode == 0, result.stderr[-3000:]
     sweeps = tmp_path / "results/sweeps/tiny/generator"
-    for variant, parameter in (("sae-a", "alignment"), ("mgsae", "group_sparsity"),
-                               ("mgsae", "mask_probability")):
+    for variant, parameter in (
+        ("sae-a", "alignment"),
+        ("mgsae", "group_sparsity"),
+        ("mgsae", "mask_probability"),
+    ):
         chosen = yaml.safe_load((sweeps / variant / f"{parameter}.json").read_text())["chosen"]
         table = pd.read_csv(sweeps / variant / f"{parameter}.csv")
         assert table["chosen"].sum() == 1 and chosen in set(table["value"])
         run_config = yaml.safe_load(
-            (tmp_path / f"results/sae/tiny/generator/{variant}/1-1/seed0/config.json").read_text())
+            (tmp_path / f"results/sae/tiny/generator/{variant}/1-1/seed0/config.json").read_text()
+        )
         assert run_config["training"][parameter] == chosen
 
 

@@ -2,7 +2,20 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from vlmsae.metrics.zero_shot import class_embeddings, correct_at, zero_shot
+from vlmsae.metrics.zero_shot import (
+    class_embeddings,
+    correct_at,
+    zero_shot_codes,
+    zero_shot_dense,
+)
+
+
+def zero_shot(images, image_codes, labels, prompts, encode, batch_size=4096):
+    """Both halves of zero-shot: the store's dense baseline and the run's codes."""
+    return {
+        **zero_shot_dense(images, labels, prompts, batch_size),
+        **zero_shot_codes(image_codes, labels, prompts, encode, batch_size),
+    }
 
 
 def identity_encode(x: np.ndarray) -> sparse.csr_matrix:
@@ -25,7 +38,12 @@ def test_three_classes_by_hand():
     # (cosine 0 with every class: wrong), image 3 a code on atom 2 alone (class 2: right): 3/4.
     image_codes = sparse.csr_matrix([[1.0, 0, 0], [0.1, 0.5, 0], [0, 0, 0], [0, 0, 2.0]])
     result = zero_shot(images, image_codes, labels, prompts, identity_encode)
-    assert result == {"zero_shot_top1_dense": 0.5, "zero_shot_top1_codes": 0.75}
+    # Image 2 alone shares no atom with any class: a tie among all classes, 1/4 of the images.
+    assert result == {
+        "zero_shot_top1_dense": 0.5,
+        "zero_shot_top1_codes": 0.75,
+        "zero_shot_ties_codes": 0.25,
+    }
 
 
 def test_codes_that_share_no_atom_with_any_class_are_wrong():
@@ -42,7 +60,11 @@ def test_codes_that_share_no_atom_with_any_class_are_wrong():
         prompts,
         lambda x: sparse.csr_matrix(np.hstack([np.zeros((3, 3)), x])),
     )
-    assert result == {"zero_shot_top1_dense": 1.0, "zero_shot_top1_codes": 0.0}
+    assert result == {
+        "zero_shot_top1_dense": 1.0,
+        "zero_shot_top1_codes": 0.0,
+        "zero_shot_ties_codes": 1.0,
+    }
 
 
 def test_dense_baseline_is_argmax_and_top5_counts_the_five_best():
@@ -65,7 +87,8 @@ def test_dense_baseline_is_argmax_and_top5_counts_the_five_best():
         class_codes / np.linalg.norm(class_codes, axis=1, keepdims=True)
     ).T
     assert result["zero_shot_top1_codes"] == pytest.approx(np.mean(code_scores.argmax(1) == labels))
-    assert set(result) == {f"zero_shot_top{k}_{s}" for k in (1, 5) for s in ("dense", "codes")}
+    expected = {f"zero_shot_top{k}_{s}" for k in (1, 5) for s in ("dense", "codes")}
+    assert set(result) == expected | {"zero_shot_ties_codes"}
 
 
 def test_correct_at_counts_ties_against_the_prediction():

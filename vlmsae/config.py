@@ -7,21 +7,29 @@ cross-key constraints. Every failure is one `ConfigError` line naming the key an
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jsonschema
+import yaml
 
 from vlmsae import datasets, sae
-from vlmsae.datasets.synthetic import SyntheticParams
 from vlmsae.errors import ConfigError
+from vlmsae.registry import load_plugins, parse_settings, settings_schema
 from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.regularisers import REGULARISER_KEYS
+from vlmsae.training.trainer import VARIANT_KEYS
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 PAIRED_MIXTURE = "1-1"
+# Hyper-parameters a variant may list several values of, one run family per variant.
+FRONTIER_KEYS = ("k", "target_l0")
 # Named recipes of the papers; a variant's own keys override them.
 VARIANT_PRESETS = {
     "sae-a": {"type": "mp", "k": 20, "alignment": 1e-4},  # iso-energy §3, eq. 1
@@ -60,22 +68,93 @@ class Run:
         }
 
 
-def _schema_error(error: Exception) -> ConfigError:
-    """Turn snakemake's multi-line validation error into one line naming the key."""
-    cause = error.__context__  # snakemake raises its WorkflowError while handling jsonschema's
-    if not isinstance(cause, jsonschema.ValidationError):
-        return ConfigError("<config>", str(error).splitlines()[0], "see schemas/config.schema.yaml")
-    key = ".".join(str(part) for part in cause.absolute_path) or "<top level>"
-    if cause.validator == "additionalProperties":
-        allowed = sorted(cause.schema.get("properties", {}))
+def _schema_error(error: jsonschema.ValidationError) -> ConfigError:
+    """One line naming the key of a schema violation."""
+    key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
         fix = f"remove it or use one of: {', '.join(allowed)}"
         return ConfigError(
             key,
-            cause.message.replace("Additional properties are not allowed ", "unknown key "),
+            error.message.replace("Additional properties are not allowed ", "unknown key "),
             fix,
         )
-    fix = "see the description of this key in schemas/config.schema.yaml"
-    return ConfigError(key, cause.message, fix)
+    fix = "see `vlmsae schema` for what this key takes"
+    return ConfigError(key, error.message, fix)
+
+
+def _variant_properties() -> dict[str, Any]:
+    """Every registered variant's hyper-parameters, one property each (the union over variants).
+
+    A key's default depends on the variant, so none is set here: `_check_variant` fills them in
+    from the variant's Settings.
+    """
+    properties: dict[str, Any] = {}
+    for entry in sae.VARIANTS:
+        for name, schema in settings_schema(entry.settings)["properties"].items():
+            schema = {key: value for key, value in schema.items() if key != "default"}
+            if name in properties:
+                properties[name]["description"] += f"; {entry.name}"
+                continue
+            schema["description"] = f"{schema.get('description', '')}; taken by: {entry.name}"
+            properties[name] = schema
+    for name in FRONTIER_KEYS:
+        if name in properties:
+            single = properties[name]
+            several = {"type": "array", "items": single, "minItems": 1, "uniqueItems": True}
+            properties[name] = {
+                "description": single.pop("description"),
+                "anyOf": [single, several],
+            }
+    return properties
+
+
+def full_schema() -> dict[str, Any]:
+    """The config schema: schemas/config.schema.yaml plus the sections the registries generate.
+
+    Every registered dataset source's section, every variant's hyper-parameters and every metric
+    group's options come from their Settings dataclasses, so a new module needs no schema edit.
+    """
+    from vlmsae.figures import FIGURES
+    from vlmsae.metrics import group_settings
+
+    schema = copy.deepcopy(_base_schema())
+    dataset = schema["properties"]["datasets"]["additionalProperties"]["properties"]
+    for entry in datasets.SOURCES:
+        dataset[entry.name] = settings_schema(entry.settings, entry.description)
+    variant = schema["properties"]["variants"]["additionalProperties"]["properties"]
+    variant.update(_variant_properties())
+    metrics = schema["properties"]["evaluation"]["properties"]["metrics"]
+    for name, settings, description in group_settings():
+        metrics["properties"][name] = {**settings_schema(settings, description), "default": {}}
+    figures = schema["properties"]["figures"]
+    for entry in FIGURES:
+        figures["properties"][entry.name] = {
+            **settings_schema(entry.settings, entry.description),
+            "default": {},
+        }
+    return schema
+
+
+@functools.cache
+def _base_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator that also fills in every default it passes (as Snakemake's)."""
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, property_schema in properties.items():
+                if "default" in property_schema:
+                    instance.setdefault(name, copy.deepcopy(property_schema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    extended = jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+    return extended(schema)
 
 
 def check_config(config: dict, base_dir: str | Path = ".") -> dict:
@@ -83,25 +162,56 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
 
     Relative paths in dataset sections are taken from `base_dir` (the working directory).
     """
-    from snakemake.utils import validate
-
-    try:
-        validate(config, str(SCHEMA))
-    except Exception as error:  # snakemake wraps jsonschema's error in a WorkflowError
-        raise _schema_error(error) from error
+    plugins = config.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError("plugins", "must be a list of module names or .py files", "fix it")
+    load_plugins(plugins, base_dir)
+    error = jsonschema.exceptions.best_match(_validator(full_schema()).iter_errors(config))
+    if error is not None:
+        raise _schema_error(error)
 
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec, Path(base_dir))
         if datasets.needs_model(spec["source"]):
             _check_models(name, spec, config["models"])
-    for name in config["variants"]:
-        config["variants"][name] = _check_variant(name, config["variants"][name])
+    config["variants"] = {
+        name: _check_variant(name, variant)
+        for name, variant in _expand_frontiers(config["variants"]).items()
+    }
     for mixture in config["mixtures"]:
         try:
             parse_mixture(mixture)
         except ValueError as error:
             raise ConfigError("mixtures", str(error), "write ratios like '1-1' or '5-1'") from error
     return config
+
+
+def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:
+    """Variants whose FRONTIER_KEYS list several values, as one variant per value.
+
+    `topk: {k: [8, 16]}` becomes `topk-k8` and `topk-k16`, both of family `topk`, so one entry
+    gives an R²–L0 frontier (linear-structure Fig. 1).
+    """
+    expanded = {}
+    for name, variant in variants.items():
+        listed = [key for key in FRONTIER_KEYS if isinstance(variant.get(key), list)]
+        if not listed:
+            expanded[name] = variant
+            continue
+        if len(listed) > 1:
+            raise ConfigError(
+                f"variants.{name}",
+                f"lists several values for both {' and '.join(listed)}",
+                "list the values of one of them",
+            )
+        key = listed[0]
+        for value in variant[key]:
+            expanded[f"{name}-{key.replace('_', '')}{value}"] = {
+                **variant,
+                key: value,
+                "family": variant.get("family", name),
+            }
+    return expanded
 
 
 def is_paired(variant: dict) -> bool:
@@ -122,29 +232,10 @@ def _check_variant(name: str, variant: dict) -> dict:
             f"{', '.join(sae.available())}, or preset: one of "
             f"{', '.join(VARIANT_PRESETS)}",
         )
-    if variant["type"] not in sae.available():
-        raise ConfigError(
-            f"{key}.type",
-            f"unknown variant '{variant['type']}'",
-            f"use one of: {', '.join(sae.available())}",
-        )
-    taken = sae.hyper_parameters(variant["type"])
-    for hyper in set(variant) - {"type", "n_atoms", *REGULARISER_KEYS}:
-        if hyper not in taken:
-            raise ConfigError(
-                f"{key}.{hyper}",
-                f"not a hyper-parameter of '{variant['type']}'",
-                f"remove it; '{variant['type']}' takes: {', '.join(sorted(taken))}",
-            )
-    missing = [hyper for hyper, required in taken.items() if required and hyper not in variant]
-    if missing:
-        raise ConfigError(f"{key}.{missing[0]}", f"'{variant['type']}' needs it", "set it")
-    if variant.get("k", 0) > variant["n_atoms"]:
-        raise ConfigError(
-            f"{key}.k",
-            f"k={variant['k']} exceeds n_atoms={variant['n_atoms']}",
-            "lower k or raise n_atoms",
-        )
+    sae.VARIANTS.get(variant["type"], f"{key}.type")
+    hyper = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
+    settings = parse_settings(sae.VARIANTS.get(variant["type"]).settings, hyper, key)
+    variant = {**variant, **settings.as_dict()}
     if variant.get("alignment") == SWEEP and len(swept_parameters(variant)) > 1:
         raise ConfigError(
             f"{key}.alignment",
@@ -166,12 +257,7 @@ def _check_variant(name: str, variant: dict) -> dict:
 
 def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
     key = f"datasets.{name}"
-    if spec["source"] not in datasets.available():
-        raise ConfigError(
-            f"{key}.source",
-            f"unknown source '{spec['source']}'",
-            f"use one of: {', '.join(datasets.available())}",
-        )
+    datasets.SOURCES.get(spec["source"], f"{key}.source")
     if spec["source"] not in spec:
         raise ConfigError(
             key,
@@ -184,32 +270,30 @@ def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:
             f"'{spec['mms_reference']}' is not one of its models",
             f"use one of: {', '.join(spec['models'])}",
         )
-    if spec["source"] == "synthetic":
-        try:
-            SyntheticParams(**spec["synthetic"]).check()
-        except ValueError as error:
-            raise ConfigError(f"{key}.synthetic", str(error), "change these parameters") from error
-    elif spec["source"] == "precomputed":
-        section = spec["precomputed"]
-        path_keys = ["path"] if "path" in section else ["image_path", "text_path"]
-        path_keys += [k for k in ("labels_path", "class_prompts_path") if k in section]
-        for path_key in path_keys:
-            if path_key not in section:
-                raise ConfigError(
-                    f"{key}.precomputed",
-                    "needs 'path' or both 'image_path' and 'text_path'",
-                    "name the .npy/.npz file(s) of paired embeddings",
-                )
-            path = Path(section[path_key])
-            if not path.is_absolute():
-                path = base_dir / path
-            if not path.exists():
-                raise ConfigError(
-                    f"{key}.precomputed.{path_key}",
-                    f"file not found: {path}",
-                    "correct the path (relative paths start at the working directory)",
-                )
-            section[path_key] = str(path)
+    source_key = f"{key}.{spec['source']}"
+    settings = parse_settings(
+        datasets.SOURCES.get(spec["source"]).settings, spec[spec["source"]], source_key
+    )
+    _resolve_input_files(settings, spec[spec["source"]], source_key, base_dir)
+
+
+def _resolve_input_files(settings: Any, section: dict, key: str, base_dir: Path) -> None:
+    """Input files (settings fields marked `format: file`) must exist; made absolute in place.
+
+    Relative paths start at the working directory, which a job's may not be.
+    """
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.metadata.get("schema", {}).get("format") != "file" or value is None:
+            continue
+        path = Path(value) if Path(value).is_absolute() else base_dir / value
+        if not path.exists():
+            raise ConfigError(
+                f"{key}.{field.name}",
+                f"file not found: {path}",
+                "correct the path (relative paths start at the working directory)",
+            )
+        section[field.name] = str(path)
 
 
 def _check_models(name: str, spec: dict, model_entries: dict) -> None:

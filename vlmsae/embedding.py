@@ -41,7 +41,7 @@ from vlmsae.datasets.raw import RawDataset, SkipReport, text_split_of
 from vlmsae.decode import UndecodableMedia, decode_audio, decode_image
 from vlmsae.errors import InputFileError
 from vlmsae.models.base import Encoder
-from vlmsae.store import SPLITS, package_versions, read_rows, write_array
+from vlmsae.store import DEFAULT_VAL, SPLITS, ValSplit, package_versions, read_rows, write_array
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +449,7 @@ def _finalise(
     class_prompts: np.ndarray | None,
     attrs: dict,
     block: int,
+    val: ValSplit,
 ) -> dict:
     """Turn the finished blocks into the final arrays; return the skip report.
 
@@ -476,7 +477,9 @@ def _finalise(
     )
     _copy_rows(unique, text, text_inverse[layout.text_keep], block)
 
-    media_split = raw.media_split[layout.media_keep]
+    # Val is carved from every item the adapter listed, before undecodable ones go, so an item's
+    # split does not depend on which others failed to decode.
+    media_split = val.carve(raw.media_split)[layout.media_keep]
     text_split = text_split_of(layout.pairs, media_split, len(layout.text_keep))
     arrays = {
         "pairs": layout.pairs.astype(np.int64),
@@ -503,6 +506,7 @@ def _finalise(
     report = skipped.as_attrs()
     final_attrs = {
         **attrs,
+        **val.attrs(),
         "modalities": [name, "text"],
         "dim": int(root[name].shape[1]),
         "splits": list(SPLITS),
@@ -561,11 +565,13 @@ def embed_dataset(
     path: str | Path,
     settings: EmbedSettings,
     attrs: dict,
+    val: ValSplit = DEFAULT_VAL,
 ) -> Timings:
     """Embed `raw` with `encoder` into the store at `path`; resume a partial build if one exists.
 
     `attrs` (dataset, model...) go into the store's attrs with the model's description, the
-    adapter's provenance and the skip report. Returns where the main process spent its time.
+    adapter's provenance and the skip report. `val` carves the val split from the train items when
+    the store is finalised. Returns where the main process spent its time.
     """
     path = Path(path)
     if not len(raw.pairs):
@@ -598,6 +604,7 @@ def embed_dataset(
             "device": str(device),
         },
         settings.write_rows,
+        val,
     )
     if report:
         log.warning("skipped items: %s", json.dumps(report))

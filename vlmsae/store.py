@@ -3,7 +3,7 @@
 Arrays (rows L2-normalised unless attrs say otherwise):
   image [N_img, d], text [N_txt, d]     float32 (audio stores: `audio` instead of `image`)
   pairs [N_pairs, 2]                    int64, (image row, text row)
-  image_split [N_img], text_split [N_txt]  int8, index into attrs["splits"]
+  image_split [N_img], text_split [N_txt]  int8, index into attrs["splits"] (train, eval, val)
   label [N_img]                         int64, optional
   class_prompts [C, T, d]               float32, optional: text embeddings of T prompts per class
   truth/ (synthetic data only)          see `TrueStructure`
@@ -14,6 +14,10 @@ Stores embedded from raw datasets (`vlmsae.embedding`) also hold
 and attrs["modalities"] (["audio", "text"] for CLAP) and attrs["skipped"] (items left out, by
 reason). The code names the first modality "image" whatever it is: `EmbeddingStore` maps that role
 to the store's own array names.
+Splits: "eval" (the dataset's own held-out split, or a seeded share) is where final metrics are
+reported; "val" is a seeded share of the train items (`ValSplit`, attrs["val_fraction"] and
+attrs["val_seed"]) on which the selection sweeps score, so selection never sees eval. Captions
+follow their image into val.
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
 folder and renames it into place, so an interrupted write never leaves a store that looks whole.
 """
@@ -32,7 +36,14 @@ from scipy import sparse
 from vlmsae.errors import InputFileError
 
 MODALITIES = ("image", "text")
-SPLITS = ("train", "eval")
+# Codes index this tuple; "val" comes last so the train and eval codes of stores written before
+# val existed keep their meaning.
+SPLITS = ("train", "eval", "val")
+TRAIN, EVAL, VAL = range(len(SPLITS))
+VAL_FRACTION = 0.1
+# The val draw has a random stream of its own: seeded with the dataset's seed alone it would
+# share the eval draw's stream.
+_VAL_STREAM = 1
 ATOM_KINDS = ("bimodal", "image", "text")
 ROW_CHUNK = 8192
 
@@ -65,6 +76,57 @@ class TrueStructure:
     atom_kind: np.ndarray
     atom_concept: np.ndarray
     codes: dict[str, SparseCodes]
+
+
+@dataclass(frozen=True)
+class ValSplit:
+    """How a store's val split is carved: a seeded `fraction` of its train items.
+
+    Items are images (or audio clips): their captions follow them. The same (fraction, seed) and
+    the same items give the same val rows, so a rebuilt store keeps them.
+    """
+
+    fraction: float = VAL_FRACTION
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.fraction}")
+
+    @classmethod
+    def of_dataset(cls, spec: dict) -> ValSplit:
+        """From a config dataset entry: its `val_fraction` and the seed of its source section
+        (`split_seed` for precomputed, `seed` elsewhere, 0 for sources without one)."""
+        section = spec.get(spec["source"]) or {}
+        seed = section.get("split_seed", section.get("seed", 0))
+        return cls(float(spec.get("val_fraction", VAL_FRACTION)), int(seed))
+
+    def carve(self, item_split: np.ndarray) -> np.ndarray:
+        """A copy of `item_split` [N_items] with a seeded `fraction` of its train items in val
+        (at least one, and one left in train, when there are two or more)."""
+        split = np.array(item_split, dtype=np.int8)
+        train = np.flatnonzero(split == TRAIN)
+        if len(train) < 2:
+            return split
+        n_val = min(len(train) - 1, max(1, round(self.fraction * len(train))))
+        chosen = np.random.default_rng([self.seed, _VAL_STREAM]).permutation(len(train))[:n_val]
+        split[train[chosen]] = VAL
+        return split
+
+    def attrs(self) -> dict:
+        return {"val_fraction": self.fraction, "val_seed": self.seed}
+
+
+# The val split of a dataset entry that sets neither `val_fraction` nor a seed.
+DEFAULT_VAL = ValSplit()
+
+
+def follow_items(pairs: np.ndarray, item_split: np.ndarray, text_split: np.ndarray) -> np.ndarray:
+    """A copy of `text_split` with each train caption of a val item moved to val."""
+    split = np.array(text_split, dtype=np.int8)
+    moved = pairs[item_split[pairs[:, 0]] == VAL, 1]
+    split[moved[split[moved] == TRAIN]] = VAL
+    return split
 
 
 def package_versions() -> dict[str, str]:
@@ -101,8 +163,13 @@ def write_store(
     class_prompts: np.ndarray | None = None,
     truth: TrueStructure | None = None,
     extra: dict[str, np.ndarray] | None = None,
+    val: ValSplit = DEFAULT_VAL,
 ) -> Path:
-    """Write a complete store at `path` (replacing any partial one left by an interrupted write)."""
+    """Write a complete store at `path` (replacing any partial one left by an interrupted write).
+
+    `image_split` and `text_split` hold train and eval; `val` carves val from the train images,
+    their captions following them.
+    """
     path = Path(path)
     if image.shape[1] != text.shape[1]:
         raise ValueError(f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}")
@@ -112,8 +179,9 @@ def write_store(
     write_array(root, "image", np.ascontiguousarray(image, dtype=np.float32))
     write_array(root, "text", np.ascontiguousarray(text, dtype=np.float32))
     write_array(root, "pairs", np.asarray(pairs, dtype=np.int64))
-    write_array(root, "image_split", np.asarray(image_split, dtype=np.int8))
-    write_array(root, "text_split", np.asarray(text_split, dtype=np.int8))
+    image_split = val.carve(image_split)
+    write_array(root, "image_split", image_split)
+    write_array(root, "text_split", follow_items(np.asarray(pairs), image_split, text_split))
     if label is not None:
         write_array(root, "label", np.asarray(label, dtype=np.int64))
     if class_prompts is not None:
@@ -133,6 +201,7 @@ def write_store(
     root.attrs.update(
         {
             **attrs,
+            **val.attrs(),
             "dim": int(image.shape[1]),
             "splits": list(SPLITS),
             "package_versions": package_versions(),
@@ -193,15 +262,26 @@ class EmbeddingStore:
     def pairs(self) -> np.ndarray:
         return self.root["pairs"][...]
 
+    def split_code(self, split: str) -> int:
+        """The code of `split` in this store's split arrays (from its own attrs["splits"])."""
+        splits = list(self.attrs["splits"])
+        if split not in splits:
+            raise InputFileError(
+                str(self.path),
+                f"the store has no '{split}' split (it holds {', '.join(splits)})",
+                "it was built before that split existed: delete it and re-run snakemake",
+            )
+        return splits.index(split)
+
     def split_rows(self, modality: str, split: str) -> np.ndarray:
         """Row indices of `modality` that belong to `split`."""
         codes = self.root[f"{self._name(modality)}_split"][...]
-        return np.flatnonzero(codes == SPLITS.index(split))
+        return np.flatnonzero(codes == self.split_code(split))
 
     def split_pairs(self, split: str) -> np.ndarray:
         """[n, 2] pairs whose image row lies in `split` (captions follow their image)."""
         pairs = self.pairs
-        image_in_split = self.root[f"{self.modalities[0]}_split"][...] == SPLITS.index(split)
+        image_in_split = self.root[f"{self.modalities[0]}_split"][...] == self.split_code(split)
         return pairs[image_in_split[pairs[:, 0]]]
 
     def optional(self, name: str) -> np.ndarray | None:
@@ -227,11 +307,12 @@ class EmbeddingStore:
 
 
 def assign_pair_splits(n_pairs: int, eval_fraction: float, seed: int) -> np.ndarray:
-    """[n_pairs] int8 split codes: a seeded random `eval_fraction` of the pairs go to "eval"."""
+    """[n_pairs] int8 split codes: a seeded random `eval_fraction` of the pairs go to "eval", the
+    rest to "train" (`ValSplit` carves val from it when the store is written)."""
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
     rng = np.random.default_rng(seed)
     n_eval = max(1, int(round(eval_fraction * n_pairs)))
     split = np.zeros(n_pairs, dtype=np.int8)
-    split[rng.permutation(n_pairs)[:n_eval]] = SPLITS.index("eval")
+    split[rng.permutation(n_pairs)[:n_eval]] = EVAL
     return split

@@ -1,25 +1,38 @@
 """Selection sweeps for the regularisers (results/sweeps/{dataset}/{model}/{variant}/).
 
 - alignment β (iso-energy §4.1): train β ∈ {0} ∪ values; choose the largest β whose R² drop
-  against β = 0 is below `max_r2_drop` (0 when none is).
+  against β = 0 is below `max_r2_drop` (0 when none is). When that is the largest β tried, a
+  larger one might pass too: the grid is extended by `extension_factor` steps, one round of
+  training at a time (`sweep_round`), until the chosen β is interior or the next step would pass
+  `extension_cap`; the table's `at_grid_edge` says when the choice is still the top of the grid.
 - group sparsity λ (group-sparse App. A.2.1): train λ ∈ values without masking; choose the largest
   λ whose mean L0 stays at least k·(1 − l0_tolerance), i.e. that does not push codes below K
   active atoms (0 when none does).
 - mask probability p (same appendix): with the chosen λ, train p ∈ {0} ∪ values; choose the
   largest p whose R² is within `r2_tolerance` of the unmasked model's (the closest when none is).
 A variant marks a value to be swept with the string "sweep"; `resolve_variant` replaces it by the
-chosen value once the sweep has run.
+chosen value once the sweep has run. Every point is scored on the store's val split
+(`score_point`), never on eval, so the choice leaks nothing into the reported metrics.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+if TYPE_CHECKING:
+    from vlmsae.sae.base import SparseAutoencoder
+    from vlmsae.store import EmbeddingStore
+
 SWEEP = "sweep"
 PARAMETERS = ("alignment", "group_sparsity", "mask_probability")
+# The store split sweep points are scored on: carved from train, disjoint from eval.
+SELECTION_SPLIT = "val"
+# What a sweep point's point.json gives its row of the sweep table.
+POINT_COLUMNS = ("value", "split", "r2", "l0", "dead_atoms")
 
 
 def swept_parameters(variant: dict) -> list[str]:
@@ -31,6 +44,14 @@ def sweep_points(parameter: str, settings: dict) -> list[float]:
     """Values trained by a sweep; alignment and masking also train the unregularised baseline."""
     values = [float(v) for v in settings[parameter]["values"]]
     return values if parameter == "group_sparsity" else [0.0, *values]
+
+
+def round_values(parameter: str, settings: dict, previous: dict | None) -> list[float]:
+    """Values trained by a sweep round: the grid in round 0, then each round adds the extension
+    the previous round (its `sweep_round` result) asked for."""
+    if previous is None:
+        return sweep_points(parameter, settings)
+    return [*previous["values"], previous["extend_to"]]
 
 
 def point_variant(variant: dict, parameter: str, value: float, chosen: dict[str, float]) -> dict:
@@ -54,6 +75,16 @@ def resolve_variant(variant: dict, chosen: dict[str, float], allow_missing: bool
         elif not allow_missing:
             raise KeyError(f"no chosen value for '{name}': its sweep has not run")
     return resolved
+
+
+def score_point(model: SparseAutoencoder, store: EmbeddingStore, evaluation: dict) -> dict:
+    """What the selection rules read of a sweep point's SAE, measured on the val split under the
+    config `evaluation` settings: split, r2, l0, dead_atoms."""
+    # Imported here: the Snakefile imports this module, and the metrics pull in torch.
+    from vlmsae.metrics.evaluate import EvalSettings, evaluate
+
+    _, summary = evaluate(model, store, EvalSettings(**{**evaluation, "split": SELECTION_SPLIT}))
+    return {"split": SELECTION_SPLIT, **{key: summary[key] for key in ("r2", "l0", "dead_atoms")}}
 
 
 def read_chosen(paths: list[str | Path]) -> dict[str, float]:
@@ -89,8 +120,51 @@ def select(parameter: str, table: pd.DataFrame, settings: dict, k: int | None) -
         ok = masked[masked["r2_difference"] <= rule["r2_tolerance"]]
         best = ok if len(ok) else masked[masked["r2_difference"] == masked["r2_difference"].min()]
         chosen = float(best["value"].max())
-        reason = (f"largest p with |R² − R²(p = 0)| ≤ {rule['r2_tolerance']} (R² {baseline:.4f})"
-                  + ("" if len(ok) else "; none qualified, closest taken"))
+        reason = f"largest p with |R² − R²(p = 0)| ≤ {rule['r2_tolerance']} (R² {baseline:.4f})" + (
+            "" if len(ok) else "; none qualified, closest taken"
+        )
     table["chosen"] = table["value"] == chosen
-    return {"parameter": parameter, "chosen": chosen, "rule": reason,
-            "table": table.to_dict(orient="records")}
+    # The largest value tried was chosen: had a larger one been tried, it might have passed too.
+    at_edge = bool(chosen == table["value"].max())
+    table["at_grid_edge"] = at_edge
+    return {
+        "parameter": parameter,
+        "chosen": chosen,
+        "rule": reason,
+        "at_grid_edge": at_edge,
+        "table": table.to_dict(orient="records"),
+    }
+
+
+def extension(parameter: str, result: dict, settings: dict) -> float | None:
+    """The value to train next when `result` (of `select`) chose the top of the grid: chosen ×
+    extension_factor while it stays ≤ extension_cap; None when the choice is interior or the
+    parameter has no extension settings (only β: λ's rule reads L0 against k, p is below 1)."""
+    rule = settings[parameter]
+    if not result["at_grid_edge"] or "extension_factor" not in rule:
+        return None
+    # Written as the point's path writes it (`:g`), so the value read back is the same float.
+    value = float(f"{result['chosen'] * rule['extension_factor']:g}")
+    return value if value <= rule["extension_cap"] else None
+
+
+def sweep_round(
+    parameter: str, points: list[dict], previous: dict | None, settings: dict, k: int | None
+) -> dict:
+    """One round of a sweep: the rule over every point trained so far (point.json records).
+
+    The result is `select`'s, its table with a `round` column (the round that added each value),
+    plus this round's number, the values trained and `extend_to`, the value the next round adds
+    (None: the sweep is done).
+    """
+    number = 0 if previous is None else previous["round"] + 1
+    first = {} if previous is None else {row["value"]: row["round"] for row in previous["table"]}
+    table = pd.DataFrame([{key: point[key] for key in POINT_COLUMNS} for point in points])
+    table["round"] = [first.get(value, number) for value in table["value"]]
+    result = select(parameter, table, settings, k)
+    return {
+        **result,
+        "round": number,
+        "values": sorted(float(v) for v in table["value"]),
+        "extend_to": extension(parameter, result, settings),
+    }

@@ -1,4 +1,4 @@
-"""What every workflow script needs: its log file, its thread count, its device."""
+"""What every workflow script needs: its log file and its thread count."""
 
 from __future__ import annotations
 
@@ -32,11 +32,3 @@ def logged(log_path: str | Path, threads: int = 1) -> Iterator[None]:
             logging.exception("failed")
             raise
 
-
-def resolve_device(device: str, key: str) -> torch.device:
-    """The torch device of config value `device` ("auto", "cpu", "cuda", "cuda:N") at `key`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"{key} is '{device}' but no CUDA device is visible; set it to 'auto'")
-    return torch.device(device)

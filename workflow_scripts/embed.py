@@ -1,4 +1,4 @@
-from vlmsae.datasets import build_store
+from vlmsae.stores import build_store
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):

@@ -2,9 +2,8 @@ import json
 from pathlib import Path
 
 from vlmsae.config import PAIRED_MIXTURE
-from vlmsae.metrics.evaluate import EvalSettings, evaluate
 from vlmsae.store import EmbeddingStore
-from vlmsae.sweeps import point_variant, read_chosen
+from vlmsae.sweeps import point_variant, read_chosen, score_point
 from vlmsae.training.trainer import TrainSettings, train
 from vlmsae.workflow import logged
 
@@ -15,7 +14,6 @@ with logged(snakemake.log[0], snakemake.threads):
                             read_chosen(snakemake.input.chosen))
     model = train(store, variant, TrainSettings(**snakemake.params.train), PAIRED_MIXTURE,
                   snakemake.params.seed, Path(snakemake.output.weights).parent)
-    _, summary = evaluate(model, store, EvalSettings(**snakemake.params.evaluation))
-    point = {"parameter": parameter, "value": value, "r2": summary["r2"], "l0": summary["l0"],
-             "dead_atoms": summary["dead_atoms"], "variant": variant}
+    point = {"parameter": parameter, "value": value,
+             **score_point(model, store, snakemake.params.evaluation), "variant": variant}
     Path(snakemake.output.point).write_text(json.dumps(point, indent=2))

@@ -10,12 +10,34 @@ Splits: the release's own training and validation sets, `train` → train and `e
 
 from __future__ import annotations
 
-from vlmsae.datasets.image_captions import read_captioned
+from dataclasses import dataclass
+
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.image_captions import (
+    CaptionedImageSettings,
+    eval_files,
+    read_captioned,
+    train_files,
+)
 from vlmsae.datasets.raw import RawDataset
 
-DEFAULTS = {"train": "train/*.tar", "eval": "val/*.tar"}
+
+@dataclass(frozen=True, kw_only=True)
+class CC3MSettings(CaptionedImageSettings):
+    """Config section `datasets.X.cc3m`: img2dataset's train/ and val/ shard folders by default."""
+
+    train: str = train_files("train/*.tar")
+    eval: str | None = eval_files("val/*.tar")
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "cc3m",
+    CC3MSettings,
+    "Image–caption pairs as img2dataset webdataset shards, open_clip-style tsv, or parquet with "
+    "image bytes.",
+    kind="raw",
+    modality="image",
+)
+def read(settings: CC3MSettings) -> RawDataset:
     """CC3M image–caption pairs (see the module docstring)."""
-    return read_captioned(options, "cc3m", DEFAULTS)
+    return read_captioned(settings, "cc3m")

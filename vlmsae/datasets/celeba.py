@@ -1,7 +1,7 @@
 """CelebA (aligned and cropped faces) with its 40 binary attributes.
 
 Layout under `root` (torchvision's; the Google Drive release keeps the same files under Img/,
-Anno/ and Eval/: point the options `images`, `attributes_file`, `partition_file` there):
+Anno/ and Eval/: point the settings `images`, `attributes_file`, `partition_file` there):
   img_align_celeba/000001.jpg ...
   list_attr_celeba.txt     line 1: image count; line 2: the 40 attribute names;
                            then "000001.jpg  -1  1 ..." (1 present, -1 absent)
@@ -13,10 +13,13 @@ Text rows: one caption per image, made from its positive attributes (`caption`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
     EVAL,
     TRAIN,
@@ -28,6 +31,7 @@ from vlmsae.datasets.raw import (
     require,
 )
 from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 CELEBA_FIX = "re-extract the file from CelebA's Anno/ (or Eval/) folder"
 PARTITION_SPLIT = {"0": TRAIN, "1": EVAL, "2": EVAL}
@@ -44,6 +48,20 @@ PHRASES = {
 # Attributes that describe the person rather than something the person has: they follow the
 # "with ..." list instead of joining it.
 DESCRIPTORS = {"Attractive", "Bald", "Blurry", "Chubby", "Male", "Smiling", "Young"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CelebASettings(MaxItems):
+    """Config section `datasets.X.celeba`."""
+
+    root: str = setting(description="the folder holding the images and the annotation files")
+    images: str = setting("img_align_celeba", "image folder relative to root")
+    attributes_file: str = setting(
+        "list_attr_celeba.txt", "attribute file relative to root (the 40 attributes of each image)"
+    )
+    partition_file: str = setting(
+        "list_eval_partition.txt", "partition file relative to root (0 train, 1 valid, 2 test)"
+    )
 
 
 def phrase(attribute: str) -> str | None:
@@ -113,12 +131,20 @@ def _partition(path: Path) -> dict[str, int]:
     return split
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "celeba",
+    CelebASettings,
+    "CelebA aligned faces, 40 attributes; partition 0 → train, 1/2 → eval; text = caption of the "
+    "positive attributes.",
+    kind="raw",
+    modality="image",
+)
+def read(settings: CelebASettings) -> RawDataset:
     """CelebA's aligned images, attributes and attribute captions (see the module docstring)."""
-    root = Path(options["root"])
-    images = require(root / options.get("images", "img_align_celeba"), "CelebA image folder")
-    attribute_path = root / options.get("attributes_file", "list_attr_celeba.txt")
-    partition_path = root / options.get("partition_file", "list_eval_partition.txt")
+    root = Path(settings.root)
+    images = require(root / settings.images, "CelebA image folder")
+    attribute_path = root / settings.attributes_file
+    partition_path = root / settings.partition_file
     names, files, attributes = _attributes(attribute_path)
     partition = _partition(partition_path)
     order = np.argsort(files, kind="stable")
@@ -150,4 +176,4 @@ def read(options: dict) -> RawDataset:
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)

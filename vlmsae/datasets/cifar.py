@@ -13,17 +13,36 @@ Splits: the training batches → train, the test batch → eval. Text rows: clas
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from vlmsae.datasets.image_prompts import class_prompt_dataset
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.image_prompts import ClassPromptSettings, class_prompt_dataset
 from vlmsae.datasets.raw import EVAL, TRAIN, ArrayMedia, RawDataset, require
-from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
 CIFAR_FIX = "extract the 'python version' archive from https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cifar10Settings(ClassPromptSettings):
+    """Config section `datasets.X.cifar10`."""
+
+    root: str = setting(description=f"folder holding {CIFAR10_FOLDER}/")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cifar100Settings(ClassPromptSettings):
+    """Config section `datasets.X.cifar100`."""
+
+    root: str = setting(description=f"folder holding {CIFAR100_FOLDER}/")
+    label: Literal["fine", "coarse"] = setting("fine", "100 fine classes or 20 superclasses")
 
 
 def _unpickle(path: Path) -> dict:
@@ -57,14 +76,13 @@ def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read(
-    options: dict,
+    settings: Cifar10Settings | Cifar100Settings,
     folder: str,
     batches: dict[int, list[str]],
     meta: tuple[str, bytes],
     label_key: bytes,
-    source: str,
 ) -> RawDataset:
-    base = Path(options["root"]) / folder
+    base = Path(settings.root) / folder
     meta_path = base / meta[0]
     class_names = [
         name.decode().replace("_", " ") for name in _entry(_unpickle(meta_path), meta[1], meta_path)
@@ -85,7 +103,7 @@ def _read(
             CIFAR_FIX,
         )
     attrs = {
-        "root": str(options["root"]),
+        "root": str(settings.root),
         "layout": folder,
         "split_source": f"{', '.join(batches[TRAIN])}→train, {', '.join(batches[EVAL])}→eval",
         "label": label_key.decode(),
@@ -95,26 +113,36 @@ def _read(
         label,
         class_names,
         np.concatenate(split),
-        options,
+        settings,
         attrs,
-        source,
     )
 
 
-def read_cifar10(options: dict) -> RawDataset:
+@SOURCES.register(
+    "cifar10",
+    Cifar10Settings,
+    f"CIFAR-10 python pickles (root/{CIFAR10_FOLDER}); data_batch_1..5 → train, test_batch → "
+    "eval; text = class prompts.",
+    kind="raw",
+    modality="image",
+)
+def read_cifar10(settings: Cifar10Settings) -> RawDataset:
     """CIFAR-10 from `root`/cifar-10-batches-py (see the module docstring)."""
     batches = {TRAIN: [f"data_batch_{i}" for i in range(1, 6)], EVAL: ["test_batch"]}
-    return _read(
-        options, CIFAR10_FOLDER, batches, ("batches.meta", b"label_names"), b"labels", "cifar10"
-    )
+    return _read(settings, CIFAR10_FOLDER, batches, ("batches.meta", b"label_names"), b"labels")
 
 
-def read_cifar100(options: dict) -> RawDataset:
-    """CIFAR-100 from `root`/cifar-100-python; option `label`: "fine" (100 classes, default) or
-    "coarse" (20 superclasses)."""
-    label = options.get("label", "fine")
-    if label not in ("fine", "coarse"):
-        raise ConfigError("cifar100.label", f"got {label!r}", 'use "fine" or "coarse"')
+@SOURCES.register(
+    "cifar100",
+    Cifar100Settings,
+    f"CIFAR-100 python pickles (root/{CIFAR100_FOLDER}); train → train, test → eval; text = "
+    "class prompts.",
+    kind="raw",
+    modality="image",
+)
+def read_cifar100(settings: Cifar100Settings) -> RawDataset:
+    """CIFAR-100 from `root`/cifar-100-python; setting `label`: "fine" (100 classes, default)
+    or "coarse" (20 superclasses)."""
     batches = {TRAIN: ["train"], EVAL: ["test"]}
-    meta = ("meta", f"{label}_label_names".encode())
-    return _read(options, CIFAR100_FOLDER, batches, meta, f"{label}_labels".encode(), "cifar100")
+    meta = ("meta", f"{settings.label}_label_names".encode())
+    return _read(settings, CIFAR100_FOLDER, batches, meta, f"{settings.label}_labels".encode())

@@ -12,16 +12,28 @@ runs: the store's model name only labels it, and should name the model that made
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.precomputed import row_paired_arrays
 from vlmsae.datasets.raw import require, seeded_split
 from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 SOURCE_COLUMNS = ("url", "image_path", "key")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipRetrievalSettings(MaxItems, RandomSplit):
+    """Config section `datasets.X.clip_retrieval` (`max_items`: pairs, shards in order)."""
+
+    root: str = setting(description="the folder holding img_emb/ and text_emb/")
+    caption_column: str = setting("caption", "metadata column kept as each text row's caption")
 
 
 def _shards(folder: Path, prefix: str, suffix: str) -> dict[int, Path]:
@@ -52,9 +64,16 @@ def _metadata(path: Path | None, n_rows: int, caption_column: str) -> tuple[list
     return [c or "" for c in captions], [s or "" for s in sources]
 
 
-def build(options: dict) -> dict:
+@SOURCES.register(
+    "clip_retrieval",
+    ClipRetrievalSettings,
+    "Embeddings in clip-retrieval's output layout (img_emb/img_emb_N.npy, text_emb/text_emb_N.npy, "
+    "metadata/metadata_N.parquet), as LAION ships them. The store's model name only labels it.",
+    kind="embedding",
+)
+def build(settings: ClipRetrievalSettings) -> dict:
     """Arrays and attrs for `write_store` from a clip-retrieval output folder."""
-    root = require(options["root"], "clip-retrieval folder")
+    root = require(settings.root, "clip-retrieval folder")
     image_shards = _shards(require(root / "img_emb", "folder img_emb/"), "img_emb", "npy")
     text_shards = _shards(require(root / "text_emb", "folder text_emb/"), "text_emb", "npy")
     metadata_dir = root / "metadata"
@@ -73,7 +92,7 @@ def build(options: dict) -> dict:
             "caption embeddings of an image shard not found",
             "run clip-retrieval inference with --enable_text True",
         )
-    max_items = options.get("max_items")
+    max_items = settings.max_items
     image, text, captions, sources = [], [], [], []
     n_rows = n_shards = 0
     for number in sorted(image_shards):
@@ -87,7 +106,7 @@ def build(options: dict) -> dict:
                 "image and caption shards must hold the same pairs",
             )
         part_captions, part_sources = _metadata(
-            metadata.get(number), len(image_part), options.get("caption_column", "caption")
+            metadata.get(number), len(image_part), settings.caption_column
         )
         take = len(image_part) if max_items is None else min(len(image_part), max_items - n_rows)
         image.append(np.asarray(image_part[:take], dtype=np.float32))
@@ -98,7 +117,7 @@ def build(options: dict) -> dict:
         n_shards += 1
         if max_items is not None and n_rows >= max_items:
             break
-    split, split_source = seeded_split(n_rows, options)
+    split, split_source = seeded_split(n_rows, settings)
     return {
         **row_paired_arrays(np.concatenate(image), np.concatenate(text), split),
         "extra": {

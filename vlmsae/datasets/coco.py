@@ -5,17 +5,21 @@ Layout under `root` (as cocodataset.org's zips extract):
       {"images": [{"id", "file_name", ...}], "annotations": [{"image_id", "id", "caption"}]}
   train2017/000000000009.jpg ..., val2017/...
 
-Splits: train → train, val → eval (option `splits` picks which are read).
+Splits: train → train, val → eval (setting `splits` picks which are read).
 Text rows: every caption (about 5 per image), paired with its image, in annotation-id order.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
     EVAL,
     TRAIN,
@@ -24,15 +28,25 @@ from vlmsae.datasets.raw import (
     SkipReport,
     existing_files,
     limit_media,
-    option_list,
     require,
 )
-from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 from vlmsae.store import SPLITS
 
 COCO_SPLITS = {"train": TRAIN, "val": EVAL}
-YEARS = (2014, 2017)
 COCO_FIX = "re-extract annotations_trainval{year}.zip from cocodataset.org"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CocoSettings(MaxItems):
+    """Config section `datasets.X.coco`."""
+
+    root: str = setting(description="folder holding annotations/ and the train/val image folders")
+    year: Literal[2014, 2017] = setting(2017, "release (file and folder suffix)")
+    splits: list[Literal["train", "val"]] = setting(
+        ["train", "val"], "splits read; train → train, val → eval", minItems=1
+    )
 
 
 def _load(path: Path, year: int) -> tuple[dict[int, str], list[dict]]:
@@ -80,13 +94,19 @@ def _read_split(root: Path, name: str, year: int, skipped: SkipReport) -> list[t
     return items
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "coco",
+    CocoSettings,
+    "MS-COCO captions (annotations/captions_{split}{year}.json + {split}{year}/ images); one text "
+    "row per caption.",
+    kind="raw",
+    modality="image",
+)
+def read(settings: CocoSettings) -> RawDataset:
     """COCO images and captions (see the module docstring)."""
-    root = Path(options["root"])
-    year = options.get("year", 2017)
-    if year not in YEARS:
-        raise ConfigError("coco.year", f"got {year!r}", "use 2014 or 2017")
-    names = option_list(options, "splits", tuple(COCO_SPLITS), tuple(COCO_SPLITS), "coco")
+    root, year = Path(settings.root), settings.year
+    # In release order, whatever order the config lists them in.
+    names = [name for name in COCO_SPLITS if name in settings.splits]
     skipped = SkipReport()
     paths, media_split, texts, media_of_text = [], [], [], []
     for name in names:
@@ -111,4 +131,4 @@ def read(options: dict) -> RawDataset:
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)

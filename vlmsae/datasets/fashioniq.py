@@ -7,7 +7,7 @@ Layout under `root` (the github.com/XiaoxiaoGuo/fashion-iq release, images downl
   image_splits/split.{category}.{split}.json   ["B008BHCT58", ...]
   images/B008BHCT58.png (or .jpg)
 
-Splits: train → train, val and test → eval (option `splits`, default train and val: the test
+Splits: train → train, val and test → eval (setting `splits`, default train and val: the test
 triplets have no target).
 Media rows: every image of the selected image splits. Text rows: one per triplet, its captions
 joined with " and ", paired with the target image; `triplets` = (reference row, text row, target).
@@ -16,10 +16,14 @@ joined with " and ", paired with the target image; `triplets` = (reference row, 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
     EVAL,
     TRAIN,
@@ -27,16 +31,31 @@ from vlmsae.datasets.raw import (
     RawDataset,
     SkipReport,
     limit_media,
-    option_list,
     require,
 )
 from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 from vlmsae.store import SPLITS
 
 CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = {"train": TRAIN, "val": EVAL, "test": EVAL}
 IMAGE_SUFFIXES = (".png", ".jpg")
 FASHIONIQ_FIX = "take the file from github.com/XiaoxiaoGuo/fashion-iq"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FashionIQSettings(MaxItems):
+    """Config section `datasets.X.fashioniq`."""
+
+    root: str = setting(description="the folder holding captions/, image_splits/ and images/")
+    categories: list[Literal["dress", "shirt", "toptee"]] = setting(
+        list(CATEGORIES), "garment categories read", minItems=1
+    )
+    splits: list[Literal["train", "val", "test"]] = setting(
+        ["train", "val"],
+        "train → train, val/test → eval (test triplets have no target and are skipped)",
+        minItems=1,
+    )
 
 
 def _json_list(path: Path, what: str) -> list:
@@ -100,11 +119,20 @@ def _triplets(root: Path, categories: list[str], splits: list[str], skipped: Ski
     return triplets
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "fashioniq",
+    FashionIQSettings,
+    "FashionIQ triplets (captions/cap.*.json, image_splits/, images/); text paired with the "
+    "target; triplets = (reference, text, target).",
+    kind="raw",
+    modality="image",
+)
+def read(settings: FashionIQSettings) -> RawDataset:
     """FashionIQ images and modification-text triplets (see the module docstring)."""
-    root = Path(options["root"])
-    categories = option_list(options, "categories", CATEGORIES, CATEGORIES, "fashioniq")
-    splits = option_list(options, "splits", tuple(FASHIONIQ_SPLITS), ("train", "val"), "fashioniq")
+    root = Path(settings.root)
+    # In release order, whatever order the config lists them in.
+    categories = [name for name in CATEGORIES if name in settings.categories]
+    splits = [name for name in FASHIONIQ_SPLITS if name in settings.splits]
     skipped = SkipReport()
     images = _images(root, categories, splits, skipped)
     ids = sorted(images, key=lambda image_id: (images[image_id][1], image_id))
@@ -132,4 +160,4 @@ def read(options: dict) -> RawDataset:
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)

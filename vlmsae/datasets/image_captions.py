@@ -1,7 +1,7 @@
 """Image–caption pairs in the formats web-scale datasets ship in (CC3M, LAION); one text row per
 caption, paired with its image.
 
-Formats (option `format`, default told by the suffix of the `train` pattern):
+Formats (setting `format`, default told by the suffix of the `train` pattern):
   webdataset (.tar): shards as img2dataset writes them, `00000.tar` holding `000000000.jpg`
       (or .jpeg/.png/.webp), `000000000.txt` (the caption) and `000000000.json`;
   tsv (.tsv, .csv): open_clip's CSV convention, a header then one row per pair: column
@@ -10,8 +10,12 @@ Formats (option `format`, default told by the suffix of the `train` pattern):
   parquet (.parquet): one row per pair, image bytes in `image_column` (default "jpg"; binary, as
       img2dataset writes, or a {bytes, path} struct, as Hugging Face datasets write) and the
       caption in `caption_column` (default "caption").
-Files: options `train` and `eval`, paths or glob patterns relative to `root`. Without `eval`, a
-seeded random split of the `train` items (options `eval_fraction`, `seed`).
+Files: settings `train` and `eval`, paths or glob patterns relative to `root`. Without `eval`, a
+seeded random split of the `train` items (settings `eval_fraction`, `seed`).
+
+`CaptionedImageSettings` holds these settings once for every source in these formats; its
+`train` and `eval` defaults are img2dataset's plain output (shards in `root`, no split), which a
+source overrides with its release's layout (`train_files`, `eval_files`).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import glob
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.raw import (
     EVAL,
     TRAIN,
@@ -43,17 +49,64 @@ from vlmsae.datasets.raw import (
     require,
     seeded_split,
 )
-from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 FORMATS = {".tar": "webdataset", ".tsv": "tsv", ".csv": "tsv", ".parquet": "parquet"}
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-OPTION_DEFAULTS = {
-    "separator": "\t",
-    "image_key": "filepath",
-    "caption_key": "title",
-    "image_column": "jpg",
-    "caption_column": "caption",
-}
+
+
+def train_files(default: str) -> Any:
+    """The `train` setting with a source's default."""
+    return setting(default, "path or glob of the training files")
+
+
+def eval_files(default: str | None) -> Any:
+    """The `eval` setting with a source's default."""
+    return setting(default, "path or glob of the eval files; null = seeded random split of train")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptionedImageSettings(MaxItems, RandomSplit):
+    """The settings of a source in these formats."""
+
+    root: str = setting(description="the folder the file patterns are relative to")
+    format: Literal["webdataset", "tsv", "parquet"] | None = setting(
+        None, "default: told by the suffix of `train` (.tar, .tsv/.csv, .parquet)"
+    )
+    train: str = train_files("*.tar")
+    eval: str | None = eval_files(None)
+    separator: str = setting("\t", "tsv column separator")
+    image_key: str = setting("filepath", "tsv column of image paths (relative to root)")
+    caption_key: str = setting("title", "tsv column of captions")
+    image_column: str = setting(
+        "jpg", "parquet column of image bytes (binary or {bytes, path} struct)"
+    )
+    caption_column: str = setting("caption", "parquet column of captions")
+
+    def check(self) -> None:
+        # Messages start with "key=" and give the fix after "; " (vlmsae.registry.parse_settings).
+        if not self.train:
+            raise ValueError("train='' names no file; name the training files (a glob)")
+        self.layout()
+
+    def patterns(self) -> dict[int, str]:
+        """{split code: file pattern} of the splits whose files are named (eval may not be)."""
+        named = {TRAIN: self.train, EVAL: self.eval}
+        return {code: pattern for code, pattern in named.items() if pattern}
+
+    def layout(self) -> str:
+        """`format`, or the format the suffixes of the file patterns tell."""
+        if self.format is not None:
+            return self.format
+        patterns = list(self.patterns().values())
+        formats = {FORMATS.get(Path(pattern).suffix.lower()) for pattern in patterns}
+        if len(formats) != 1 or None in formats:
+            raise ValueError(
+                f"format=None and the suffixes of {patterns} tell no format; "
+                "set format to webdataset, tsv or parquet"
+            )
+        return formats.pop()
 
 
 @dataclass
@@ -77,19 +130,6 @@ def _files(root: Path, pattern: str, option: str, source: str) -> list[Path]:
     return matched
 
 
-def _format(options: dict, patterns: list[str], source: str) -> str:
-    if options.get("format"):
-        return options["format"]
-    formats = {FORMATS.get(Path(pattern).suffix.lower()) for pattern in patterns}
-    if len(formats) != 1 or None in formats:
-        raise ConfigError(
-            f"{source}.format",
-            f"cannot tell the format of {patterns} from their suffixes",
-            "set format to webdataset, tsv or parquet",
-        )
-    return formats.pop()
-
-
 def _caption(handle, member: tuple[int, int, int]) -> str | None:
     handle.seek(member[1])
     try:
@@ -99,7 +139,7 @@ def _caption(handle, member: tuple[int, int, int]) -> str | None:
 
 
 def _webdataset(
-    files: list[Path], options: dict, skipped: SkipReport
+    files: list[Path], settings: CaptionedImageSettings, skipped: SkipReport
 ) -> tuple[MediaSource, _Items]:
     shard, offset, size, names = [], [], [], []
     items = _Items()
@@ -135,27 +175,30 @@ def _webdataset(
     return TarMedia(files, shard, offset, size, names), items
 
 
-def _table(path: Path, options: dict) -> pd.DataFrame:
-    table = pd.read_csv(path, sep=options["separator"], dtype=str, keep_default_na=False)
-    for option in ("image_key", "caption_key"):
-        if options[option] not in table.columns:
+def _table(path: Path, settings: CaptionedImageSettings) -> pd.DataFrame:
+    table = pd.read_csv(path, sep=settings.separator, dtype=str, keep_default_na=False)
+    named = (("image_key", settings.image_key), ("caption_key", settings.caption_key))
+    for option, column in named:
+        if column not in table.columns:
             raise InputFileError(
                 str(path),
-                f"no column '{options[option]}' (header: {list(table.columns)})",
+                f"no column '{column}' (header: {list(table.columns)})",
                 f"set {option} to one of its columns, or `separator` if the header was not split",
             )
     return table
 
 
-def _tsv(files: list[Path], options: dict, skipped: SkipReport) -> tuple[MediaSource, _Items]:
-    root = Path(options["root"])
+def _tsv(
+    files: list[Path], settings: CaptionedImageSettings, skipped: SkipReport
+) -> tuple[MediaSource, _Items]:
+    root = Path(settings.root)
     paths = []
     items = _Items()
     for number, file in enumerate(files):
-        table = _table(file, options)
+        table = _table(file, settings)
         rows = []
-        captions = table[options["caption_key"]].str.strip()
-        column = zip(table[options["image_key"]], captions, strict=True)
+        captions = table[settings.caption_key].str.strip()
+        column = zip(table[settings.image_key], captions, strict=True)
         # Line numbers count the header as line 1.
         for line, (image, caption) in enumerate(column, start=2):
             if not image:
@@ -179,23 +222,24 @@ def _tsv(files: list[Path], options: dict, skipped: SkipReport) -> tuple[MediaSo
     return FileMedia(paths), items
 
 
-def _check_columns(parquet: pq.ParquetFile, path: Path, options: dict) -> None:
+def _check_columns(parquet: pq.ParquetFile, path: Path, settings: CaptionedImageSettings) -> None:
     schema = parquet.schema_arrow
-    for option in ("image_column", "caption_column"):
-        if options[option] not in schema.names:
+    named = (("image_column", settings.image_column), ("caption_column", settings.caption_column))
+    for option, column in named:
+        if column not in schema.names:
             raise InputFileError(
                 str(path),
-                f"no column '{options[option]}' (has {schema.names})",
+                f"no column '{column}' (has {schema.names})",
                 f"set {option} to one of its columns",
             )
-    image_type = schema.field(options["image_column"]).type
+    image_type = schema.field(settings.image_column).type
     is_struct = pa.types.is_struct(image_type)
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)) and not (
         is_struct and image_type.get_field_index("bytes") >= 0
     ):
         raise InputFileError(
             str(path),
-            f"column '{options['image_column']}' is {image_type}, not image bytes",
+            f"column '{settings.image_column}' is {image_type}, not image bytes",
             "set image_column to a binary column or a {bytes, path} struct",
         )
 
@@ -213,15 +257,17 @@ def _missing_images(parquet: pq.ParquetFile, group: int, column: str) -> np.ndar
     return values.is_null().to_numpy(zero_copy_only=False)
 
 
-def _parquet(files: list[Path], options: dict, skipped: SkipReport) -> tuple[MediaSource, _Items]:
+def _parquet(
+    files: list[Path], settings: CaptionedImageSettings, skipped: SkipReport
+) -> tuple[MediaSource, _Items]:
     file_of, group_of, row_of = [], [], []
     items = _Items()
     for number, path in enumerate(files):
         parquet = pq.ParquetFile(path)
-        _check_columns(parquet, path, options)
+        _check_columns(parquet, path, settings)
         for group in range(parquet.num_row_groups):
-            captions = parquet.read_row_group(group, [options["caption_column"]]).column(0)
-            missing = _missing_images(parquet, group, options["image_column"])
+            captions = parquet.read_row_group(group, [settings.caption_column]).column(0)
+            missing = _missing_images(parquet, group, settings.image_column)
             for row, caption in enumerate(captions.to_pylist()):
                 where = f"{path}: row group {group}, row {row}"
                 if missing[row]:
@@ -235,36 +281,29 @@ def _parquet(files: list[Path], options: dict, skipped: SkipReport) -> tuple[Med
                     file_of.append(number)
                     group_of.append(group)
                     row_of.append(row)
-    return ParquetMedia(files, options["image_column"], file_of, group_of, row_of), items
+    return ParquetMedia(files, settings.image_column, file_of, group_of, row_of), items
 
 
 READERS = {"webdataset": _webdataset, "tsv": _tsv, "parquet": _parquet}
 
 
-def read_captioned(options: dict, source: str, defaults: dict) -> RawDataset:
-    """The RawDataset of a captioned dataset `source`; `defaults` are its default options (at
-    least `train` and `eval`) over OPTION_DEFAULTS."""
-    options = {**OPTION_DEFAULTS, **defaults, **options}
-    root = Path(options["root"])
-    if not options.get("train"):
-        raise ConfigError(f"{source}.train", "is empty", "name the training files (a glob)")
-    patterns = {TRAIN: options["train"], EVAL: options.get("eval")}
-    patterns = {code: pattern for code, pattern in patterns.items() if pattern}
-    layout = _format(options, list(patterns.values()), source)
-    if layout not in READERS:
-        raise ConfigError(f"{source}.format", f"got {layout!r}", f"use one of {sorted(READERS)}")
+def read_captioned(settings: CaptionedImageSettings, source: str) -> RawDataset:
+    """The RawDataset of `source`, a captioned dataset in one of these formats."""
+    root = Path(settings.root)
+    patterns = settings.patterns()
+    layout = settings.layout()
     files, file_split = [], []
     for code, pattern in patterns.items():
         matched = _files(root, pattern, "train" if code == TRAIN else "eval", source)
         files += matched
         file_split += [code] * len(matched)
     skipped = SkipReport()
-    media, items = READERS[layout](files, options, skipped)
+    media, items = READERS[layout](files, settings, skipped)
     if EVAL in patterns:
         media_split = np.asarray(file_split, dtype=np.int8)[items.media_file]
         split_source = f"{patterns[TRAIN]}→train, {patterns[EVAL]}→eval"
     else:
-        media_split, split_source = seeded_split(len(media), options)
+        media_split, split_source = seeded_split(len(media), settings)
     raw = RawDataset(
         modality="image",
         media=media,
@@ -280,4 +319,4 @@ def read_captioned(options: dict, source: str, defaults: dict) -> RawDataset:
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)

@@ -1,25 +1,57 @@
 """The text side of image classification datasets (CIFAR, ImageNet): class prompts.
 
-Each image gets one text row, the prompt of its class in a template drawn for it with the option
-`seed`; the templates themselves go to `RawDataset.templates` for zero-shot classification.
-Option `templates`: "simple" or "openai" (open_clip's `SIMPLE_IMAGENET_TEMPLATES`, 7, and
-`OPENAI_IMAGENET_TEMPLATES`, 80), one template, or a list, each with one "{}" for the class name.
+Each image gets one text row, the prompt of its class in a template drawn for it with the
+setting `seed`; the templates themselves go to `RawDataset.templates` for zero-shot
+classification. Setting `templates`: "simple" or "openai" (open_clip's
+`SIMPLE_IMAGENET_TEMPLATES`, 7, and `OPENAI_IMAGENET_TEMPLATES`, 80), one template, or a list,
+each with one "{}" for the class name. `ClassPromptSettings` declares them once for every
+classification source.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
+from vlmsae.datasets.common import MaxItems, Seeded
 from vlmsae.datasets.raw import MediaSource, RawDataset, SkipReport, limit_media
-from vlmsae.errors import ConfigError
+from vlmsae.registry import setting
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
+DEFAULT_TEMPLATES = ["a photo of a {}."]
 NAMED_TEMPLATES = ("simple", "openai")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassPromptSettings(MaxItems, Seeded):
+    """What every source whose text rows are class prompts takes."""
+
+    templates: str | list[str] = setting(
+        DEFAULT_TEMPLATES,
+        "prompt templates with one {} for the class name; simple/openai = open_clip's SIMPLE_ (7) "
+        "/ OPENAI_IMAGENET_TEMPLATES (80); each image's text uses one, drawn with seed",
+        anyOf=[
+            {"enum": list(NAMED_TEMPLATES)},
+            {"type": "string", "pattern": "\\{\\}"},
+            {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "\\{\\}"}},
+        ],
+    )
+
+    def check(self) -> None:
+        # The schema's pattern asks for a "{}"; a second one would take the class name as well.
+        # The message names its key ("templates=") for vlmsae.registry.parse_settings.
+        if self.templates in NAMED_TEMPLATES:
+            return
+        templates = [self.templates] if isinstance(self.templates, str) else self.templates
+        if not templates or any(t.count("{}") != 1 for t in templates):
+            raise ValueError(
+                f'templates={self.templates!r} needs one "{{}}" in each template; use "simple", '
+                '"openai", or templates such as "a photo of a {}."'
+            )
 
 
 @cache
@@ -39,20 +71,13 @@ def imagenet_class_names() -> list[str]:
     return list(_zero_shot_metadata().IMAGENET_CLASSNAMES)
 
 
-def templates_from(option: str | list[str], source: str) -> list[str]:
-    """The prompt templates named by the option `templates`, as strings with one "{}"."""
-    if option in NAMED_TEMPLATES:
+def templates_from(templates: str | list[str]) -> list[str]:
+    """The prompt templates the setting `templates` names, as strings with one "{}"."""
+    if templates in NAMED_TEMPLATES:
         # open_clip keeps them as lambdas c -> f"...{c}..."; given "{}" they write the template.
-        lambdas = getattr(_zero_shot_metadata(), f"{option.upper()}_IMAGENET_TEMPLATES")
+        lambdas = getattr(_zero_shot_metadata(), f"{templates.upper()}_IMAGENET_TEMPLATES")
         return [template("{}") for template in lambdas]
-    templates = [option] if isinstance(option, str) else list(option)
-    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
-        raise ConfigError(
-            f"{source}.templates",
-            f"got {option!r}",
-            'use "simple", "openai", or templates with one "{}" each, e.g. "a photo of a {}."',
-        )
-    return templates
+    return [templates] if isinstance(templates, str) else list(templates)
 
 
 def class_prompt_dataset(
@@ -60,9 +85,8 @@ def class_prompt_dataset(
     label: np.ndarray,
     class_names: list[str],
     media_split: np.ndarray,
-    options: dict,
+    settings: ClassPromptSettings,
     attrs: dict,
-    source: str,
     skipped: SkipReport | None = None,
 ) -> RawDataset:
     """A RawDataset of labelled images whose text rows are class prompts, one per image.
@@ -70,8 +94,8 @@ def class_prompt_dataset(
     The template of each image is drawn before `max_items` applies, so an image keeps its prompt
     whether or not the dataset is cut.
     """
-    templates = templates_from(options.get("templates", list(DEFAULT_TEMPLATES)), source)
-    rng = np.random.default_rng(options.get("seed", 0))
+    templates = templates_from(settings.templates)
+    rng = np.random.default_rng(settings.seed)
     choice = rng.integers(len(templates), size=len(label))
     texts = [templates[t].replace("{}", class_names[c]) for t, c in zip(choice, label, strict=True)]
     rows = np.arange(len(label))
@@ -84,7 +108,7 @@ def class_prompt_dataset(
         label=np.asarray(label, dtype=np.int64),
         class_names=class_names,
         templates=templates,
-        attrs={**attrs, "templates": options.get("templates", list(DEFAULT_TEMPLATES))},
+        attrs={**attrs, "templates": settings.templates},
         skipped=skipped or SkipReport(),
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)

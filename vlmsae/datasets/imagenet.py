@@ -1,9 +1,9 @@
 """ImageNet-1k (ILSVRC 2012) validation set: 50,000 labelled images.
 
-Layouts under `root` (option `images`, default "val", is the image folder):
+Layouts under `root` (setting `images`, default "val", is the image folder):
   folders: val/<wnid>/*.JPEG (torchvision's ImageFolder layout, after valprep.sh)
   flat:    val/ILSVRC2012_val_00000001.JPEG ... with Kaggle's LOC_val_solution.csv beside
-           (option `labels_csv`): columns ImageId, PredictionString, whose first token is the wnid
+           (setting `labels_csv`): columns ImageId, PredictionString, whose first token is the wnid
 The layout is told by the image folder: subfolders mean `folders`.
 
 Classes: without `wnids_path`, class i is the i-th of the sorted wnids present (the standard
@@ -18,12 +18,19 @@ Text rows: class prompts (`vlmsae.datasets.image_prompts`).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vlmsae.datasets.image_prompts import class_prompt_dataset, imagenet_class_names
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.common import RandomSplit
+from vlmsae.datasets.image_prompts import (
+    ClassPromptSettings,
+    class_prompt_dataset,
+    imagenet_class_names,
+)
 from vlmsae.datasets.raw import (
     FileMedia,
     RawDataset,
@@ -33,10 +40,29 @@ from vlmsae.datasets.raw import (
     seeded_split,
 )
 from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 MAPPING_FILE = "LOC_synset_mapping.txt"
 N_CLASSES = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageNetSettings(ClassPromptSettings, RandomSplit):
+    """Config section `datasets.X.imagenet`."""
+
+    root: str = setting(description="the folder holding the image folder (and its label files)")
+    images: str = setting("val", "image folder relative to root (Kaggle's ILSVRC/Data/CLS-LOC/val)")
+    labels_csv: str = setting(
+        "LOC_val_solution.csv",
+        "flat layout: csv with ImageId, PredictionString (first token = wnid)",
+    )
+    wnids_path: str | None = setting(
+        None,
+        "file of wnids in class order, 'n01440764 tench, Tinca tinca' per line; sets class order "
+        "and names. Without it: sorted wnids present; names from open_clip when all 1000, else "
+        "root/LOC_synset_mapping.txt",
+    )
 
 
 def _folders_layout(images: Path, skipped: SkipReport) -> dict[Path, str]:
@@ -88,10 +114,12 @@ def _mapping(path: Path) -> tuple[list[str], list[str | None]]:
     return wnids, names
 
 
-def _classes(options: dict, root: Path, present: set[str]) -> tuple[list[str], list[str], str]:
+def _classes(
+    wnids_path: str | None, root: Path, present: set[str]
+) -> tuple[list[str], list[str], str]:
     """(wnids in class order, class names, where the names came from)."""
-    if options.get("wnids_path"):
-        path = require(root / options["wnids_path"], "wnid list (option wnids_path)")
+    if wnids_path:
+        path = require(root / wnids_path, "wnid list (setting wnids_path)")
         wnids, names = _mapping(path)
         if None not in names:
             return wnids, names, str(path)
@@ -118,10 +146,18 @@ def _classes(options: dict, root: Path, present: set[str]) -> tuple[list[str], l
     return wnids, [table[wnid] for wnid in wnids], str(path)
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "imagenet",
+    ImageNetSettings,
+    "ImageNet-1k validation set (val/<wnid>/*.JPEG, or flat val/ + Kaggle LOC_val_solution.csv); "
+    "seeded random split; text = class prompts.",
+    kind="raw",
+    modality="image",
+)
+def read(settings: ImageNetSettings) -> RawDataset:
     """ImageNet's validation images with class-prompt texts (see the module docstring)."""
-    root = Path(options["root"])
-    images = require(root / options.get("images", "val"), "ImageNet validation image folder")
+    root = Path(settings.root)
+    images = require(root / settings.images, "ImageNet validation image folder")
     skipped = SkipReport()
     # scandir knows an entry's type without a stat per file (50,000 of them in the flat layout).
     with os.scandir(images) as entries:
@@ -129,9 +165,9 @@ def read(options: dict) -> RawDataset:
     if has_folders:
         labelled = _folders_layout(images, skipped)
     else:
-        csv_path = root / options.get("labels_csv", "LOC_val_solution.csv")
+        csv_path = root / settings.labels_csv
         labelled = _flat_layout(images, csv_path, skipped)
-    wnids, class_names, names_source = _classes(options, root, set(labelled.values()))
+    wnids, class_names, names_source = _classes(settings.wnids_path, root, set(labelled.values()))
     index = {wnid: i for i, wnid in enumerate(wnids)}
     paths = []
     # By file name (the validation index), so that both layouts give the same rows.
@@ -141,7 +177,7 @@ def read(options: dict) -> RawDataset:
         else:
             skipped.add("wnid not in wnids_path", str(path))
     label = np.array([index[labelled[path]] for path in paths], dtype=np.int64)
-    split, split_source = seeded_split(len(paths), options)
+    split, split_source = seeded_split(len(paths), settings)
     attrs = {
         "root": str(root),
         "layout": "val/<wnid>/ folders" if has_folders else "flat val/ + LOC_val_solution.csv",
@@ -150,5 +186,5 @@ def read(options: dict) -> RawDataset:
         "class_names_source": names_source,
     }
     return class_prompt_dataset(
-        FileMedia(paths), label, class_names, split, options, attrs, "imagenet", skipped
+        FileMedia(paths), label, class_names, split, settings, attrs, skipped
     )

@@ -23,13 +23,17 @@ hears. The release has no split: a seeded random `eval_fraction` of the tracks i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlmsae.datasets import SOURCES
 from vlmsae.datasets.captioned_audio import field, is_caption, pair_captions, read_jsonl
+from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.raw import (
     FileMedia,
     MediaSource,
@@ -40,33 +44,68 @@ from vlmsae.datasets.raw import (
     require,
     seeded_split,
 )
-from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.errors import InputFileError
+from vlmsae.registry import setting
 
 AUDIO_COLUMN = "audio"
 AUDIO_DIRS = {"parquet": "data", "files": "mp3_files"}
-SEGMENTS = ("all", "middle")
 # Makes the media of chosen audio rows.
 MediaOfRows = Callable[[np.ndarray], MediaSource]
 
 
-def read(options: dict) -> RawDataset:
-    """The JamendoMaxCaps tracks under options["root"], with their captions and a random split."""
-    root = Path(options["root"])
-    layout = _choice(options, "audio_layout", tuple(AUDIO_DIRS))
-    segments = _choice(options, "segments", SEGMENTS)
+@dataclass(frozen=True, kw_only=True)
+class JamendoMaxCapsSettings(MaxItems, RandomSplit):
+    """Config section `datasets.X.jamendomaxcaps`."""
+
+    root: str = setting(description="the dataset folder holding final_caption30sec.jsonl and data/")
+    audio_layout: Literal["parquet", "files"] = setting(
+        "parquet",
+        "parquet: the release's data/*.parquet (column audio = {bytes, path: <id>.mp3}); files: "
+        "one <id>.mp3 per track, as the dataset card's extraction script writes",
+    )
+    audio_dir: str | None = setting(
+        None,
+        f"audio folder relative to root; default {AUDIO_DIRS['parquet']} (parquet) or "
+        f"{AUDIO_DIRS['files']} (files)",
+    )
+    caption_file: str = setting(
+        "final_caption30sec.jsonl", "json-lines caption file relative to root"
+    )
+    id_key: str = setting("id", "caption-file field holding the track id")
+    caption_key: str = setting("caption", "caption-file field holding the caption")
+    segments: Literal["all", "middle"] = setting(
+        "all",
+        "all: every segment caption is a text row; middle: per track only the caption of the "
+        "segment nearest the middle (what the centre crop hears; needs start_time/end_time)",
+    )
+
+
+@SOURCES.register(
+    "jamendomaxcaps",
+    JamendoMaxCapsSettings,
+    "JamendoMaxCaps (amaai-lab/JamendoMaxCaps): full tracks, captions of 30 s segments in "
+    "final_caption30sec.jsonl, audio in data/*.parquet; no dataset split (seeded random eval "
+    "share).",
+    kind="raw",
+    modality="audio",
+)
+def read(settings: JamendoMaxCapsSettings) -> RawDataset:
+    """The JamendoMaxCaps tracks under `root`, with their captions and a random split."""
+    root = Path(settings.root)
+    layout = settings.audio_layout
     caption_file = require(
-        root / options.get("caption_file", "final_caption30sec.jsonl"),
+        root / settings.caption_file,
         "JamendoMaxCaps caption file",
         "download final_caption30sec.jsonl from amaai-lab/JamendoMaxCaps into `root`, "
         "or set `caption_file`",
     )
     audio_dir = require(
-        root / options.get("audio_dir", AUDIO_DIRS[layout]),
+        root / (settings.audio_dir or AUDIO_DIRS[layout]),
         "JamendoMaxCaps audio folder",
         "download the audio of amaai-lab/JamendoMaxCaps into `root`, or set `audio_dir`",
     )
     skipped = SkipReport()
-    captions = _captions(caption_file, options, segments, skipped)
+    captions = _captions(caption_file, settings, skipped)
     if layout == "parquet":
         names, where, make_media = _parquet_audio(audio_dir)
         missing_in = f"{audio_dir / '*.parquet'}:"
@@ -76,7 +115,7 @@ def read(options: dict) -> RawDataset:
     tracks = [_track_id(name) for name in names]
     rows, captions = _usable(tracks, where, captions, missing_in, skipped)
     texts, pairs = pair_captions([tracks[row] for row in rows], captions)
-    split, split_source = seeded_split(len(rows), options)
+    split, split_source = seeded_split(len(rows), settings)
     raw = RawDataset(
         modality="audio",
         media=make_media(np.array(rows, dtype=np.int64)),
@@ -87,28 +126,18 @@ def read(options: dict) -> RawDataset:
             "root": str(root),
             "layout": f"{caption_file.name} + {audio_dir.name}/ ({layout})",
             "split_source": f"{split_source} (the release has no split)",
-            "segments": segments,
+            "segments": settings.segments,
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
-
-
-def _choice(options: dict, key: str, allowed: tuple[str, ...]) -> str:
-    value = options.get(key, allowed[0])
-    if value not in allowed:
-        raise ConfigError(
-            f"jamendomaxcaps.{key}", f"got {value!r}", f"choose among {', '.join(allowed)}"
-        )
-    return value
+    return limit_media(raw, settings.max_items)
 
 
 def _captions(
-    path: Path, options: dict, segments: str, skipped: SkipReport
+    path: Path, settings: JamendoMaxCapsSettings, skipped: SkipReport
 ) -> list[tuple[str, str]]:
     """(track id, caption) of the usable caption lines, in file order."""
-    id_key = options.get("id_key", "id")
-    caption_key = options.get("caption_key", "caption")
+    id_key, caption_key = settings.id_key, settings.caption_key
     lines = []
     for where, record in read_jsonl(path):
         track = field(record, id_key, where, "set `id_key` to the field that holds the track id")
@@ -118,7 +147,7 @@ def _captions(
             lines.append((str(track), caption.strip(), where, record))
         else:
             skipped.add(f"empty {caption_key}", where)
-    if segments == "middle":
+    if settings.segments == "middle":
         lines = _middle_segments(lines)
     return [(track, caption) for track, caption, _, _ in lines]
 

@@ -12,12 +12,27 @@ eval files.
 
 from __future__ import annotations
 
-from vlmsae.datasets.image_captions import read_captioned
+from dataclasses import dataclass
+
+from vlmsae.datasets import SOURCES
+from vlmsae.datasets.image_captions import CaptionedImageSettings, read_captioned
 from vlmsae.datasets.raw import RawDataset
 
-DEFAULTS = {"train": "*.tar", "eval": None}
+
+@dataclass(frozen=True, kw_only=True)
+class LaionSettings(CaptionedImageSettings):
+    """Config section `datasets.X.laion`: img2dataset's plain output (shards in `root`, no
+    split), the defaults of `CaptionedImageSettings`."""
 
 
-def read(options: dict) -> RawDataset:
+@SOURCES.register(
+    "laion",
+    LaionSettings,
+    "LAION-style pairs (webdataset shards or parquet with image bytes, or a tsv); no split of its "
+    "own, so a seeded random split unless `eval` is given.",
+    kind="raw",
+    modality="image",
+)
+def read(settings: LaionSettings) -> RawDataset:
     """LAION image–caption pairs (see the module docstring)."""
-    return read_captioned(options, "laion", DEFAULTS)
+    return read_captioned(settings, "laion")

@@ -20,9 +20,12 @@ MusicBench_testB.json: set `eval_files`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from vlmsae.datasets import SOURCES
 from vlmsae.datasets.captioned_audio import field, is_caption, pair_captions, read_jsonl
+from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
     EVAL,
     TRAIN,
@@ -33,26 +36,55 @@ from vlmsae.datasets.raw import (
     limit_media,
     require,
 )
+from vlmsae.registry import setting
 
-TRAIN_FILES = ["MusicBench_train.json"]
-EVAL_FILES = ["MusicBench_test_A.json", "MusicBench_test_B.json"]
 LOCATION_FIX = "use the caption files of amaai-lab/MusicBench unchanged"
 CAPTION_FIX = "set `caption_key` to the field that holds the caption"
 
 
-def read(options: dict) -> RawDataset:
-    """The MusicBench clips under options["root"], with their captions and splits."""
-    root = Path(options["root"])
+@dataclass(frozen=True, kw_only=True)
+class MusicBenchSettings(MaxItems):
+    """Config section `datasets.X.musicbench`."""
+
+    root: str = setting(description="the dataset folder holding MusicBench_*.json and datashare/")
+    audio_dir: str = setting(
+        "datashare",
+        "folder (relative to root) that `location` is relative to: where MusicBench.tar.gz unpacks",
+    )
+    caption_key: str = setting(
+        "main_caption",
+        "caption field of each line (main_caption, alt_caption...); lines where it is empty are "
+        "skipped",
+    )
+    train_files: list[str] = setting(
+        ["MusicBench_train.json"], "caption files whose clips are train"
+    )
+    eval_files: list[str] = setting(
+        ["MusicBench_test_A.json", "MusicBench_test_B.json"],
+        "caption files whose clips are eval (older revisions: MusicBench_testA.json, "
+        "MusicBench_testB.json)",
+    )
+
+
+@SOURCES.register(
+    "musicbench",
+    MusicBenchSettings,
+    "MusicBench (amaai-lab/MusicBench): MusicBench_{train,test_A,test_B}.json + "
+    "MusicBench.tar.gz extracted to datashare/; train file → train, test files → eval; one text "
+    "row per caption line.",
+    kind="raw",
+    modality="audio",
+)
+def read(settings: MusicBenchSettings) -> RawDataset:
+    """The MusicBench clips under `root`, with their captions and splits."""
+    root = Path(settings.root)
     audio_root = require(
-        root / options.get("audio_dir", "datashare"),
+        root / settings.audio_dir,
         "MusicBench audio folder",
         "extract MusicBench.tar.gz in `root` (it unpacks to datashare/), or set `audio_dir`",
     )
-    caption_key = options.get("caption_key", "main_caption")
-    files = {
-        TRAIN: options.get("train_files", TRAIN_FILES),
-        EVAL: options.get("eval_files", EVAL_FILES),
-    }
+    caption_key = settings.caption_key
+    files = {TRAIN: settings.train_files, EVAL: settings.eval_files}
     lines = [
         (split, where, location, caption)
         for split, names in files.items()
@@ -82,7 +114,7 @@ def read(options: dict) -> RawDataset:
         },
         skipped=skipped,
     )
-    return limit_media(raw, options.get("max_items"))
+    return limit_media(raw, settings.max_items)
 
 
 def _lines(path: Path, caption_key: str) -> list[tuple[str, str, object]]:

@@ -26,13 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.datasets.common import RandomSplit
+from vlmsae.errors import InputFileError
 from vlmsae.store import SPLITS, assign_pair_splits
 
 MEDIA_MODALITIES = ("image", "audio")
 SKIP_EXAMPLES = 20
 TRAIN, EVAL = SPLITS.index("train"), SPLITS.index("eval")
-EVAL_FRACTION = 0.2
 
 
 class MediaSource(ABC):
@@ -350,7 +350,7 @@ def first_rows(media_split: np.ndarray, max_items: int) -> np.ndarray:
 
 def limit_media(raw: RawDataset, max_items: int | None) -> RawDataset:
     """`raw` cut to `first_rows(max_items)` with the text rows, pairs and triplets of those items
-    (option `max_items`, for smoke tests); `raw` itself when `max_items` is None or not smaller."""
+    (setting `max_items`, for smoke tests); `raw` itself when `max_items` is None or not smaller."""
     if max_items is None or max_items >= len(raw.media):
         return raw
     rows = first_rows(raw.media_split, max_items)
@@ -398,21 +398,9 @@ def existing_files(paths: list[Path]) -> np.ndarray:
     return found
 
 
-def seeded_split(n_items: int, options: dict) -> tuple[np.ndarray, str]:
-    """A seeded eval share (`assign_pair_splits`) from the options `eval_fraction` and `seed`, and
-    its description for the `split_source` attr."""
-    fraction, seed = options.get("eval_fraction", EVAL_FRACTION), options.get("seed", 0)
+def seeded_split(n_items: int, settings: RandomSplit) -> tuple[np.ndarray, str]:
+    """A seeded eval share (`assign_pair_splits`) of the settings' `eval_fraction` and `seed`,
+    and its description for the `split_source` attr."""
+    fraction, seed = settings.eval_fraction, settings.seed
     split = assign_pair_splits(n_items, fraction, seed)
     return split, f"random eval_fraction={fraction} seed={seed}"
-
-
-def option_list(
-    options: dict, key: str, allowed: tuple[str, ...], default: tuple[str, ...], source: str
-) -> list[str]:
-    """The option `key` of a `source` section: names from `allowed`, in `allowed`'s order (a
-    single name is accepted too)."""
-    value = options.get(key, list(default))
-    names = [value] if isinstance(value, str) else list(value)
-    if not names or any(name not in allowed for name in names):
-        raise ConfigError(f"{source}.{key}", f"got {value!r}", f"choose among {', '.join(allowed)}")
-    return [name for name in allowed if name in names]

@@ -1,42 +1,115 @@
 """Synthetic paired embeddings with a known dictionary (iso-energy §4 and App. C, DESIGN §3).
 
-Concepts come in three kinds: bimodal (one instantiation per modality, cosine τ1 between the
-two), image-only and text-only. Each pair shares `n_active_bimodal` bimodal concepts with the
-same weights in both modalities and adds L − n_active_bimodal unimodal concepts of each modality,
-so every embedding is a positive combination of exactly L true atoms. The weights of the unimodal
-atoms are scaled by one factor, solved for so that the mean paired cosine equals τ2; both
-embeddings are then L2-normalised, and the true codes are rescaled with them so that
-x = Σ values · true_dictionary[indices] holds exactly.
+Two geometries (`geometry`):
+
+isotropic: concepts come in three kinds, all random unit directions: bimodal (one instantiation
+per modality, cosine τ1 between the two), image-only and text-only. Each pair shares
+`n_active_bimodal` bimodal concepts with the same weights in both modalities and adds
+L − n_active_bimodal unimodal concepts of each modality, so every embedding is a positive
+combination of exactly L true atoms. The weights of the unimodal atoms are scaled by one factor,
+solved for so that the mean paired cosine equals τ2.
+
+clip-like: the authors' toy process (issue 12), with CLIP-like cosine statistics. The dimensions
+split into an image slice, a text slice and a shared slice. Each modality has `n_unimodal` bias
+atoms in its own slice, each a random vector plus `bias_offset` times one common unit offset: a
+tight cluster, the modality's cone. A bimodal concept B lies in the shared slice, and its
+instantiation in modality m is √τ1·B + √(1 − τ1)·N_m, N_m a random unit vector of m's slice. Each
+pair draws L − 1 bimodal concepts without replacement (concept k with a frequency on a log scale
+from `bimodal_frequency_max` to `bimodal_frequency_min`), all with one weight β, and one bias atom
+per modality with weight 1; β is solved pair by pair so that every pair's cosine is exactly τ2.
+
+Both geometries L2-normalise the embeddings and rescale the true codes with them, so that
+x = Σ values · true_dictionary[indices] holds exactly. The true dictionary holds every distinct
+direction: the bimodal image instantiations, the bimodal text instantiations (only when τ1 < 1;
+with τ1 = 1 both modalities share one row per concept), the image-only atoms and the text-only
+atoms; `atom_concept` gives both instantiations of a bimodal concept the same concept id.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import brentq
 
+from vlmsae.datasets import SOURCES
+from vlmsae.registry import Settings, setting
 from vlmsae.store import SparseCodes, TrueStructure, assign_pair_splits
 
 WEIGHT_RANGE = (0.5, 1.5)  # positive and bounded away from 0: every active atom is visible
+MODALITIES = ("image", "text")
+# A root of the clip-like quartic counts as real when its imaginary part is this small relative to
+# it; eigenvalues of a companion matrix carry rounding of about 1e-12 relative.
+_REAL_ROOT_TOLERANCE = 1e-7
 
 
-@dataclass(frozen=True)
-class SyntheticParams:
-    d: int = 128
-    n_bimodal: int = 128
-    n_unimodal: int = 64  # per modality
-    L: int = 20
-    n_active_bimodal: int = 10
-    tau1: float = 1.0
-    tau2: float = 0.3
-    n_pairs: int = 40000
-    frequency_exponent: float = 0.0  # atom k is drawn with probability ∝ (k + 1)^(−exponent)
-    eval_fraction: float = 0.2
-    seed: int = 0
+@dataclass(frozen=True, kw_only=True)
+class SyntheticParams(Settings):
+    """The generator's parameters: config section `datasets.X.synthetic`."""
+
+    geometry: Literal["isotropic", "clip-like"] = setting(
+        "isotropic",
+        "isotropic: random unit atoms, n_active_bimodal bimodal atoms shared by a pair, the "
+        "unimodal weights scaled so that the mean paired cosine is tau2; clip-like: the authors' "
+        "toy process with modality slices and bias cones (n_unimodal bias atoms per modality, "
+        "L - 1 bimodal atoms and one bias atom per embedding, every pair's cosine exactly tau2; "
+        "n_active_bimodal and frequency_exponent unused)",
+    )
+    d: int = setting(128, "embedding dimension", minimum=2)
+    n_bimodal: int = setting(128, "bimodal concepts", minimum=0)
+    n_unimodal: int = setting(64, "unimodal concepts per modality", minimum=0)
+    L: int = setting(20, "active atoms per embedding", minimum=1)
+    n_active_bimodal: int = setting(10, "bimodal atoms shared by a pair", minimum=0)
+    tau1: float = setting(
+        1.0, "cosine between the two instantiations of a bimodal atom", minimum=-1, maximum=1
+    )
+    tau2: float = setting(0.3, "target mean paired image-text cosine", minimum=-1, maximum=1)
+    n_pairs: int = setting(40000, "image-text pairs generated", minimum=10)
+    frequency_exponent: float = setting(
+        0.0, "atom k drawn with probability ∝ (k+1)^-exponent", minimum=0
+    )
+    eval_fraction: float = setting(
+        0.2, "share of the pairs in the eval split", exclusiveMinimum=0, exclusiveMaximum=1
+    )
+    seed: int = setting(0, "seed of the draw and of the splits", minimum=0)
+    image_share: float = setting(
+        0.1,
+        "clip-like: share of the dimensions in the image slice (image bias atoms, image parts "
+        "of the bimodal instantiations)",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+    )
+    text_share: float = setting(
+        0.1,
+        "clip-like: share of the dimensions in the text slice",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+    )
+    bias_offset: float = setting(
+        10.0,
+        "clip-like: length of the unit offset common to a modality's bias atoms, added to each "
+        "one's standard normal vector before normalisation (larger: a tighter cone)",
+        minimum=0,
+    )
+    bimodal_frequency_max: float = setting(
+        0.5,
+        "clip-like: frequency of the first bimodal concept; the others' fall on a log scale to "
+        "bimodal_frequency_min",
+        exclusiveMinimum=0,
+        maximum=1,
+    )
+    bimodal_frequency_min: float = setting(
+        0.1, "clip-like: frequency of the last bimodal concept", exclusiveMinimum=0, maximum=1
+    )
 
     def check(self) -> None:
         """Raise ValueError naming the parameter when the combination cannot be generated."""
+        if not -1.0 <= self.tau1 <= 1.0 or not -1.0 <= self.tau2 <= 1.0:
+            raise ValueError("tau1 and tau2 are cosines and must lie in [-1, 1]")
+        if self.geometry == "clip-like":
+            self._check_clip_like()
+            return
         n_unimodal_active = self.L - self.n_active_bimodal
         if not 0 <= self.n_active_bimodal <= min(self.L, self.n_bimodal):
             raise ValueError(
@@ -47,8 +120,44 @@ class SyntheticParams:
                 f"L - n_active_bimodal = {n_unimodal_active} unimodal atoms per embedding "
                 f"exceed n_unimodal={self.n_unimodal}"
             )
-        if not -1.0 <= self.tau1 <= 1.0 or not -1.0 <= self.tau2 <= 1.0:
-            raise ValueError("tau1 and tau2 are cosines and must lie in [-1, 1]")
+
+    def _check_clip_like(self) -> None:
+        if not 0.0 <= self.tau1 <= 1.0:
+            raise ValueError(
+                f"tau1={self.tau1} must lie in [0, 1] for the clip-like geometry: the "
+                "instantiations are √tau1·B + √(1 − tau1)·N"
+            )
+        if not 0.0 < self.tau2 < 1.0:
+            # The slices are disjoint, so a pair's cosine is β²⟨S_I, S_T⟩ ≥ 0; 1 needs β = ∞.
+            raise ValueError(f"tau2={self.tau2} must lie in (0, 1) for the clip-like geometry")
+        if not 2 <= self.L <= self.n_bimodal + 1:
+            raise ValueError(
+                f"L={self.L} must lie in [2, n_bimodal + 1]: the clip-like geometry draws L - 1 "
+                f"of the n_bimodal={self.n_bimodal} bimodal concepts and one bias atom"
+            )
+        if self.n_unimodal < 1:
+            raise ValueError(
+                f"n_unimodal={self.n_unimodal} must be at least 1 for the clip-like geometry: "
+                "it is the number of bias atoms per modality"
+            )
+        for name in ("image_share", "text_share"):
+            if int(getattr(self, name) * self.d) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} of d={self.d} is no dimension")
+        if self.slices()[2].start >= self.d:
+            raise ValueError(
+                f"image_share + text_share = {self.image_share + self.text_share} leaves no "
+                f"dimension of d={self.d} to the shared slice"
+            )
+        if self.bimodal_frequency_min > self.bimodal_frequency_max:
+            raise ValueError(
+                f"bimodal_frequency_min={self.bimodal_frequency_min} exceeds "
+                f"bimodal_frequency_max={self.bimodal_frequency_max}"
+            )
+
+    def slices(self) -> tuple[slice, slice, slice]:
+        """The clip-like geometry's (image, text, shared) dimension slices."""
+        n_image, n_text = int(self.image_share * self.d), int(self.text_share * self.d)
+        return slice(0, n_image), slice(n_image, n_image + n_text), slice(n_image + n_text, self.d)
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -67,21 +176,21 @@ def _with_cosine(rng: np.random.Generator, base: np.ndarray, cosine: float) -> n
 def _draw_support(
     rng: np.random.Generator,
     n_rows: int,
-    n_atoms: int,
     n_draw: int,
-    exponent: float,
+    log_p: np.ndarray,
     chunk: int = 4096,
 ) -> np.ndarray:
-    """[n_rows, n_draw] atom indices drawn without replacement (Gumbel top-k on log-probabilities).
+    """[n_rows, n_draw] atom indices drawn without replacement, atom k with weight exp(log_p[k]).
 
-    Rows are drawn in chunks so memory stays O(chunk · n_atoms).
+    Gumbel top-k: the same law as drawing one atom after another in proportion to the weights
+    (numpy's choice without replacement). Rows are drawn in chunks so memory stays
+    O(chunk · n_atoms).
     """
     if n_draw == 0:
         return np.zeros((n_rows, 0), dtype=np.int64)
-    log_p = -exponent * np.log(np.arange(1, n_atoms + 1))
     out = np.empty((n_rows, n_draw), dtype=np.int64)
     for start in range(0, n_rows, chunk):
-        keys = log_p + rng.gumbel(size=(min(chunk, n_rows - start), n_atoms))
+        keys = log_p + rng.gumbel(size=(min(chunk, n_rows - start), len(log_p)))
         out[start : start + chunk] = np.argpartition(-keys, n_draw - 1, axis=1)[:, :n_draw]
     return out
 
@@ -89,6 +198,51 @@ def _draw_support(
 def _render(dictionary: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """[N, d] = Σ_j weights[n, j] · dictionary[indices[n, j]], as a sparse-dense product."""
     return np.asarray(SparseCodes(indices, weights).to_csr(len(dictionary)) @ dictionary)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N] inner products of matching rows of a and b [N, d]."""
+    return np.sum(a * b, axis=1)
+
+
+def _true_structure(
+    bimodal: dict[str, np.ndarray],
+    unimodal: dict[str, np.ndarray],
+    bimodal_idx: np.ndarray,
+    unimodal_idx: dict[str, np.ndarray],
+    values: dict[str, np.ndarray],
+) -> TrueStructure:
+    """The true dictionary, atom kinds and concepts, and codes of both modalities.
+
+    bimodal[m] [n_b, d]: modality m's instantiations of the bimodal concepts, the same array for
+    both modalities when τ1 = 1 (one row per concept then); unimodal[m] [n_u, d];
+    bimodal_idx [N, a] the bimodal concepts of each pair; unimodal_idx[m] [N, c];
+    values[m] [N, a + c] the code values in that order.
+    """
+    merged = bimodal["text"] is bimodal["image"]
+    n_b, n_u = len(bimodal["image"]), len(unimodal["image"])
+    # Rows: bimodal image instantiations, bimodal text instantiations (τ1 < 1), image-only atoms,
+    # text-only atoms.
+    blocks = (
+        [bimodal["image"]]
+        + ([] if merged else [bimodal["text"]])
+        + [unimodal["image"], unimodal["text"]]
+    )
+    n_bimodal_rows = n_b if merged else 2 * n_b
+    bimodal_offset = {"image": 0, "text": 0 if merged else n_b}
+    unimodal_offset = {"image": n_bimodal_rows, "text": n_bimodal_rows + n_u}
+    atom_kind = np.array(["bimodal"] * n_bimodal_rows + ["image"] * n_u + ["text"] * n_u)
+    atom_concept = np.concatenate(
+        [np.arange(n_b), *([] if merged else [np.arange(n_b)]), n_b + np.arange(2 * n_u)]
+    )
+    codes = {}
+    for m in MODALITIES:
+        indices = np.concatenate(
+            [bimodal_idx + bimodal_offset[m], unimodal_idx[m] + unimodal_offset[m]], axis=1
+        )
+        codes[m] = SparseCodes(indices.astype(np.int32), values[m].astype(np.float32))
+    dictionary = np.concatenate(blocks).astype(np.float32)
+    return TrueStructure(dictionary, atom_kind, atom_concept, codes)
 
 
 def _paired_cosine(parts: dict[str, np.ndarray], scale: float) -> float:
@@ -100,14 +254,8 @@ def _paired_cosine(parts: dict[str, np.ndarray], scale: float) -> float:
     return float(np.mean(dot / np.sqrt(norm_i * norm_t)))
 
 
-def generate(params: SyntheticParams) -> dict:
-    """Draw the dataset. Returns the arrays and attrs `write_store` takes, ground truth included.
-
-    image, text: [n_pairs, d] unit rows; pairs[i] = (i, i).
-    """
-    params.check()
-    rng = np.random.default_rng(params.seed)
-    p = params
+def _isotropic(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, TrueStructure, dict]:
+    """(embeddings, truth, attrs) of the isotropic geometry."""
     bimodal_image = _unit_rows(rng, p.n_bimodal, p.d)
     iso_energy = np.isclose(p.tau1, 1.0)
     bimodal_text = bimodal_image if iso_energy else _with_cosine(rng, bimodal_image, p.tau1)
@@ -116,96 +264,43 @@ def generate(params: SyntheticParams) -> dict:
         "text": _unit_rows(rng, p.n_unimodal, p.d),
     }
 
+    def log_p(n_atoms: int) -> np.ndarray:
+        return -p.frequency_exponent * np.log(np.arange(1, n_atoms + 1))
+
     n_uni = p.L - p.n_active_bimodal
-    shared_idx = _draw_support(
-        rng, p.n_pairs, p.n_bimodal, p.n_active_bimodal, p.frequency_exponent
-    )
+    shared_idx = _draw_support(rng, p.n_pairs, p.n_active_bimodal, log_p(p.n_bimodal))
     shared_w = rng.uniform(*WEIGHT_RANGE, size=shared_idx.shape)
-    uni_idx = {
-        m: _draw_support(rng, p.n_pairs, p.n_unimodal, n_uni, p.frequency_exponent)
-        for m in ("image", "text")
-    }
-    uni_w = {m: rng.uniform(*WEIGHT_RANGE, size=uni_idx[m].shape) for m in ("image", "text")}
+    uni_idx = {m: _draw_support(rng, p.n_pairs, n_uni, log_p(p.n_unimodal)) for m in MODALITIES}
+    uni_w = {m: rng.uniform(*WEIGHT_RANGE, size=uni_idx[m].shape) for m in MODALITIES}
 
     b = {
         "image": _render(bimodal_image, shared_idx, shared_w),
         "text": _render(bimodal_text, shared_idx, shared_w),
     }
-    u = {m: _render(unimodal[m], uni_idx[m], uni_w[m]) for m in ("image", "text")}
-
-    def inner(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return np.sum(a * c, axis=1)
-
+    u = {m: _render(unimodal[m], uni_idx[m], uni_w[m]) for m in MODALITIES}
     parts = {
-        "bI.bT": inner(b["image"], b["text"]),
-        "bI.uT": inner(b["image"], u["text"]),
-        "uI.bT": inner(u["image"], b["text"]),
-        "uI.uT": inner(u["image"], u["text"]),
-        "bI.bI": inner(b["image"], b["image"]),
-        "bI.uI": inner(b["image"], u["image"]),
-        "uI.uI": inner(u["image"], u["image"]),
-        "bT.bT": inner(b["text"], b["text"]),
-        "bT.uT": inner(b["text"], u["text"]),
-        "uT.uT": inner(u["text"], u["text"]),
+        "bI.bT": _rowdot(b["image"], b["text"]),
+        "bI.uT": _rowdot(b["image"], u["text"]),
+        "uI.bT": _rowdot(u["image"], b["text"]),
+        "uI.uT": _rowdot(u["image"], u["text"]),
+        "bI.bI": _rowdot(b["image"], b["image"]),
+        "bI.uI": _rowdot(b["image"], u["image"]),
+        "uI.uI": _rowdot(u["image"], u["image"]),
+        "bT.bT": _rowdot(b["text"], b["text"]),
+        "bT.uT": _rowdot(b["text"], u["text"]),
+        "uT.uT": _rowdot(u["text"], u["text"]),
     }
     unimodal_scale = _solve_unimodal_scale(parts, p)
 
-    # True dictionary rows: bimodal image instantiations, bimodal text instantiations (only when
-    # they differ, τ1 < 1), image-only atoms, text-only atoms.
-    n_b = p.n_bimodal
-    blocks = (
-        [bimodal_image]
-        + ([] if iso_energy else [bimodal_text])
-        + [unimodal["image"], unimodal["text"]]
-    )
-    dictionary = np.concatenate(blocks).astype(np.float32)
-    text_bimodal_offset = 0 if iso_energy else n_b
-    image_offset = n_b + (0 if iso_energy else n_b)
-    text_offset = image_offset + p.n_unimodal
-    atom_kind = np.array(
-        ["bimodal"] * (image_offset) + ["image"] * p.n_unimodal + ["text"] * p.n_unimodal
-    )
-    atom_concept = np.concatenate(
-        [
-            np.arange(n_b),
-            *([] if iso_energy else [np.arange(n_b)]),
-            n_b + np.arange(p.n_unimodal),
-            n_b + p.n_unimodal + np.arange(p.n_unimodal),
-        ]
-    )
-
-    embeddings, codes = {}, {}
-    for modality, bimodal_offset, uni_offset in (
-        ("image", 0, image_offset),
-        ("text", text_bimodal_offset, text_offset),
-    ):
-        raw = b[modality] + unimodal_scale * u[modality]
+    embeddings, values = {}, {}
+    for m in MODALITIES:
+        raw = b[m] + unimodal_scale * u[m]
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        embeddings[modality] = (raw / norms).astype(np.float32)
-        indices = np.concatenate(
-            [shared_idx + bimodal_offset, uni_idx[modality] + uni_offset], axis=1
-        )
-        values = np.concatenate([shared_w, unimodal_scale * uni_w[modality]], axis=1) / norms
-        codes[modality] = SparseCodes(indices.astype(np.int32), values.astype(np.float32))
-
-    split = assign_pair_splits(p.n_pairs, p.eval_fraction, p.seed)
-    mean_cosine = float(np.mean(np.sum(embeddings["image"] * embeddings["text"], axis=1)))
-    return {
-        "image": embeddings["image"],
-        "text": embeddings["text"],
-        "pairs": np.stack([np.arange(p.n_pairs)] * 2, axis=1),
-        "image_split": split,
-        "text_split": split,
-        "truth": TrueStructure(dictionary, atom_kind, atom_concept, codes),
-        "attrs": {
-            "source": "synthetic",
-            "normalised": True,
-            "dtype": "float32",
-            "generator": asdict(p),
-            "unimodal_scale": unimodal_scale,
-            "mean_paired_cosine": mean_cosine,
-        },
-    }
+        embeddings[m] = (raw / norms).astype(np.float32)
+        values[m] = np.concatenate([shared_w, unimodal_scale * uni_w[m]], axis=1) / norms
+    bimodal = {"image": bimodal_image, "text": bimodal_text}
+    truth = _true_structure(bimodal, unimodal, shared_idx, uni_idx, values)
+    return embeddings, truth, {"unimodal_scale": unimodal_scale}
 
 
 def _solve_unimodal_scale(parts: dict[str, np.ndarray], p: SyntheticParams) -> float:
@@ -226,3 +321,124 @@ def _solve_unimodal_scale(parts: dict[str, np.ndarray], p: SyntheticParams) -> f
             f"[{high_cosine:.3f}, {low_cosine:.3f}]"
         )
     return float(brentq(lambda s: _paired_cosine(parts, s) - p.tau2, 0.0, high, xtol=1e-10))
+
+
+def _in_slice(rows: np.ndarray, dims: slice, offset: np.ndarray | float = 0.0) -> np.ndarray:
+    """rows [n, d] cut to `dims` (0 elsewhere), plus `offset` there, scaled to unit norm."""
+    out = np.zeros_like(rows)
+    out[:, dims] = rows[:, dims] + offset
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _clip_like(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, TrueStructure, dict]:
+    """(embeddings, truth, attrs) of the clip-like geometry."""
+    # Every random vector is drawn at full width d and cut to its slice, and the noise is drawn
+    # for every τ1: the random stream is then the same whatever the shares and τ1, so a sweep
+    # (or calibrate's search) over them changes the geometry, not the draws.
+    dims = dict(zip((*MODALITIES, "shared"), p.slices(), strict=True))
+    bias = {}
+    for m in MODALITIES:
+        offset = rng.standard_normal(p.d)[dims[m]]
+        offset *= p.bias_offset / np.linalg.norm(offset)
+        bias[m] = _in_slice(rng.standard_normal((p.n_unimodal, p.d)), dims[m], offset)
+    concepts = _in_slice(rng.standard_normal((p.n_bimodal, p.d)), dims["shared"])
+    noise = {m: _in_slice(rng.standard_normal((p.n_bimodal, p.d)), dims[m]) for m in MODALITIES}
+    if np.isclose(p.tau1, 1.0):
+        # Both modalities share the concept's own row (see _true_structure).
+        bimodal = {m: concepts for m in MODALITIES}
+    else:
+        bimodal = {
+            m: np.sqrt(p.tau1) * concepts + np.sqrt(1.0 - p.tau1) * noise[m] for m in MODALITIES
+        }
+
+    frequencies = np.geomspace(p.bimodal_frequency_max, p.bimodal_frequency_min, p.n_bimodal)
+    shared_idx = _draw_support(rng, p.n_pairs, p.L - 1, np.log(frequencies))
+    bias_idx = {m: rng.integers(p.n_unimodal, size=(p.n_pairs, 1)) for m in MODALITIES}
+    ones = np.ones(shared_idx.shape)
+    sums = {m: _render(bimodal[m], shared_idx, ones) for m in MODALITIES}
+    bias_rows = {m: bias[m][bias_idx[m][:, 0]] for m in MODALITIES}
+    weight = _bimodal_weight(bias_rows, sums, p)
+
+    embeddings, values = {}, {}
+    for m in MODALITIES:
+        raw = bias_rows[m] + weight[:, None] * sums[m]
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        embeddings[m] = (raw / norms).astype(np.float32)
+        values[m] = np.concatenate([weight[:, None] * ones, np.ones((p.n_pairs, 1))], axis=1)
+        values[m] /= norms
+    truth = _true_structure(bimodal, bias, shared_idx, bias_idx, values)
+    return embeddings, truth, {"mean_bimodal_weight": float(weight.mean())}
+
+
+def _bimodal_weight(
+    bias: dict[str, np.ndarray], sums: dict[str, np.ndarray], p: SyntheticParams
+) -> np.ndarray:
+    """[N] the bimodal weight β > 0 of each pair that makes cos(x_I, x_T) exactly τ2.
+
+    x_m = b_m + β·S_m with b_m the unit bias row [N, d] and S_m the sum of the bimodal
+    instantiations [N, d]. The slices are disjoint, so ⟨x_I, x_T⟩ = β²⟨S_I, S_T⟩ and
+    ‖x_m‖² = 1 + β·2⟨b_m, S_m⟩ + β²‖S_m‖². Squaring cos = τ2 and writing u = 1/β gives the monic
+    quartic (u² + b_I u + a_I)(u² + b_T u + a_T) − (⟨S_I, S_T⟩/τ2)² = 0, solved for all pairs at
+    once as the eigenvalues of its companion matrices. Every positive root is a β with cosine
+    +τ2 (the cosine is never negative); the largest u, the smallest β, is kept.
+    """
+    a = {m: _rowdot(sums[m], sums[m]) for m in MODALITIES}
+    b = {m: 2.0 * _rowdot(bias[m], sums[m]) for m in MODALITIES}
+    cross = _rowdot(sums["image"], sums["text"])
+    # Coefficients of u⁰ … u³ of the monic quartic.
+    coefficients = np.stack(
+        [
+            a["image"] * a["text"] - (cross / p.tau2) ** 2,
+            a["image"] * b["text"] + a["text"] * b["image"],
+            a["image"] + a["text"] + b["image"] * b["text"],
+            b["image"] + b["text"],
+        ],
+        axis=1,
+    )
+    companion = np.zeros((len(cross), 4, 4))
+    companion[:, np.arange(1, 4), np.arange(3)] = 1.0
+    companion[:, :, 3] = -coefficients
+    roots = np.linalg.eigvals(companion)
+    real = np.abs(roots.imag) <= _REAL_ROOT_TOLERANCE * np.maximum(1.0, np.abs(roots))
+    u = np.where(real & (roots.real > 0), roots.real, -np.inf).max(axis=1)
+    missing = ~np.isfinite(u)
+    if missing.any():
+        limit = cross / np.sqrt(a["image"] * a["text"])  # the cosine as β → ∞
+        raise ValueError(
+            f"tau2={p.tau2} is out of reach: with tau1={p.tau1} the cosine of "
+            f"{int(missing.sum())} of the {len(u)} pairs cannot reach it (it tends to "
+            f"{float(limit[missing].min()):.3f} as the bimodal weight grows); lower tau2 or "
+            "raise tau1"
+        )
+    return 1.0 / u
+
+
+@SOURCES.register("synthetic", SyntheticParams, kind="embedding")
+def build(settings: SyntheticParams) -> dict:
+    """The built-in generator with a known dictionary (iso-energy App. C, DESIGN §3).
+
+    Returns the arrays and attrs `write_store` takes, ground truth included. image, text:
+    [n_pairs, d] unit rows; pairs[i] = (i, i).
+    """
+    settings.check()
+    rng = np.random.default_rng(settings.seed)
+    draw = _clip_like if settings.geometry == "clip-like" else _isotropic
+    embeddings, truth, attrs = draw(settings, rng)
+    split = assign_pair_splits(settings.n_pairs, settings.eval_fraction, settings.seed)
+    mean_cosine = float(np.mean(_rowdot(embeddings["image"], embeddings["text"])))
+    return {
+        "image": embeddings["image"],
+        "text": embeddings["text"],
+        "pairs": np.stack([np.arange(settings.n_pairs)] * 2, axis=1),
+        "image_split": split,
+        "text_split": split,
+        "truth": truth,
+        "attrs": {
+            "source": "synthetic",
+            "normalised": True,
+            "dtype": "float32",
+            "generator": settings.as_dict(),
+            **attrs,
+            "mean_paired_cosine": mean_cosine,
+        },
+    }

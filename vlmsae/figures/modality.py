@@ -1,63 +1,44 @@
-"""Histograms of the modality score, raw and energy-weighted (linear-structure Fig. 4)."""
+"""Modality-score distributions, plain and energy-weighted (linear-structure Fig. 4)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-BINS = np.linspace(0.0, 1.0, 26)
+from vlmsae.figures import FIGURES
+from vlmsae.figures.panels import share_histogram, variant_mixture_grid
+from vlmsae.figures.style import LEGEND_SIZE, TITLE_SIZE
+from vlmsae.registry import Settings, setting
 
 
-def plot_modality_histograms(atoms: pd.DataFrame, path: str | Path, title: str) -> None:
-    """Grid: one row per variant, one column per mixture; seeds pooled.
+@dataclass(frozen=True, kw_only=True)
+class ModalityHistogramSettings(Settings):
+    bins: int = setting(25, "equal bins of the modality score over [0, 1]", minimum=2)
 
-    `atoms` holds per-atom rows with columns variant, mixture, modality_score and energy. Each
-    panel shows the share of live atoms per score bin and the share of energy per bin.
+
+@FIGURES.register(
+    "modality_scores",
+    ModalityHistogramSettings,
+    scope="store",
+    tables=("atoms",),
+    paper="linear-structure",
+)
+def draw(tables: dict[str, pd.DataFrame], settings: ModalityHistogramSettings, subject: str):
+    """One panel per (variant, mixture), seeds pooled: the share of live atoms per score bin
+    (bars) and the share of the energy (first moment) per bin (black steps).
+
+    A split dictionary piles both at 0 and 1; energy-weighting shows whether the atoms that
+    carry the embeddings are the unimodal or the bimodal ones.
     """
-    live = atoms.dropna(subset=["modality_score"])
-    variants, mixtures = sorted(live["variant"].unique()), sorted(live["mixture"].unique())
-    figure, axes = plt.subplots(
-        len(variants),
-        len(mixtures),
-        squeeze=False,
-        sharex=True,
-        figsize=(3.2 * len(mixtures), 2.4 * len(variants)),
-        layout="constrained",
-    )
-    for row, variant in enumerate(variants):
-        for column, mixture in enumerate(mixtures):
-            axis = axes[row][column]
-            panel = live[(live["variant"] == variant) & (live["mixture"] == mixture)]
-            if len(panel):
-                score, weight = panel["modality_score"], panel["energy"]
-                axis.hist(
-                    score,
-                    bins=BINS,
-                    weights=np.full(len(score), 1 / len(score)),
-                    alpha=0.5,
-                    label="atoms",
-                )
-                axis.hist(
-                    score,
-                    bins=BINS,
-                    weights=weight / weight.sum(),
-                    histtype="step",
-                    linewidth=1.5,
-                    color="black",
-                    label="energy-weighted",
-                )
-            axis.set_title(f"{variant}, image:text {mixture.replace('-', ':')}", fontsize=9)
-            if column == 0:
-                axis.set_ylabel("share")
-            if row == len(variants) - 1:
-                axis.set_xlabel("modality score (0 text, 1 image)")
-    axes[0][0].legend(fontsize=7)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    edges = np.linspace(0.0, 1.0, settings.bins + 1)
+    live = tables["atoms"].dropna(subset=["modality_score"])
+    figure, panels = variant_mixture_grid(live, sharex=True)
+    for axis, _, _, atoms in panels:
+        share_histogram(axis, atoms["modality_score"], atoms["energy"], edges)
+        axis.set_xlabel("modality_score (0 text, 1 image)")
+        axis.set_ylabel("share")
+    panels[0][0].legend(fontsize=LEGEND_SIZE)
+    figure.suptitle(f"Modality scores: {subject}", fontsize=TITLE_SIZE)
+    return figure

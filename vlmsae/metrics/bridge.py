@@ -1,4 +1,4 @@
-"""Bridge matrices and the odds ratios ρ and FDA built on them (DESIGN §5).
+"""Bridge matrices and the odds ratios ρ and FDA built on them (DESIGN §5; issue 12 items 3, 4).
 
 Co-activation bridge (linear-structure eq. 6): over the N aligned pairs, with Z_I, Z_T [N, p] the
 image and text codes and D̂ [p, d] the dictionary with unit rows,
@@ -10,28 +10,45 @@ Row i is atom i as it fires on images, column j atom j as it fires on the paired
 bias-free reconstructions, and B splits it over pairs of atoms.
 
 Optimal-transport bridge (iso-energy, FDA): the co-activation term is replaced by the optimal plan
-P between the image energy vector a and the text energy vector b (first moments mean_n |z_nk| of
-each modality, each normalised to sum 1) under the cost 1 − D̂ D̂ᵀ; B_OT = P ⊙ (D̂ D̂ᵀ) and
-Σ B_OT = 1 − (optimal transport cost), the transport-weighted mean cosine. Atoms without energy in
-a modality carry no mass there, so the problem is solved on the live rows and live columns only.
-The solver is POT's exact network simplex (`ot.emd`): the plan is the true optimum, needs no
-regularisation parameter, is deterministic, and is sparse (at most n_a + n_b − 1 non-zero
-entries), which keeps top pairs readable. Entropic Sinkhorn would blur mass over every pair and so
-shift the shares below with its regularisation strength. Measured on a busy 2-core machine with
-random atoms at d = 768: 0.2 s for 1024 live atoms a modality, 6 s for 4096, 21 to 36 s for 8192
-(time grows about as n^2.6), and at 8192 the solver holds about 2 GB besides the 0.5 GB cost.
+P between the image energy vector a and the text energy vector b (per atom, mean_n |z_nk| (first
+moment) or mean_n z_nk² (second moment) over the rows of each modality, each normalised to sum 1)
+under the cost 1 − D̂ D̂ᵀ; B_OT = P ⊙ (D̂ D̂ᵀ) and Σ B_OT = 1 − (optimal transport cost), the
+transport-weighted mean cosine. Atoms without energy in a modality carry no mass there, so the
+problem is solved on the live rows and live columns only. The solver is POT's exact network
+simplex (`ot.emd`): the plan is the true optimum, needs no regularisation parameter, is
+deterministic, and is sparse (at most n_a + n_b − 1 non-zero entries), which keeps top pairs
+readable. Entropic Sinkhorn would blur mass over every pair and so shift the shares below with its
+regularisation strength. Measured on a busy 2-core machine with random atoms at d = 768: 0.2 s for
+1024 live atoms a modality, 6 s for 4096, 21 to 36 s for 8192 (time grows about as n^2.6), and at
+8192 the solver holds about 2 GB besides the 0.5 GB cost. Two plans are solved per run (first and
+second moment).
+
+Thresholds (the iso-energy authors' code): entries of the co-activation Z_IᵀZ_T/N whose magnitude
+is below its COACTIVATION_PERCENTILE-th percentile (99.9, over all p² entries, zeros included)
+are set to 0, and entries of D̂ D̂ᵀ whose magnitude is below its COSINE_PERCENTILE-th percentile
+(90, over all p² entries, the diagonal included) are set to 0 before the product. Percentiles are
+numpy's linear ones of the signed entries, as the authors compute them.
 
 Odds ratios (iso-energy §4.1 (ii)-(iii)): atoms are split into I, T and B (bimodal) by their
 second-moment kind; α is the share of the |bridge| mass in entries that touch a bimodal atom
-(row or column in B), e the share of the second-moment energy carried by bimodal atoms, and
+(row or column in B: blocks IB, TB, BI, BT, BB; the rest is II, IT, TI, TT), and
 
-    ρ = (α / e) · ((1 − e) / (1 − α))
+    odds(α, e) = (α / e) · ((1 − e) / (1 − α)).
 
-on the co-activation bridge; FDA is the same odds ratio on the transport bridge. ρ > 1: bimodal
-atoms carry more of the bridge than their share of the energy. It is undefined when e ∈ {0, 1}
-(no bimodal or no unimodal energy) or α = 1 (unimodal atoms bridge nothing: the odds are
-infinite); α = 0 gives ρ = 0, a value. An undefined ratio is left out of the summary, never
-written as NaN or inf, and `bridge_odds_undefined` counts how many of the two were left out.
+- `rho` (the authors' ρ): odds on the thresholded co-activation bridge with e = RHO_PRIOR = 0.5.
+- `rho_energy` (vlmsae's earlier ρ, the paper's text): odds on the unthresholded co-activation
+  bridge with e = the share of the second-moment energy carried by bimodal atoms.
+- `fda` (the authors' FDA): odds on the transport bridge of SECOND-moment marginals times the
+  thresholded D̂ D̂ᵀ, e = the bimodal energy share.
+- `fda_first_moment` (vlmsae's earlier FDA): first-moment marginals, no threshold, e the same.
+ρ > 1: bimodal atoms carry more of the bridge than e. An odds ratio is undefined when e ∈ {0, 1}
+(no bimodal or no unimodal energy), α = 1 (unimodal atoms bridge nothing: the odds are infinite)
+or its bridge has no mass at all (every entry thresholded away); α = 0 gives 0, a value. An
+undefined ratio is left out of the summary, never written as NaN or inf, and
+`bridge_odds_undefined` counts how many of the four were left out.
+
+Not copied from the authors' code: a normalisation of the bridge that leaves it unchanged (it
+would not change α anyway).
 """
 
 from __future__ import annotations
@@ -43,9 +60,11 @@ import ot
 import pandas as pd
 from scipy import sparse
 
+from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import energy
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.registry import Settings, setting
 
 BIMODAL = "bimodal"
 TOP_PAIRS_COLUMNS = (
@@ -60,14 +79,19 @@ TOP_PAIRS_COLUMNS = (
 # POT's default of 100000 pivots stops short of the optimum at 8192 live atoms (measured); this
 # bound only guards against a solver that never ends.
 EMD_MAX_ITERATIONS = 10**9
+# The iso-energy authors' thresholds and ρ's fixed e (module docstring).
+COACTIVATION_PERCENTILE = 99.9
+COSINE_PERCENTILE = 90.0
+RHO_PRIOR = 0.5
 
 
 @dataclass(frozen=True)
 class Bridge:
     """A bridge matrix B = coupling ⊙ cosine [p, p], row = image atom, column = text atom.
 
-    `coupling` is the co-activation Z_IᵀZ_T / N or the transport plan P; `values` is B with the
-    sparsity structure of `coupling` (B is zero wherever the coupling is); `cosine` is D̂ D̂ᵀ.
+    `coupling` is the co-activation Z_IᵀZ_T / N (thresholded or not) or the transport plan P;
+    `values` is B with the sparsity structure of `coupling` (B is zero wherever the coupling is,
+    and where a thresholded cosine is); `cosine` is D̂ D̂ᵀ, unthresholded.
     """
 
     coupling: sparse.csr_matrix  # [p, p]
@@ -76,30 +100,69 @@ class Bridge:
 
 
 def cosine_matrix(dictionary: np.ndarray) -> np.ndarray:
-    """[p, p] float32 D̂ D̂ᵀ of dictionary [p, d], rows re-normalised (a zero row stays zero)."""
-    unit = unit_rows(dictionary)
+    """[p, p] D̂ D̂ᵀ of dictionary [p, d], rows re-normalised (a zero row stays zero); float32,
+    or float64 for a float64 dictionary."""
+    unit = unit_rows(dictionary, np.result_type(dictionary, np.float32))
     return unit @ unit.T
 
 
-def _bridge(coupling: sparse.csr_matrix, cosine: np.ndarray) -> Bridge:
-    """Bridge from a coupling [p, p], reading the cosine only at the coupling's entries."""
+def entry_percentile(data: np.ndarray, n_entries: int, q: float) -> float:
+    """np.percentile(M, q) (linear interpolation) of a matrix M of `n_entries` entries whose
+    non-zero entries are `data` (a sparse matrix's stored values; the others are 0)."""
+    data = np.sort(np.asarray(data, dtype=np.float64))
+    n_zero = n_entries - len(data)
+    if n_zero < 0 or n_entries == 0:
+        raise ValueError(f"{len(data)} stored values do not fit in {n_entries} entries")
+    n_negative = int(np.searchsorted(data, 0.0, side="left"))
+
+    def order_statistic(k: int) -> float:
+        if k < n_negative:
+            return float(data[k])
+        if k < n_negative + n_zero:
+            return 0.0
+        return float(data[k - n_zero])
+
+    position = q / 100.0 * (n_entries - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, n_entries - 1)
+    below, above = order_statistic(low), order_statistic(high)
+    return below + (above - below) * (position - low)
+
+
+def cosine_floor(cosine: np.ndarray, q: float = COSINE_PERCENTILE) -> float:
+    """The q-th percentile of the entries of D̂ D̂ᵀ [p, p]: entries of smaller magnitude count as 0
+    in a thresholded bridge."""
+    return float(np.percentile(cosine, q))
+
+
+def _bridge(coupling: sparse.csr_matrix, cosine: np.ndarray, floor: float | None = None) -> Bridge:
+    """Bridge from a coupling [p, p], reading the cosine only at the coupling's entries; with a
+    `floor`, cosines of magnitude below it count as 0."""
     coupling = sparse.csr_matrix(coupling)
     coupling.sum_duplicates()
     rows = np.repeat(np.arange(coupling.shape[0], dtype=np.int32), np.diff(coupling.indptr))
+    cosines = cosine[rows, coupling.indices]
+    if floor is not None:
+        cosines = np.where(np.abs(cosines) < floor, 0, cosines)
     values = sparse.csr_matrix(
-        (coupling.data * cosine[rows, coupling.indices], coupling.indices, coupling.indptr),
-        shape=coupling.shape,
+        (coupling.data * cosines, coupling.indices, coupling.indptr), shape=coupling.shape
     )
     return Bridge(coupling=coupling, cosine=cosine, values=values)
 
 
 def coactivation_bridge(
-    codes_image: sparse.csr_matrix, codes_text: sparse.csr_matrix, cosine: np.ndarray
+    codes_image: sparse.csr_matrix,
+    codes_text: sparse.csr_matrix,
+    cosine: np.ndarray,
+    floor: float | None = None,
+    percentile: float | None = None,
 ) -> Bridge:
     """Linear-structure eq. 6: B = (Z_Iᵀ Z_T / N) ⊙ cosine; codes [N, p] of the N aligned pairs.
 
     The product of the sparse codes stays sparse: it holds only the (image atom, text atom) pairs
-    that fire together on some pair, at most p² entries and usually far fewer.
+    that fire together on some pair, at most p² entries and usually far fewer. Thresholded (the
+    authors' ρ): `percentile` drops co-activations of magnitude below that percentile of all p²
+    entries, `floor` zeroes cosines of magnitude below it (`cosine_floor`).
     """
     if codes_image.shape != codes_text.shape:
         raise ValueError(
@@ -107,13 +170,21 @@ def coactivation_bridge(
             f"{codes_text.shape}"
         )
     coupling = (sparse.csr_matrix(codes_image).T @ sparse.csr_matrix(codes_text)).tocsr()
-    return _bridge(coupling / codes_image.shape[0], cosine)
+    coupling = coupling / codes_image.shape[0]
+    if percentile is not None:
+        coupling = sparse.csr_matrix(coupling)
+        coupling.sum_duplicates()
+        cut = entry_percentile(coupling.data, coupling.shape[0] * coupling.shape[1], percentile)
+        coupling.data[np.abs(coupling.data) < cut] = 0
+        coupling.eliminate_zeros()
+    return _bridge(coupling, cosine, floor)
 
 
 def transport_plan(
     energy_image: np.ndarray, energy_text: np.ndarray, cosine: np.ndarray
 ) -> sparse.csr_matrix:
-    """[p, p] optimal plan between energy_image [p] and energy_text [p] under cost 1 − cosine.
+    """[p, q] optimal plan between energy_image [p] and energy_text [q] under cost 1 − cosine
+    [p, q].
 
     Both energy vectors are normalised to sum 1; the exact solver (see the module docstring) runs
     on the atoms with energy in the respective modality, and the plan is zero elsewhere.
@@ -121,7 +192,7 @@ def transport_plan(
     live_image = np.flatnonzero(energy_image > 0)
     live_text = np.flatnonzero(energy_text > 0)
     if len(live_image) == 0 or len(live_text) == 0:
-        raise ValueError("the transport bridge is undefined: a modality has no energy at all")
+        raise ValueError("optimal transport is undefined: one side has no energy at all")
     a = energy_image[live_image].astype(np.float64)
     b = energy_text[live_text].astype(np.float64)
     # 1 − cosine in place: at 8192 live atoms each [n_a, n_b] float64 copy is 0.5 GB.
@@ -138,12 +209,17 @@ def transport_plan(
 
 
 def transport_bridge(
-    codes_image: sparse.csr_matrix, codes_text: sparse.csr_matrix, cosine: np.ndarray
+    codes_image: sparse.csr_matrix,
+    codes_text: sparse.csr_matrix,
+    cosine: np.ndarray,
+    moment: int = 1,
+    floor: float | None = None,
 ) -> Bridge:
-    """Iso-energy's variant: B_OT = P ⊙ cosine, P the optimal plan between the first-moment
-    energies of the image codes [N_I, p] and of the text codes [N_T, p] (`transport_plan`)."""
-    plan = transport_plan(energy(codes_image, 1), energy(codes_text, 1), cosine)
-    return _bridge(plan, cosine)
+    """Iso-energy's variant: B_OT = P ⊙ cosine, P the optimal plan between the energies of the
+    given `moment` of the image codes [N_I, p] and of the text codes [N_T, p] (`transport_plan`);
+    with a `floor`, cosines of magnitude below it count as 0 in B_OT (not in the cost)."""
+    plan = transport_plan(energy(codes_image, moment), energy(codes_text, moment), cosine)
+    return _bridge(plan, cosine, floor)
 
 
 def top_pairs(bridge: Bridge, atom_kind: np.ndarray, n: int) -> pd.DataFrame:
@@ -204,27 +280,45 @@ def _share(part: float, rest: float, what: str) -> float:
     return float(part / (part + rest))
 
 
-def summarise_bridges(
-    coactivation: Bridge, transport: Bridge, atom_kind_sq: np.ndarray, energy_sq: np.ndarray
-) -> dict[str, float | int]:
-    """Scalars of both bridges given atom_kind_sq [p] and energy_sq [p] (module docstring):
-
-    `bridge_total`, `bridge_share_bimodal` (α), `bridge_ot_total`, `bridge_ot_share_bimodal`,
-    `bridge_bimodal_energy_share` (e), `rho` and `fda` where defined, `bridge_odds_undefined`.
-    """
+def bimodal_energy_share(atom_kind_sq: np.ndarray, energy_sq: np.ndarray) -> float:
+    """e: the share of the second-moment energy energy_sq [p] carried by bimodal atoms."""
     is_bimodal = np.asarray(atom_kind_sq) == BIMODAL
     energy_sq = np.asarray(energy_sq, dtype=np.float64)
-    e = _share(energy_sq[is_bimodal].sum(), energy_sq[~is_bimodal].sum(), "the energy share e")
+    return _share(energy_sq[is_bimodal].sum(), energy_sq[~is_bimodal].sum(), "the energy share e")
+
+
+# (summary prefix, odds-ratio key, whether e is RHO_PRIOR rather than the energy share) of each
+# bridge `summarise_bridges` reads, by the name it has in its `bridges` argument.
+ODDS = {
+    "coactivation": ("bridge", "rho_energy", False),
+    "coactivation_thresholded": ("bridge_thresholded", "rho", True),
+    "transport": ("bridge_ot", "fda_first_moment", False),
+    "transport_sq": ("bridge_ot_sq", "fda", False),
+}
+
+
+def summarise_bridges(
+    bridges: dict[str, Bridge], atom_kind_sq: np.ndarray, energy_sq: np.ndarray
+) -> dict[str, float | int]:
+    """Scalars of the bridges named in ODDS, given atom_kind_sq [p] and energy_sq [p]:
+
+    `bridge_bimodal_energy_share` (e); per bridge `<prefix>_total` (signed sum of B) and
+    `<prefix>_share_bimodal` (α; absent when the bridge has no mass); `rho`, `rho_energy`, `fda`,
+    `fda_first_moment` where defined; `bridge_odds_undefined`.
+    """
+    is_bimodal = np.asarray(atom_kind_sq) == BIMODAL
+    e = bimodal_energy_share(atom_kind_sq, energy_sq)
     summary: dict[str, float | int] = {"bridge_bimodal_energy_share": e}
     undefined = 0
-    for prefix, bridge, odds_key in (
-        ("bridge", coactivation, "rho"),
-        ("bridge_ot", transport, "fda"),
-    ):
-        alpha = _share(*bimodal_mass(bridge, is_bimodal), f"{prefix}_share_bimodal")
+    for name, bridge in bridges.items():
+        prefix, odds_key, prior = ODDS[name]
         summary[f"{prefix}_total"] = float(bridge.values.sum(dtype=np.float64))
-        summary[f"{prefix}_share_bimodal"] = alpha
-        odds = odds_ratio(alpha, e)
+        touching, rest = bimodal_mass(bridge, is_bimodal)
+        odds = None
+        if touching + rest > 0:
+            alpha = _share(touching, rest, f"{prefix}_share_bimodal")
+            summary[f"{prefix}_share_bimodal"] = alpha
+            odds = odds_ratio(alpha, RHO_PRIOR if prior else e)
         if odds is None:
             undefined += 1
         else:
@@ -233,25 +327,44 @@ def summarise_bridges(
     return summary
 
 
-def summarise(context: EvalContext) -> MetricResult:
-    """Bridge scalars of one run (`summarise_bridges`) and its `bridge_top` table.
+def all_bridges(context: EvalContext) -> tuple[dict[str, Bridge], dict[str, float]]:
+    """(the four bridges of ODDS by name, {`bridge_cosine_floor`: the threshold of D̂ D̂ᵀ})."""
+    cosine = cosine_matrix(context.dictionary)
+    floor = cosine_floor(cosine)
+    image, text = context.codes_image, context.codes_text
+    bridges = {
+        "coactivation": coactivation_bridge(image, text, cosine),
+        "coactivation_thresholded": coactivation_bridge(
+            image, text, cosine, floor, COACTIVATION_PERCENTILE
+        ),
+        "transport": transport_bridge(image, text, cosine, 1),
+        "transport_sq": transport_bridge(image, text, cosine, 2, floor),
+    }
+    return bridges, {"bridge_cosine_floor": floor}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeSettings(Settings):
+    bridge_top_pairs: int = setting(100, "rows of bridge_top per bridge form", minimum=1)
+
+
+@RUN_METRICS.register("bridge", BridgeSettings, order=50)
+def summarise(context: EvalContext, settings: BridgeSettings) -> MetricResult:
+    """Bridge scalars of one run (`summarise_bridges`, plus `bridge_cosine_floor`) and its
+    `bridge_top` table.
 
     bridge_top: the `bridge_top_pairs` largest entries of the co-activation bridge (linear-
-    structure eq. 6), then of the OT bridge, with a `bridge` column naming which; kinds are the
-    first-moment atom kinds of linear-structure.
+    structure eq. 6, unthresholded), then of the first-moment OT bridge, with a `form` column
+    naming which; kinds are the first-moment atom kinds of linear-structure.
     """
-    cosine = cosine_matrix(context.dictionary)
-    coactivation = coactivation_bridge(context.codes_image, context.codes_text, cosine)
-    transport = transport_bridge(context.codes_image, context.codes_text, cosine)
-    n_pairs = context.options.get("bridge_top_pairs", 100)
+    bridges, floors = all_bridges(context)
+    n_pairs = settings.bridge_top_pairs
     top = pd.concat(
         [
-            top_pairs(bridge, context.atom_kind, n_pairs).assign(form=form)
-            for form, bridge in (("coactivation", coactivation), ("transport", transport))
+            top_pairs(bridges[form], context.atom_kind, n_pairs).assign(form=form)
+            for form in ("coactivation", "transport")
         ],
         ignore_index=True,
     )
-    return MetricResult(
-        summary=summarise_bridges(coactivation, transport, context.atom_kind_sq, context.energy_sq),
-        tables={"bridge_top": top},
-    )
+    summary = summarise_bridges(bridges, context.atom_kind_sq, context.energy_sq)
+    return MetricResult(summary={**summary, **floors}, tables={"bridge_top": top})

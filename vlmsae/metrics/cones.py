@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics import STORE_METRICS
+from vlmsae.metrics.context import MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.registry import Settings, setting
 
 DISTRIBUTIONS = ("within_image", "within_text", "paired", "unpaired")
 BLOCK_ROWS = 8192  # rows per float64 block: bounds the copies at 50 MB for d = 768
@@ -120,15 +123,22 @@ def cosine_samples(image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
-def cone_histograms(context: EvalContext, bins: int | np.ndarray = 100) -> dict[str, np.ndarray]:
+@dataclass(frozen=True, kw_only=True)
+class ConeSettings(Settings):
+    cone_sample: int = setting(2000, "rows per modality for cone histograms", minimum=2)
+
+
+def cone_histograms(
+    context: StoreContext, settings: ConeSettings, bins: int | np.ndarray = 100
+) -> dict[str, np.ndarray]:
     """Histogram counts of each distribution in DISTRIBUTIONS, plus their bin `edges`.
 
     bins: a number of equal bins over [−1, 1] or explicit edges. The cosines come from
-    `options["cone_sample"]` (default 2000) pairs drawn without replacement with `context.seed`;
-    image and text keep the same rows so that pairs stay pairs.
+    `cone_sample` pairs drawn without replacement with `context.seed`; image and text keep the
+    same rows so that pairs stay pairs.
     """
     n = len(context.image)
-    size = min(int(context.options.get("cone_sample", 2000)), n)
+    size = min(settings.cone_sample, n)
     rows = np.sort(np.random.default_rng(context.seed).choice(n, size, replace=False))
     edges = np.linspace(-1.0, 1.0, int(bins) + 1) if np.ndim(bins) == 0 else np.asarray(bins)
     samples = cosine_samples(context.image[rows], context.text[rows])
@@ -136,11 +146,22 @@ def cone_histograms(context: EvalContext, bins: int | np.ndarray = 100) -> dict[
     return {"edges": edges, **histograms}
 
 
-def summarise(context: EvalContext) -> MetricResult:
-    """`cone_cos_{distribution}_{mean,std}` of the dense eval rows; no per-atom columns."""
+def histogram_table(histograms: dict[str, np.ndarray]) -> pd.DataFrame:
+    """`cone_histograms` as a table: one row per bin, `bin_left`, `bin_right` and the count of
+    each distribution in DISTRIBUTIONS (the cones figure, linear-structure Fig. 5, draws it)."""
+    edges = histograms["edges"]
+    counts = {name: histograms[name] for name in DISTRIBUTIONS}
+    return pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], **counts})
+
+
+@STORE_METRICS.register("cones", ConeSettings, order=10)
+def summarise_store(context: StoreContext, settings: ConeSettings) -> MetricResult:
+    """`cone_cos_{distribution}_{mean,std}` of the dense eval rows and the table
+    `cone_histograms` (`histogram_table`); no per-atom columns."""
     statistics = cone_statistics(context.image, context.text)
     summary: dict[str, float | int] = {}
     for name, stats in statistics.items():
         summary[f"cone_cos_{name}_mean"] = stats.mean
         summary[f"cone_cos_{name}_std"] = stats.std
-    return MetricResult(summary=summary)
+    histograms = histogram_table(cone_histograms(context, settings))
+    return MetricResult(summary=summary, tables={"cone_histograms": histograms})

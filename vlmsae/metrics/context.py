@@ -1,24 +1,58 @@
-"""What every metric group sees: one run's SAE applied to the balanced eval split.
+"""What metric groups see: a store's eval rows, and one run's SAE applied to them.
 
-`evaluate` builds one EvalContext per run and hands it to each metric group's
-`summarise(context) -> MetricResult`; a group returns per-atom columns (atoms.parquet) and scalars
-(summary.json), named as docs/results.md documents them. Groups never re-encode: everything they
-need is here, computed once.
+`evaluate` builds one StoreContext per store (dense rows only) and one EvalContext per run and
+hands them to the groups registered in vlmsae.metrics; a group returns per-atom columns
+(atoms.parquet), scalars (summary.json or the store's row of stores.csv) and tables, named as
+docs/results.md documents them. Groups never re-encode: everything they need is here, computed
+once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from vlmsae.store import TrueStructure
 
-@dataclass
-class EvalContext:
+
+@dataclass(kw_only=True)
+class StoreContext:
     image: np.ndarray  # [N, d] float32 eval image rows, unit norm; row i pairs with text row i
     text: np.ndarray  # [N, d] float32 the N captions
+    seed: int  # every random choice of a metric derives from it
+    # [N, 2] the store rows (image, text) of each eval pair: an image with several captions, or
+    # a text paired with several images, appears in several pairs (retrieval counts them right).
+    pairs: np.ndarray | None = None
+    # A second view of the same rows for MMS: another encoder's embeddings of the same items, or
+    # the true codes for synthetic data (kept sparse). [N, r] each, or None when there is none.
+    reference_image: np.ndarray | sparse.csr_matrix | None = None
+    reference_text: np.ndarray | sparse.csr_matrix | None = None
+    labels: np.ndarray | None = None  # [N] class of each image row, for zero-shot
+    class_prompts: np.ndarray | None = None  # [classes, templates, d] prompt embeddings
+    # Synthetic stores: the ground truth, and the true codes [N, q] of the eval rows.
+    truth: TrueStructure | None = None
+    true_codes_image: sparse.csr_matrix | None = None
+    true_codes_text: sparse.csr_matrix | None = None
+
+
+@dataclass(kw_only=True)
+class TrainRows:
+    """A sample of the run's training rows, to show overfitting beside the eval numbers."""
+
+    image: np.ndarray  # [n, d]
+    text: np.ndarray
+    recon_image: np.ndarray
+    recon_text: np.ndarray
+    codes_image: sparse.csr_matrix
+    codes_text: sparse.csr_matrix
+
+
+@dataclass(kw_only=True)
+class EvalContext(StoreContext):
     # Codes stay sparse: at p = 8192 and 100k pairs a dense matrix would take 3.3 GB a modality.
     codes_image: sparse.csr_matrix  # [N, p] float32
     codes_text: sparse.csr_matrix  # [N, p]
@@ -29,12 +63,12 @@ class EvalContext:
     energy_sq: np.ndarray  # [p] second moment mean z²
     atom_kind: np.ndarray  # [p] 'image' | 'text' | 'bimodal' | 'dead' (first-moment score)
     atom_kind_sq: np.ndarray  # [p] the same from second moments (iso-energy)
-    seed: int  # every random choice of a metric derives from it
-    # A second view of the same rows for MMS: another encoder's embeddings of the same items, or
-    # the true codes for synthetic data (kept sparse). [N, r] each, or None when there is none.
-    reference_image: np.ndarray | sparse.csr_matrix | None = None
-    reference_text: np.ndarray | sparse.csr_matrix | None = None
-    options: dict = field(default_factory=dict)  # metric settings from config `evaluation`
+    # The per-atom table every group starts from: activity, frequencies, energies per modality
+    # (both moments), modality scores and kinds (docs/results.md, atoms.parquet).
+    atoms: pd.DataFrame
+    # Encodes text rows [n, d] into codes [n, p] (zero-shot encodes class prompts).
+    encode_text: Callable[[np.ndarray], sparse.csr_matrix] | None = None
+    train: TrainRows | None = None
 
     @property
     def n_atoms(self) -> int:

@@ -1,8 +1,11 @@
-"""Run every per-run metric on a store's balanced evaluation split.
+"""Run the registered metric groups on a store's balanced evaluation split.
 
 The split: the store's "eval" pairs (a seeded subsample of at most `max_pairs`), giving N image
-rows I and N text rows T. Outputs follow docs/results.md: one row per atom (`atoms`) and one flat
-dict of scalars (`summary`).
+rows I and N text rows T. `evaluate_store` runs the store-level groups on the dense rows once per
+store; `evaluate_run` encodes the rows with one SAE, computes what every group reads (codes,
+reconstructions, energies, modality scores and atom kinds) and runs the run-level groups.
+Outputs follow docs/results.md: one row per atom (`atoms`), one flat dict of scalars (`summary`)
+and named tables.
 """
 
 from __future__ import annotations
@@ -14,28 +17,11 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from vlmsae.metrics import (
-    bridge,
-    cones,
-    energy,
-    gap,
-    mms,
-    modality,
-    modality_classifier,
-    probing,
-    reconstruction,
-    recovery,
-    retrieval,
-    zero_shot,
-)
-from vlmsae.metrics.context import EvalContext
+from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
+from vlmsae.metrics import parse_group_settings as parse_group_settings
+from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
-
-# Metric groups run on every run's EvalContext, in this order (each: summarise(context)).
-METRIC_GROUPS = (cones, modality_classifier, gap, mms, bridge, probing, retrieval)
-KINDS = ("image", "text", "bimodal", modality.DEAD)
-ACTIVITIES = ("both", "image_only", "text_only", modality.DEAD)
 
 
 @dataclass(frozen=True)
@@ -43,14 +29,15 @@ class EvalSettings:
     max_pairs: int = 10000
     seed: int = 0
     modality_epsilon: float = 0.05
-    energy_top_m: list[int] = field(default_factory=lambda: [10, 100])
     batch_size: int = 4096
-    options: dict = field(default_factory=dict)  # settings of the metric groups
+    split: str = "eval"  # sweeps score on "val", so selection never sees the reported rows
+    train_pairs: int = 2000  # training pairs encoded for the train-split R² and L0
+    metrics: dict = field(default_factory=dict)  # config `evaluation.metrics`: group options
 
 
-def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int) -> np.ndarray:
-    """[n, 2] eval pairs, a seeded subsample when there are more than `max_pairs`."""
-    pairs = store.split_pairs("eval")
+def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int, split: str = "eval") -> np.ndarray:
+    """[n, 2] pairs of `split`, a seeded subsample when there are more than `max_pairs`."""
+    pairs = store.split_pairs(split)
     if len(pairs) > max_pairs:
         keep = np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))
         pairs = pairs[keep]
@@ -79,31 +66,109 @@ def encode(
     return sparse.vstack(codes, format="csr", dtype=np.float32), np.concatenate(recon)
 
 
-def _modality_columns(e_image: np.ndarray, e_text: np.ndarray, epsilon: float, suffix: str) -> dict:
-    score = modality.modality_score(e_image, e_text)
-    return {
-        f"modality_score{suffix}": score,
-        f"atom_kind{suffix}": modality.atom_kind(score, epsilon),
-    }
+def _store_context(
+    store: EmbeddingStore,
+    pairs: np.ndarray,
+    seed: int,
+    reference_store: EmbeddingStore | None,
+) -> StoreContext:
+    """The dense eval rows and what the store knows of them (labels, truth, a second encoder).
 
-
-def _kind_summary(atoms: pd.DataFrame, suffix: str) -> dict:
-    """Counts and energy shares of each atom kind (energy of the same moment as the score)."""
-    kinds = atoms[f"atom_kind{suffix}"]
-    atom_energy = atoms[f"energy{suffix}"]
-    total = atom_energy.sum()
-    live = kinds != modality.DEAD
-    summary = {f"modality_atoms_{kind}{suffix}": int((kinds == kind).sum()) for kind in KINDS}
-    for kind in KINDS[:3]:
-        summary[f"modality_energy_share_{kind}{suffix}"] = float(
-            atom_energy[kinds == kind].sum() / total
-        )
-    score = atoms[f"modality_score{suffix}"][live]
-    summary[f"modality_score_mean{suffix}"] = float(score.mean())
-    summary[f"modality_score_energy_weighted_mean{suffix}"] = float(
-        np.average(score, weights=atom_energy[live])
+    `reference_store`: another model's store of the same items, the second encoder of MMS;
+    without it a synthetic store's true codes serve.
+    """
+    true_codes: dict = {}
+    truth = store.truth()
+    if truth is not None:
+        true_codes = {
+            m: truth.codes[m].to_csr(len(truth.dictionary))[pairs[:, i]]
+            for i, m in enumerate(("image", "text"))
+        }
+    reference = true_codes
+    if reference_store is not None:
+        if reference_store.array("image").shape[0] != store.array("image").shape[0]:
+            raise ValueError(f"{reference_store.path} does not hold the items of {store.path}")
+        reference = {
+            m: reference_store.rows(m, pairs[:, i]) for i, m in enumerate(("image", "text"))
+        }
+    labels = store.optional("label")
+    return StoreContext(
+        image=store.rows("image", pairs[:, 0]),
+        text=store.rows("text", pairs[:, 1]),
+        seed=seed,
+        pairs=pairs,
+        reference_image=reference.get("image"),
+        reference_text=reference.get("text"),
+        labels=None if labels is None else labels[pairs[:, 0]],
+        class_prompts=store.optional("class_prompts"),
+        truth=truth,
+        true_codes_image=true_codes.get("image"),
+        true_codes_text=true_codes.get("text"),
     )
-    return summary
+
+
+def _merge(results: list[MetricResult]) -> MetricResult:
+    merged = MetricResult()
+    for result in results:
+        merged.atom_columns.update(result.atom_columns)
+        merged.summary.update(result.summary)
+        merged.tables.update(result.tables)
+    return merged
+
+
+def evaluate_store(
+    store: EmbeddingStore,
+    settings: EvalSettings,
+    reference_store: EmbeddingStore | None = None,
+) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """(summary dict, tables) of the store-level groups on the store's eval rows."""
+    pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
+    context = _store_context(store, pairs, settings.seed, reference_store)
+    options = parse_group_settings(settings.metrics)
+    result = _merge([entry.obj(context, options[entry.name]) for entry in ordered(STORE_METRICS)])
+    summary = {"eval_pairs": len(pairs), "eval_seed": settings.seed, **result.summary}
+    return summary, result.tables
+
+
+def _atoms_table(
+    codes: dict[str, sparse.csr_matrix], n_pairs: int, n_atoms: int, epsilon: float
+) -> pd.DataFrame:
+    """Per atom: where it fires, how often, its energies (both moments), scores and kinds."""
+    atoms = pd.DataFrame({"atom": np.arange(n_atoms)})
+    counts = {m: codes[m].getnnz(axis=0) for m in codes}
+    atoms["active_on"] = modality.activity(counts["image"] > 0, counts["text"] > 0)
+    for m in codes:
+        atoms[f"frequency_{m}"] = counts[m] / n_pairs
+    codes_all = sparse.vstack([codes["image"], codes["text"]], format="csr")
+    for moment, suffix in ((1, ""), (2, "_sq")):
+        for m in codes:
+            atoms[f"energy{suffix}_{m}"] = energy.energy(codes[m], moment)
+        atoms[f"energy{suffix}"] = energy.energy(codes_all, moment)
+        score = modality.modality_score(
+            atoms[f"energy{suffix}_image"].to_numpy(), atoms[f"energy{suffix}_text"].to_numpy()
+        )
+        atoms[f"modality_score{suffix}"] = score
+        atoms[f"atom_kind{suffix}"] = modality.atom_kind(score, epsilon)
+    return atoms
+
+
+def _train_rows(
+    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
+) -> TrainRows | None:
+    """A seeded sample of the training pairs, encoded (None when the store has none)."""
+    pairs = eval_pairs(store, settings.train_pairs, settings.seed, "train")
+    if len(pairs) == 0:
+        return None
+    x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
+    encoded = {m: encode(model, x[m], settings.batch_size, i) for i, m in enumerate(x)}
+    return TrainRows(
+        image=x["image"],
+        text=x["text"],
+        codes_image=encoded["image"][0],
+        codes_text=encoded["text"][0],
+        recon_image=encoded["image"][1],
+        recon_text=encoded["text"][1],
+    )
 
 
 def evaluate(
@@ -120,96 +185,17 @@ def evaluate_run(
     settings: EvalSettings,
     reference_store: EmbeddingStore | None = None,
 ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
-    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run.
-
-    `reference_store`: another model's store of the same items, the second encoder of MMS;
-    without it a synthetic store's true codes serve.
-    """
-    pairs = eval_pairs(store, settings.max_pairs, settings.seed)
-    x = {"image": store.rows("image", pairs[:, 0]), "text": store.rows("text", pairs[:, 1])}
+    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run."""
+    pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
+    rows = _store_context(store, pairs, settings.seed, reference_store)
     codes, recon = {}, {}
-    for modality_index, m in enumerate(x):
-        codes[m], recon[m] = encode(model, x[m], settings.batch_size, modality_index)
-    x_all = np.concatenate([x["image"], x["text"]])
-    recon_all = np.concatenate([recon["image"], recon["text"]])
-    codes_all = sparse.vstack([codes["image"], codes["text"]], format="csr")
-
-    atoms = pd.DataFrame({"atom": np.arange(model.n_atoms)})
-    counts = {m: codes[m].getnnz(axis=0) for m in x}
-    atoms["active_on"] = modality.activity(counts["image"] > 0, counts["text"] > 0)
-    for m in x:
-        atoms[f"frequency_{m}"] = counts[m] / len(pairs)
-    for moment, suffix in ((1, ""), (2, "_sq")):
-        for m in x:
-            atoms[f"energy{suffix}_{m}"] = energy.energy(codes[m], moment)
-        atoms[f"energy{suffix}"] = energy.energy(codes_all, moment)
-        for column, values in _modality_columns(
-            atoms[f"energy{suffix}_image"].to_numpy(),
-            atoms[f"energy{suffix}_text"].to_numpy(),
-            settings.modality_epsilon,
-            suffix,
-        ).items():
-            atoms[column] = values
-
-    summary: dict = {
-        "n_atoms": model.n_atoms,
-        "eval_pairs": len(pairs),
-        "eval_seed": settings.seed,
-        "mse": reconstruction.mean_squared_error(x_all, recon_all),
-        "r2": reconstruction.r_squared(x_all, recon_all),
-        "l0": reconstruction.l0(codes_all),
-    }
-    for m in x:
-        summary[f"mse_{m}"] = reconstruction.mean_squared_error(x[m], recon[m])
-        summary[f"r2_{m}"] = reconstruction.r_squared(x[m], recon[m])
-        summary[f"l0_{m}"] = reconstruction.l0(codes[m])
-    activity_counts = atoms["active_on"].value_counts()
-    for label in ACTIVITIES[:3]:
-        summary[f"atoms_active_{label}"] = int(activity_counts.get(label, 0))
-    # Dead per modality: never active on that modality's rows; dead_atoms: active on neither.
-    summary["dead_atoms"] = int(activity_counts.get(modality.DEAD, 0))
-    summary["dead_atoms_image"] = int((counts["image"] == 0).sum())
-    summary["dead_atoms_text"] = int((counts["text"] == 0).sum())
-    for suffix in ("", "_sq"):
-        for m_top in settings.energy_top_m:
-            summary[f"energy{suffix}_top{m_top}_share"] = energy.top_share(
-                atoms[f"energy{suffix}"].to_numpy(), m_top
-            )
-        summary.update(_kind_summary(atoms, suffix))
-
+    for modality_index, m in enumerate(("image", "text")):
+        codes[m], recon[m] = encode(model, getattr(rows, m), settings.batch_size, modality_index)
+    atoms = _atoms_table(codes, len(pairs), model.n_atoms, settings.modality_epsilon)
     dictionary = model.W_dec.detach().float().cpu().numpy()
     dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
-    truth = store.truth()
-    reference = {}
-    if truth is not None:
-        true_codes = {
-            m: truth.codes[m].to_csr(len(truth.dictionary))[pairs[:, i]] for i, m in enumerate(x)
-        }
-        summary["recovery_w"] = recovery.dictionary_distance(dictionary, truth.dictionary)
-        summary["recovery_mma"] = recovery.usage_agreement(
-            codes_all, sparse.vstack([true_codes["image"], true_codes["text"]])
-        )
-        # The true codes are the "second encoder" of synthetic data (MMS).
-        reference = true_codes
-    if reference_store is not None:
-        if reference_store.array("image").shape[0] != store.array("image").shape[0]:
-            raise ValueError(f"{reference_store.path} does not hold the items of {store.path}")
-        reference = {m: reference_store.rows(m, pairs[:, i]) for i, m in enumerate(x)}
-    labels, class_prompts = store.optional("label"), store.optional("class_prompts")
-    if labels is not None and class_prompts is not None:
-        summary.update(
-            zero_shot.zero_shot(
-                x["image"],
-                codes["image"],
-                labels[pairs[:, 0]],
-                class_prompts,
-                lambda text: encode(model, text, settings.batch_size, 1)[0],
-            )
-        )
-
     context = EvalContext(
-        image=x["image"],
-        text=x["text"],
+        **vars(rows),
         codes_image=codes["image"],
         codes_text=codes["text"],
         recon_image=recon["image"],
@@ -219,16 +205,18 @@ def evaluate_run(
         energy_sq=atoms["energy_sq"].to_numpy(),
         atom_kind=atoms["atom_kind"].to_numpy(),
         atom_kind_sq=atoms["atom_kind_sq"].to_numpy(),
-        seed=settings.seed,
-        reference_image=reference.get("image"),
-        reference_text=reference.get("text"),
-        options=dict(settings.options),
+        atoms=atoms,
+        encode_text=lambda text: encode(model, text, settings.batch_size, 1)[0],
+        train=_train_rows(model, store, settings),
     )
-    tables: dict[str, pd.DataFrame] = {}
-    for group in METRIC_GROUPS:
-        result = group.summarise(context)
-        for name, column in result.atom_columns.items():
-            atoms[name] = column
-        summary.update(result.summary)
-        tables.update(result.tables)
-    return atoms, summary, tables
+    options = parse_group_settings(settings.metrics)
+    result = _merge([entry.obj(context, options[entry.name]) for entry in ordered(RUN_METRICS)])
+    for name, column in result.atom_columns.items():
+        atoms[name] = column
+    summary = {
+        "n_atoms": model.n_atoms,
+        "eval_pairs": len(pairs),
+        "eval_seed": settings.seed,
+        **result.summary,
+    }
+    return atoms, summary, result.tables

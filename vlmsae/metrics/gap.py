@@ -20,15 +20,17 @@ and texts of the other pairs and is scored on the held-out ones; the kNN referen
 of the training pairs and the queries are the images and texts of the held-out pairs, so no query
 meets its own pair among the references.
 
-Versions of the eval rows (`summarise`): `dense`, `reconstructed` (x̂, decoder bias included),
+Versions of the eval rows: the store's `dense` and `mean_shift` (Liang et al.'s baseline
+I − μ_I + (μ_I + μ_T)/2, T − μ_T + (μ_I + μ_T)/2 on the dense rows), once per store
+(`summarise_store`), and each run's `reconstructed` (x̂, decoder bias included) and
 `bimodal_only` (Ã = (Z ⊙ δ)D, δ keeping the atoms of second-moment kind 'bimodal', no decoder
-bias: iso-energy's intervention) and `mean_shift` (Liang et al.'s baseline
-I − μ_I + (μ_I + μ_T)/2, T − μ_T + (μ_I + μ_T)/2 on the dense rows).
+bias: iso-energy's intervention), in `summarise`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -36,8 +38,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from vlmsae.errors import ConfigError
-from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics import RUN_METRICS, STORE_METRICS
+from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.registry import Settings, setting
 
 VERSIONS = ("dense", "reconstructed", "bimodal_only", "mean_shift")
 BLOCK_ENTRIES = 1 << 24  # similarities per block of the kNN search: 64 MB in float32
@@ -76,6 +80,30 @@ def bimodal_only(codes: sparse.csr_matrix, dictionary: np.ndarray, keep: np.ndar
     masked.data *= keep[masked.indices]
     masked.eliminate_zeros()
     return np.asarray(masked @ dictionary)
+
+
+def gap_shares(
+    codes_image: sparse.csr_matrix,
+    codes_text: sparse.csr_matrix,
+    dictionary: np.ndarray,
+    image: np.ndarray,
+    text: np.ndarray,
+) -> np.ndarray:
+    """[p] each atom's share of the modality gap, the difference in means (iso-energy Fig. 3).
+
+    Atom k moves the mean reconstruction of a modality by its mean code times its direction, so
+    it adds c_k = (mean_I z_k − mean_T z_k) d_k to the difference of the modalities' mean
+    reconstructions. Its share is the part of the dense gap Δ = mean I − mean T along c_k:
+    c_k·Δ / ‖Δ‖². Shares sum to the part of Δ the atoms reconstruct (about 1 for a good SAE
+    without per-modality biases); a negative share narrows the gap. codes [N, p] (sparse, one
+    row per eval row of image [N, d] or text [N, d]), dictionary [p, d]. NaN when Δ = 0.
+    """
+    gap = image.mean(axis=0, dtype=np.float64) - text.mean(axis=0, dtype=np.float64)
+    difference = np.asarray(codes_image.mean(axis=0) - codes_text.mean(axis=0)).ravel()
+    squared = gap @ gap
+    if squared == 0:
+        return np.full(len(dictionary), np.nan)
+    return difference * (dictionary.astype(np.float64) @ gap) / squared
 
 
 def gap_split(
@@ -157,29 +185,45 @@ def modality_gap(
     }
 
 
-def _versions(
-    context: EvalContext, keep: np.ndarray, train: np.ndarray
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(version, image rows, text rows), built one at a time to hold one version in memory."""
-    yield "dense", context.image, context.text
-    yield "reconstructed", context.recon_image, context.recon_text
-    if keep.any():
-        yield (
-            "bimodal_only",
-            bimodal_only(context.codes_image, context.dictionary, keep),
-            bimodal_only(context.codes_text, context.dictionary, keep),
+@dataclass(frozen=True, kw_only=True)
+class GapSettings(Settings):
+    gap_test_fraction: float = setting(
+        0.3, "held-out pairs for separability and kNN", exclusiveMinimum=0, exclusiveMaximum=1
+    )
+    gap_max_rows: int = setting(20000, "rows per modality used by the gap measures", minimum=10)
+    knn_k: int = setting(10, "the k of the kNN score", minimum=1)
+
+
+def _split(context: StoreContext, settings: GapSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded (train, test) pairs of separability and kNN; k must fit in the train pairs."""
+    train, test = gap_split(
+        len(context.image), context.seed, settings.gap_test_fraction, settings.gap_max_rows
+    )
+    if settings.knn_k > len(train):
+        raise ConfigError(
+            "evaluation.metrics.gap.knn_k",
+            f"{settings.knn_k} neighbours, but the eval split leaves {len(train)} reference pairs",
+            "lower knn_k, or give the store a larger eval split",
         )
-    yield "mean_shift", *mean_shift(context.image, context.text, train)
+    return train, test
 
 
-def summarise(context: EvalContext) -> MetricResult:
-    """`gap_{mean_distance,separability,knn_auroc}_{version}` for each version in VERSIONS.
+def _measured(
+    versions: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    train: np.ndarray,
+    test: np.ndarray,
+    k: int,
+) -> dict[str, float | int]:
+    return {
+        f"gap_{name}_{version}": value
+        for version, image, text in versions
+        for name, value in modality_gap(image, text, train, test, k).items()
+    }
 
-    Options: `gap_test_fraction` (0.3), `gap_max_rows` (20000 pairs), `knn_k` (10). Also
-    `gap_bimodal_atoms`, the number of atoms of second-moment kind 'bimodal'. When it is 0 every
-    bimodal-only row is zero and its gap is undefined: the `*_bimodal_only` keys are left out.
-    Otherwise `gap_bimodal_zero_rows` counts the image and text rows whose code has no bimodal
-    atom (zero rows, see the module docstring).
+
+@STORE_METRICS.register("gap", GapSettings, order=40)
+def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResult:
+    """`gap_{mean_distance,separability,knn_auroc}_{dense,mean_shift}` of the store's eval rows.
 
     The mean shift is fitted on the training pairs, like the classifier. Fitted on every row it
     would make the training and held-out mean differences exact opposites, and the classifier,
@@ -187,27 +231,38 @@ def summarise(context: EvalContext) -> MetricResult:
     COCO pairs with CLIP ViT-B/16). Its mean distance over every row is then the small residual
     difference of the held-out means, not exactly 0.
     """
-    options = context.options
-    train, test = gap_split(
-        len(context.image),
-        context.seed,
-        float(options.get("gap_test_fraction", 0.3)),
-        int(options.get("gap_max_rows", 20000)),
-    )
-    k = int(options.get("knn_k", 10))
-    if k > len(train):
-        raise ConfigError(
-            "evaluation.options.knn_k",
-            f"{k} neighbours, but the eval split leaves {len(train)} reference pairs",
-            "lower knn_k, or give the store a larger eval split",
-        )
+    train, test = _split(context, settings)
+    versions = [
+        ("dense", context.image, context.text),
+        ("mean_shift", *mean_shift(context.image, context.text, train)),
+    ]
+    return MetricResult(summary=_measured(versions, train, test, settings.knn_k))
+
+
+@RUN_METRICS.register("gap", GapSettings, order=40)
+def summarise(context: EvalContext, settings: GapSettings) -> MetricResult:
+    """`gap_{mean_distance,separability,knn_auroc}_{reconstructed,bimodal_only}` of one run and
+    the per-atom column `gap_share` (`gap_shares`).
+
+    Also `gap_bimodal_atoms`, the number of atoms of second-moment kind 'bimodal'. When it is 0
+    every bimodal-only row is zero and its gap is undefined: the `*_bimodal_only` keys are left
+    out. Otherwise `gap_bimodal_zero_rows` counts the image and text rows whose code has no
+    bimodal atom (zero rows, see the module docstring). The dense and mean-shift versions are the
+    store's (`summarise_store`): the same split and seed make them comparable.
+    """
+    train, test = _split(context, settings)
     keep = context.atom_kind_sq == "bimodal"
     summary: dict[str, float | int] = {"gap_bimodal_atoms": int(keep.sum())}
-    for version, image, text in _versions(context, keep, train):
-        for name, value in modality_gap(image, text, train, test, k).items():
-            summary[f"gap_{name}_{version}"] = value
-        if version == "bimodal_only":
-            summary["gap_bimodal_zero_rows"] = int(
-                np.sum(~image.any(axis=1)) + np.sum(~text.any(axis=1))
-            )
-    return MetricResult(summary=summary)
+    versions = [("reconstructed", context.recon_image, context.recon_text)]
+    if keep.any():
+        image = bimodal_only(context.codes_image, context.dictionary, keep)
+        text = bimodal_only(context.codes_text, context.dictionary, keep)
+        versions.append(("bimodal_only", image, text))
+        summary["gap_bimodal_zero_rows"] = int(
+            np.sum(~image.any(axis=1)) + np.sum(~text.any(axis=1))
+        )
+    summary.update(_measured(versions, train, test, settings.knn_k))
+    share = gap_shares(
+        context.codes_image, context.codes_text, context.dictionary, context.image, context.text
+    )
+    return MetricResult(atom_columns={"gap_share": share}, summary=summary)

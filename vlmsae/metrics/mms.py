@@ -11,10 +11,16 @@ With E the row-normalised reference embeddings, S = E_m E_nᵀ, so the numerator
 similarity matrix is never formed. MMS is a weighted mean of cosines, so it lies in [−1, 1].
 
 An atom with no co-activating pair for (m, n) (inactive on a modality, or for m = n active on a
-single row) has no MMS for that pair: NaN in its column, left out of the summary mean, and the
-summary counts the atoms that enter each mean. The paper reads a modality-split dictionary's
-MMS(image, text) as 0 (§3.2); the summary mean of a pair with no defined atom follows that,
-with count 0 beside it.
+single row) has no MMS for that pair: NaN in its per-atom column. The summary follows the paper
+(group-sparse §3.2, which reads a modality-split dictionary's MMS(image, text) as 0): such an atom
+scores 0 and `mms_<pair>` is the mean over ALL p atoms (issue 12 item 8); `mms_<pair>_defined`
+keeps the mean over the atoms where MMS is defined (0 when there is none; vlmsae's earlier
+`mms_<pair>`) and `mms_<pair>_atoms` counts them.
+
+Synthetic data: the second encoder is the truth, and its columns are true CONCEPTS
+(`truth.atom_concept`, `concept_reference`): the image and the text instantiation of a bimodal
+concept (two dictionary rows when τ1 < 1) are one column, so an atom firing on an image and on a
+text of the same concept sees cosine 1 between them, as group-sparse's second encoder would.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from vlmsae.metrics.context import EvalContext, MetricResult
+from vlmsae.metrics import RUN_METRICS, STORE_METRICS
+from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.registry import Settings
 
 PAIRS = (("image", "image"), ("text", "text"), ("image", "text"))
 
@@ -101,19 +109,60 @@ def baseline(reference: dict[str, np.ndarray]) -> dict[str, float]:
     return {name.replace("mms_", "mms_baseline_"): float(s[0]) for name, s in scores.items()}
 
 
-def summarise(context: EvalContext) -> MetricResult:
-    """Per-atom MMS columns and, per pair, the mean over defined atoms, their count and baseline.
+def concept_reference(
+    true_codes: sparse.spmatrix | sparse.sparray, atom_concept: np.ndarray
+) -> sparse.csr_array:
+    """True codes [N, K] summed into concept columns [N, C] (C distinct `atom_concept` [K]
+    values, in sorted order): the instantiations of one concept become one column."""
+    _, concept = np.unique(np.asarray(atom_concept), return_inverse=True)
+    k = len(concept)
+    merge = sparse.csr_array(
+        (np.ones(k), (np.arange(k), concept.ravel())), shape=(k, int(concept.max()) + 1)
+    )
+    return sparse.csr_array(sparse.csr_array(true_codes, dtype=np.float64) @ merge)
+
+
+def reference_views(context: StoreContext) -> dict:
+    """{image, text}: the second view of the eval rows, the true codes of a synthetic store (the
+    reference evaluate gives when there is no reference store) summed into concept columns."""
+    reference = {"image": context.reference_image, "text": context.reference_text}
+    if context.truth is not None and context.reference_image is context.true_codes_image:
+        reference = {
+            m: concept_reference(r, context.truth.atom_concept) for m, r in reference.items()
+        }
+    return reference
+
+
+def _has_reference(context: StoreContext) -> bool:
+    return context.reference_image is not None and context.reference_text is not None
+
+
+@STORE_METRICS.register("mms", order=80)
+def summarise_store(context: StoreContext, settings: Settings) -> MetricResult:
+    """`mms_baseline_<pair>`: the MMS of the dense reference itself (`baseline`), once per store.
+
+    Empty when the store has no reference embeddings.
+    """
+    if not _has_reference(context):
+        return MetricResult()
+    return MetricResult(summary=baseline(reference_views(context)))
+
+
+@RUN_METRICS.register("mms", order=80)
+def summarise(context: EvalContext, settings: Settings) -> MetricResult:
+    """Per-atom MMS columns and, per pair, the mean over all atoms (undefined ones count 0), the
+    mean over defined atoms and their count; the baseline is the store's (`summarise_store`).
 
     Empty when the context has no reference embeddings.
     """
-    if context.reference_image is None or context.reference_text is None:
+    if not _has_reference(context):
         return MetricResult()
-    reference = {"image": context.reference_image, "text": context.reference_text}
+    reference = reference_views(context)
     columns = mms({"image": context.codes_image, "text": context.codes_text}, reference)
     summary: dict[str, float | int] = {}
     for name, scores in columns.items():
         defined = ~np.isnan(scores)
-        summary[name] = float(scores[defined].mean()) if defined.any() else 0.0
+        summary[name] = float(np.where(defined, scores, 0.0).mean()) if len(scores) else 0.0
+        summary[f"{name}_defined"] = float(scores[defined].mean()) if defined.any() else 0.0
         summary[f"{name}_atoms"] = int(defined.sum())
-    summary.update(baseline(reference))
     return MetricResult(atom_columns=columns, summary=summary)

@@ -14,10 +14,14 @@ mean is over live atoms only, and the energy-weighted mean gives dead atoms weig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.modality import DEAD
+from vlmsae.registry import Settings, setting
 
 
 def threshold_accuracy(scores_image: np.ndarray, scores_text: np.ndarray) -> np.ndarray:
@@ -58,24 +62,32 @@ def classifier_accuracy(
     return accuracy
 
 
-def summarise(context: EvalContext) -> MetricResult:
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSettings(Settings):
+    classifier_max_rows: int = setting(
+        20000, "rows per modality scored by the atom-as-modality-classifier", minimum=2
+    )
+    classifier_chunk: int = setting(256, "atoms sorted at a time", minimum=1)
+
+
+@RUN_METRICS.register("modality_classifier", ClassifierSettings, order=20)
+def summarise(context: EvalContext, settings: ClassifierSettings) -> MetricResult:
     """Per atom `classifier_accuracy` [p] on the dense eval rows; its mean over live atoms and
     its mean weighted by first-moment energy (`classifier_accuracy[_energy_weighted]_mean`).
 
-    Options: `classifier_max_rows` (default 20000): at most this many eval pairs, drawn with
+    Settings: `classifier_max_rows`: at most this many eval pairs, drawn with
     `context.seed`, give the image and text rows. Scoring is O(N p d) and sorting O(p N log N):
     at 100k pairs and 8192 atoms every row would take minutes, while 20k rows a modality pin an
-    accuracy down to a standard error below 0.003. `classifier_chunk` (default 256): atoms
-    scored at a time.
+    accuracy down to a standard error below 0.003. `classifier_chunk`: atoms scored at a time.
     """
     n = len(context.image)
-    size = min(n, int(context.options.get("classifier_max_rows", 20000)))
+    size = min(n, settings.classifier_max_rows)
     rows = np.sort(np.random.default_rng(context.seed).choice(n, size, replace=False))
     accuracy = classifier_accuracy(
         context.image[rows],
         context.text[rows],
         context.dictionary,
-        int(context.options.get("classifier_chunk", 256)),
+        settings.classifier_chunk,
     )
     live = context.atom_kind != DEAD
     if not live.any():

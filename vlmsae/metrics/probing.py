@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.modality import DEAD
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.registry import Settings
 
 BLOCK_ENTRIES = 1 << 24  # probe scores per block: 64 MB in float32
 
@@ -81,7 +83,8 @@ def p_acc(score: np.ndarray, weights: np.ndarray) -> float:
     return float(np.average(score[live], weights=weights[live]))
 
 
-def summarise(context: EvalContext) -> MetricResult:
+@RUN_METRICS.register("probing", order=30)
+def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """Per atom `probe_accuracy` (its p_acc score, NaN for dead atoms) and the scalar `p_acc`.
 
     Kinds and weights are the second-moment ones (`atom_kind_sq`, `energy_sq`); only live atoms'

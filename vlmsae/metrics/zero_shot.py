@@ -19,6 +19,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy import sparse
 
+from vlmsae.metrics import RUN_METRICS, STORE_METRICS
+from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
+from vlmsae.registry import Settings
+
 TOP_K = (1, 5)
 
 
@@ -62,39 +66,88 @@ def _accuracies(
     return {k: correct[k] / len(labels) for k in ks}
 
 
-def zero_shot(
+def _checked_labels(labels: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if len(labels) != n_rows:
+        raise ValueError("image rows and labels must have one entry per image")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    return labels
+
+
+def _named(accuracies: dict[int, float], space: str) -> dict[str, float]:
+    return {f"zero_shot_top{k}_{space}": accuracy for k, accuracy in accuracies.items()}
+
+
+def zero_shot_dense(
     image_embeddings: np.ndarray,
+    labels: np.ndarray,
+    class_prompt_embeddings: np.ndarray,
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """`zero_shot_top1_dense` (and `zero_shot_top5_dense` when C ≥ 5): the dense baseline.
+
+    image_embeddings [N, d], labels [N] in 0..C−1, class_prompt_embeddings [C, T, d].
+    """
+    labels = _checked_labels(labels, len(image_embeddings), class_prompt_embeddings.shape[0])
+    images = np.asarray(image_embeddings, dtype=np.float64)
+    images = images / np.linalg.norm(images, axis=1, keepdims=True)
+    classes = class_embeddings(class_prompt_embeddings)
+    return _named(_accuracies(images, classes, labels, batch_size), "dense")
+
+
+def zero_shot_codes(
     image_codes: sparse.spmatrix | sparse.sparray,
     labels: np.ndarray,
     class_prompt_embeddings: np.ndarray,
     encode: Callable[[np.ndarray], sparse.csr_matrix],
     batch_size: int = 4096,
 ) -> dict[str, float]:
-    """`zero_shot_top1_{dense,codes}` (and `zero_shot_top5_*` when C ≥ 5) accuracies.
+    """`zero_shot_top1_codes` (and `_top5_`): the same classification from SAE codes.
 
-    image_embeddings [N, d], image_codes [N, p] their SAE codes, labels [N] in 0..C−1,
-    class_prompt_embeddings [C, T, d]; encode maps text embeddings [C, d] to codes [C, p].
+    image_codes [N, p]; encode maps the class embeddings [C, d] (as text) to codes [C, p].
     """
-    labels = np.asarray(labels)
-    n_classes = class_prompt_embeddings.shape[0]
-    if len(labels) != len(image_embeddings) or image_codes.shape[0] != len(image_embeddings):
-        raise ValueError("image embeddings, codes and labels must have one row per image")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    classes = class_embeddings(class_prompt_embeddings)
-    dense_images = np.asarray(image_embeddings, dtype=np.float64)
-    dense_images = dense_images / np.linalg.norm(dense_images, axis=1, keepdims=True)
-    results = {
-        "dense": _accuracies(dense_images, classes, labels, batch_size),
-        "codes": _accuracies(
-            _unit_sparse_rows(image_codes),
-            _unit_sparse_rows(encode(classes.astype(np.float32))),
-            labels,
-            batch_size,
-        ),
-    }
-    return {
-        f"zero_shot_top{k}_{space}": accuracy
-        for space, by_k in results.items()
-        for k, accuracy in by_k.items()
-    }
+    labels = _checked_labels(labels, image_codes.shape[0], class_prompt_embeddings.shape[0])
+    classes = class_embeddings(class_prompt_embeddings).astype(np.float32)
+    image_units = _unit_sparse_rows(image_codes)
+    class_codes = _unit_sparse_rows(encode(classes))
+    named = _named(_accuracies(image_units, class_codes, labels, batch_size), "codes")
+    named["zero_shot_ties_codes"] = _share_unscored(image_units, class_codes)
+    return named
+
+
+def _share_unscored(images: sparse.csr_array, classes: sparse.csr_array) -> float:
+    """Share of images whose code shares no atom with any class's code: every score is 0.
+
+    Such an image ties among all classes and counts as wrong; this share tells that apart from
+    a confident mistake.
+    """
+    class_atoms = (np.asarray(abs(classes).sum(axis=0)).ravel() > 0).astype(np.float32)  # [p]
+    touched = np.asarray(abs(images) @ class_atoms).ravel() > 0
+    return float(1.0 - touched.mean())
+
+
+def _has_labels(context: StoreContext) -> bool:
+    return context.labels is not None and context.class_prompts is not None
+
+
+@STORE_METRICS.register("zero_shot", order=70)
+def summarise_store(context: StoreContext, settings: Settings) -> MetricResult:
+    """The dense zero-shot accuracies, for stores with labels and class prompts (else empty)."""
+    if not _has_labels(context):
+        return MetricResult()
+    return MetricResult(
+        summary=zero_shot_dense(context.image, context.labels, context.class_prompts)
+    )
+
+
+@RUN_METRICS.register("zero_shot", order=70)
+def summarise(context: EvalContext, settings: Settings) -> MetricResult:
+    """The zero-shot accuracies from the run's codes, for stores with labels and class prompts."""
+    if not _has_labels(context):
+        return MetricResult()
+    return MetricResult(
+        summary=zero_shot_codes(
+            context.codes_image, context.labels, context.class_prompts, context.encode_text
+        )
+    )

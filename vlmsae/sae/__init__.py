@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-# Importing a variant's module registers it.
-from vlmsae.sae import batchtopk, jumprelu, matryoshka, mp, relu, semi_nmf, topk  # noqa: F401
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import VARIANTS
+from vlmsae.sae.registry import VARIANTS, SAESettings, register
+
+__all__ = [
+    "VARIANTS",
+    "SAESettings",
+    "SparseAutoencoder",
+    "available",
+    "build",
+    "load",
+    "register",
+    "save",
+]
 
 WEIGHTS_FILE, CONFIG_FILE = "sae.safetensors", "config.json"
 
 
 def available() -> list[str]:
     """Names of the registered variants."""
-    return sorted(VARIANTS)
-
-
-def hyper_parameters(variant: str) -> dict[str, bool]:
-    """The keyword hyper-parameters a variant takes, each mapped to whether it is required."""
-    taken = {}
-    for cls in (VARIANTS[variant], SparseAutoencoder):
-        for name, parameter in inspect.signature(cls.__init__).parameters.items():
-            if name in ("self", "d", "n_atoms") or parameter.kind is parameter.VAR_KEYWORD:
-                continue
-            taken.setdefault(name, parameter.default is inspect.Parameter.empty)
-    return taken
+    return VARIANTS.names()
 
 
 def build(variant: str, d: int, n_atoms: int, **hyper) -> SparseAutoencoder:
-    """A freshly initialised SAE of the named variant."""
-    if variant not in VARIANTS:
-        raise KeyError(f"unknown SAE variant '{variant}'; available: {', '.join(available())}")
-    return VARIANTS[variant](d=d, n_atoms=n_atoms, **hyper)
+    """A freshly initialised SAE of the named variant; `hyper` are its Settings fields."""
+    cls = VARIANTS.get(variant).obj
+    return cls(d, cls.Settings(n_atoms=n_atoms, **hyper))
 
 
 def save(model: SparseAutoencoder, directory: str | Path, extra: dict | None = None) -> None:

@@ -16,6 +16,7 @@ the dense one. Variants without an encoder (matching pursuit, semi-NMF) override
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmsae.sae.codes import Codes
+from vlmsae.sae.registry import SAESettings
 
 Modality = int | torch.Tensor | None  # 0 image, 1 text; an int for the batch or a [B] tensor
 
@@ -75,18 +77,61 @@ def _sddmm(
 ) -> torch.Tensor:
     """[nnz]: left[left_index[i]] · right[right_index[i]], one dot product per coordinate.
 
-    embedding_bag's per-sample-weight gradient is exactly this sampled product, computed without
-    gathering the [nnz, d] operands; it reads each coordinate's bag from `offset2bag` (left_index),
-    so the coordinates need no particular order.
+    On CPU in float32/float64 it runs through `torch.sparse.sampled_addmm` (SDDMM), one dot product
+    per stored coordinate with no [nnz, d] temporary; elsewhere (GPU, half precision, which that
+    CPU kernel lacks) the operands are gathered a block at a time.
     """
     if left_index.numel() == 0:
         return left.new_zeros(0)
-    if left.device.type != "cpu" and left.dtype not in (torch.float32, torch.float64):
-        # GPU builds of that kernel may lack the half-precision types: gather instead
-        return (left[left_index] * right[right_index]).sum(dim=1)
-    offsets = left_index.new_zeros(len(left))
-    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
-        left.contiguous(), right.contiguous(), right_index, offsets, left_index, 0, -1
+    if left.device.type == "cpu" and left.dtype in (torch.float32, torch.float64):
+        return _sampled_dots(left.contiguous(), right.contiguous(), left_index, right_index)
+    return _gathered_dots(left, right, left_index, right_index)
+
+
+def _sampled_dots(
+    left: torch.Tensor, right: torch.Tensor, left_index: torch.Tensor, right_index: torch.Tensor
+) -> torch.Tensor:
+    """`_sddmm` by sampled_addmm, whose CSR pattern needs the coordinates grouped by left_index.
+
+    Callers almost always pass them so (codes are selected row by row): only otherwise are they
+    sorted, and the products put back in the callers' order.
+    """
+    order = None
+    if bool((left_index[1:] < left_index[:-1]).any()):
+        order, _ = _grouped(left_index, len(left))
+        left_index = left_index.index_select(0, order)
+        right_index = right_index.index_select(0, order)
+    # Row r starts at the first coordinate whose row is >= r: one binary search per row is
+    # cheaper than bincount + cumsum, which first scan every index for its range.
+    row_starts = torch.searchsorted(left_index, torch.arange(len(left) + 1))
+    with warnings.catch_warnings():
+        # CSR tensors warn once that their support is in beta; sampled_addmm is a public op.
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        pattern = torch.sparse_csr_tensor(
+            row_starts,
+            right_index,
+            left.new_zeros(len(right_index)),
+            (len(left), len(right)),
+            check_invariants=False,  # the kernel reads each coordinate on its own: repeats are fine
+        )
+        dots = torch.sparse.sampled_addmm(pattern, left, right.T, beta=0.0).values()
+    return dots if order is None else torch.empty_like(dots).index_copy_(0, order, dots)
+
+
+# Elements of one gathered block per operand (64 MiB in float32).
+_GATHER_ELEMENTS = 1 << 24
+
+
+def _gathered_dots(
+    left: torch.Tensor, right: torch.Tensor, left_index: torch.Tensor, right_index: torch.Tensor
+) -> torch.Tensor:
+    """`_sddmm` by gathering both operands, in blocks of coordinates that bound the temporaries."""
+    block = max(1, _GATHER_ELEMENTS // left.shape[1])
+    return torch.cat(
+        [
+            (left.index_select(0, rows) * right.index_select(0, cols)).sum(dim=1)
+            for rows, cols in zip(left_index.split(block), right_index.split(block), strict=True)
+        ]
     )
 
 
@@ -149,17 +194,21 @@ class SparseAutoencoder(nn.Module):
     has_encoder: ClassVar[bool] = True
     sparse_path: ClassVar[bool] = True
 
-    def __init__(self, d: int, n_atoms: int, modality_biases: bool = False, **hyper):
+    Settings: ClassVar[type[SAESettings]] = SAESettings
+
+    def __init__(self, d: int, settings: SAESettings):
         super().__init__()
-        self.d, self.n_atoms = d, n_atoms
-        self.hyper = {"modality_biases": modality_biases, **hyper}
+        n_atoms = settings.n_atoms
+        self.d, self.n_atoms, self.settings = d, n_atoms, settings
         decoder = torch.randn(n_atoms, d)
         decoder /= decoder.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(decoder)
         if self.has_encoder:
             self.W_enc = nn.Parameter(decoder.clone())
             self.b_enc = nn.Parameter(torch.zeros(n_atoms))
-        self.b_dec = nn.Parameter(torch.zeros(2, d) if modality_biases else torch.zeros(d))
+        self.b_dec = nn.Parameter(
+            torch.zeros(2, d) if settings.modality_biases else torch.zeros(d)
+        )
 
     # ---- shared pieces -------------------------------------------------------------------
     def bias(self, modality: Modality) -> torch.Tensor:
@@ -278,4 +327,4 @@ class SparseAutoencoder(nn.Module):
 
     def config(self) -> dict:
         """Everything `vlmsae.sae.build` needs to rebuild this module."""
-        return {"variant": self.variant, "d": self.d, "n_atoms": self.n_atoms, **self.hyper}
+        return {"variant": self.variant, "d": self.d, **self.settings.as_dict()}

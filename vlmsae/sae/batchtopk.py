@@ -1,26 +1,56 @@
 """BatchTopK SAE (Bussmann et al. 2024): keep the k·B largest activations over the whole batch.
 
-At inference a per-sample rule replaces the batch rule: z = ReLU(pre)·[pre > θ], with θ an
-exponential moving average of the smallest activation kept during training. θ is a registered
-buffer, so it is saved and loaded with the weights.
+At inference a per-sample rule replaces the batch rule: z = ReLU(pre)·[pre > θ]. θ is estimated
+as the paper does, so that inference keeps k activations per row on average over many rows:
+after training, `calibrate_threshold` pools the pre-activations of `threshold_rows` rows (the
+next training batches, or the store's val rows with `threshold_split: val`) and sets θ to the
+(k·N + 1)-th largest, i.e. BatchTopK's own rule applied to one batch of N rows. A small store
+shows why val exists: on 400 COCO pairs an SAE trained for 2000 steps keeps k = 8 atoms on its
+training rows but 16–22 on held-out ones, whatever the estimator of θ on training rows.
+During training θ follows an exponential moving average of the smallest activation kept, a
+provisional estimate (for checkpoints evaluated mid-run) that lags the weights and that the
+calibration replaces. θ is a registered buffer, so it is saved and loaded with the weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
-from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import register
+from vlmsae.registry import setting
+from vlmsae.sae.base import Modality, SparseAutoencoder
+from vlmsae.sae.registry import SAESettings, register
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchTopKSettings(SAESettings):
+    k: int = setting(description="active atoms per sample on average over a batch", minimum=1)
+    threshold_rows: int = setting(
+        8192,
+        "rows pooled after training to set the inference threshold θ so that they keep k atoms "
+        "per row on average (train: at least this many, in whole batches; val: at most)",
+        minimum=1,
+    )
+    threshold_split: Literal["train", "val"] = setting(
+        "train",
+        "rows θ is set on: train, the next training batches (the paper's rule, mean L0 = k on the "
+        "training mixture); val, the store's val pairs, both modalities (held out from training: "
+        "mean L0 = k on held-out rows even when the SAE overfits a small store)",
+    )
 
 
 @register
 class BatchTopK(SparseAutoencoder):
     variant = "batchtopk"
+    Settings = BatchTopKSettings
     threshold_momentum = 0.01
 
-    def __init__(self, d: int, n_atoms: int, k: int, **common):
-        super().__init__(d, n_atoms, k=k, **common)
-        self.k = k
+    def __init__(self, d: int, settings: BatchTopKSettings):
+        super().__init__(d, settings)
+        self.k = settings.k
         self.register_buffer("threshold", torch.tensor(float("nan")))
 
     def _batch_mask(self, pre: torch.Tensor) -> torch.Tensor:
@@ -50,6 +80,28 @@ class BatchTopK(SparseAutoencoder):
         with torch.no_grad():
             mask = self._mask(pre.detach())
         return pre.relu() * mask
+
+    @torch.no_grad()
+    def calibrate_threshold(self, batches: Sequence[tuple[torch.Tensor, Modality]]) -> dict:
+        """Set θ from batches (x [B, d], modality) of N rows in all; returns what was set.
+
+        θ is the (k·N + 1)-th largest pre-activation over the N rows (0 when fewer are positive),
+        so exactly k·N of them exceed it: on these rows inference keeps k per row on average.
+        The batches' pre-activations are visited one batch at a time, keeping only the k·N + 1
+        largest values seen so far.
+        """
+        n_rows = sum(len(x) for x, _ in batches)
+        if n_rows == 0:
+            raise ValueError("no rows to estimate the BatchTopK threshold from")
+        rank = self.k * n_rows + 1
+        kept = None
+        for x, modality in batches:
+            pre = self.pre_activation(x - self.bias(modality), None).float().flatten()
+            pool = pre if kept is None else torch.cat([kept, pre])
+            kept = pool.topk(min(rank, len(pool)), sorted=False).values
+        theta = kept.min().clamp_min(0) if len(kept) == rank else kept.new_zeros(())
+        self.threshold.copy_(theta)
+        return {"threshold": float(theta), "threshold_rows": n_rows}
 
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:

@@ -11,12 +11,15 @@ L0 penalty, as in the paper.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from vlmsae.sae.base import Modality, SparseAutoencoder
+from vlmsae.registry import setting
+from vlmsae.sae.base import Modality
 from vlmsae.sae.codes import Codes
+from vlmsae.sae.penalty import Penalised, PenalisedSettings
 from vlmsae.sae.registry import register
 
 
@@ -60,35 +63,47 @@ class StepFunction(torch.autograd.Function):
         return None, grad_threshold.sum_to_size(threshold.shape).to(threshold.dtype), None
 
 
+@dataclass(frozen=True, kw_only=True)
+class JumpReLUSettings(PenalisedSettings):
+    initial_threshold: float = setting(1e-3, "initial θ of every atom", exclusiveMinimum=0)
+    bandwidth: float = setting(1e-3, "width ε of the straight-through kernel", exclusiveMinimum=0)
+    l0_coefficient: float = setting(
+        1e-3, "weight λ of the L0 penalty (the start of its steering with target_l0)", minimum=0
+    )
+
+    penalty = "l0_coefficient"
+
+
 @register
-class JumpReLU(SparseAutoencoder):
+class JumpReLU(Penalised):
     variant = "jumprelu"
+    Settings = JumpReLUSettings
     sparse_path = False  # the fast path shares the straight-through Functions with the reference
 
-    def __init__(
-        self,
-        d: int,
-        n_atoms: int,
-        initial_threshold: float = 1e-3,
-        bandwidth: float = 1e-3,
-        l0_coefficient: float = 1e-3,
-        **common,
-    ):
-        super().__init__(
-            d,
-            n_atoms,
-            initial_threshold=initial_threshold,
-            bandwidth=bandwidth,
-            l0_coefficient=l0_coefficient,
-            **common,
+    def __init__(self, d: int, settings: JumpReLUSettings):
+        super().__init__(d, settings)
+        self.bandwidth = settings.bandwidth
+        self.log_threshold = nn.Parameter(
+            torch.full((settings.n_atoms,), math.log(settings.initial_threshold))
         )
-        self.bandwidth, self.l0_coefficient = bandwidth, l0_coefficient
-        self.log_threshold = nn.Parameter(torch.full((n_atoms,), math.log(initial_threshold)))
 
     @property
     def threshold(self) -> torch.Tensor:
         """[p] θ = exp(log_threshold)."""
         return self.log_threshold.exp()
+
+    @torch.no_grad()
+    def initialise_for_target(self, pre: torch.Tensor) -> None:
+        """θ_j at the (1 − target_l0/p) quantile of atom j's pre-activations [N, p] (at least
+        initial_threshold), so training starts at the target L0.
+
+        Needed because log θ under Adam moves by about lr per step: θ can grow only by a factor
+        e^(lr·steps) in a run (e^3 for 3000 steps at 1e-3), too little to climb from a tiny
+        initial θ to the scale of the pre-activations, whatever the penalty's weight.
+        """
+        rank = max(1, math.ceil((1 - self.target_l0 / self.n_atoms) * len(pre)))
+        quantile = pre.float().kthvalue(rank, dim=0).values
+        self.log_threshold.copy_(quantile.clamp_min(self.settings.initial_threshold).log())
 
     def reference_activate(self, pre: torch.Tensor) -> torch.Tensor:
         return JumpReLUFunction.apply(pre, self.threshold, self.bandwidth)
@@ -99,5 +114,5 @@ class JumpReLU(SparseAutoencoder):
         """Adds `l0` = λ · mean over rows of Σ_k H(pre_k − θ_k) from the detached pre."""
         terms = super().losses(x, codes, reconstruction, modality)
         active = StepFunction.apply(codes.pre, self.threshold, self.bandwidth)
-        terms["l0"] = self.l0_coefficient * active.sum(dim=1).mean()
+        terms["l0"] = self.penalty_coefficient * active.sum(dim=1).mean()
         return terms

@@ -12,11 +12,13 @@ returned terms sum to L exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
+from vlmsae.registry import setting
 from vlmsae.sae.base import Modality
-from vlmsae.sae.batchtopk import BatchTopK
+from vlmsae.sae.batchtopk import BatchTopK, BatchTopKSettings
 from vlmsae.sae.codes import Codes
 from vlmsae.sae.registry import register
 
@@ -45,16 +47,28 @@ def _mse(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return (reconstruction.float() - x).pow(2).sum(dim=1).mean()
 
 
+@dataclass(frozen=True, kw_only=True)
+class MatryoshkaSettings(BatchTopKSettings):
+    prefixes: list[int] | None = setting(
+        None,
+        "nested dictionary sizes, strictly increasing, the last = n_atoms "
+        "(default: p/8, p/4, p/2, p)",
+        minItems=1,
+    )
+
+    def check(self) -> None:
+        super().check()
+        nested_sizes(self.prefixes, self.n_atoms)
+
+
 @register
 class Matryoshka(BatchTopK):
     variant = "matryoshka"
+    Settings = MatryoshkaSettings
 
-    def __init__(
-        self, d: int, n_atoms: int, k: int, prefixes: Sequence[int] | None = None, **common
-    ):
-        sizes = nested_sizes(prefixes, n_atoms)
-        super().__init__(d, n_atoms, k, prefixes=sizes, **common)
-        self.prefixes = sizes
+    def __init__(self, d: int, settings: MatryoshkaSettings):
+        super().__init__(d, settings)
+        self.prefixes = nested_sizes(settings.prefixes, settings.n_atoms)
 
     def losses(
         self, x: torch.Tensor, codes: Codes, reconstruction: torch.Tensor, modality: Modality = None

@@ -1,7 +1,7 @@
 """Matching-Pursuit SAE (Costa et al. 2025; Mallat & Zhang 1993): k greedy steps on the residual.
 
 There is no encoder. With the unit-norm decoder rows D = W_dec [p, d] as dictionary,
-r_0 = x − b_dec and, for t = 1..k,
+r_0 = x − b_dec (b_dec = 0 with `decoder_bias: false`) and, for t = 1..k,
     c_t = r_{t−1}·Dᵀ,  j_t = argmax c_t (argmax |c_t| when signed),
     a_t = c_t[j_t] (max(c_t[j_t], 0) when non-negative),  r_t = r_{t−1} − a_t·D[j_t];
 z = Σ_t a_t·e_{j_t} (an atom picked twice adds its coefficients) and x̂ = z·D + b_dec = x − r_k.
@@ -15,11 +15,14 @@ under autocast, and differentiates them from the k gathered atoms alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from vlmsae.registry import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import register
+from vlmsae.sae.registry import SAESettings, register
 
 
 def _working_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -132,14 +135,36 @@ class PursuitCoefficients(torch.autograd.Function):
         return grad_x.to(x_centred.dtype), grad_dictionary, None, None, None
 
 
+@dataclass(frozen=True, kw_only=True)
+class MatchingPursuitSettings(SAESettings):
+    k: int = setting(description="pursuit steps per sample (at most k active atoms)", minimum=1)
+    nonnegative: bool = setting(True, "non-negative coefficients (else signed)")
+    decoder_bias: bool = setting(
+        True,
+        "learn b_dec (x̂ = z·D + b_dec); false: no decoder bias, as the iso-energy authors' MP-SAE",
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.modality_biases and not self.decoder_bias:
+            raise ValueError("modality_biases needs decoder_bias: true (they are decoder biases)")
+
+
 @register
 class MatchingPursuit(SparseAutoencoder):
     variant = "mp"
+    Settings = MatchingPursuitSettings
     has_encoder = False
 
-    def __init__(self, d: int, n_atoms: int, k: int, nonnegative: bool = True, **common):
-        super().__init__(d, n_atoms, k=k, nonnegative=nonnegative, **common)
-        self.k, self.nonnegative = k, nonnegative
+    def __init__(self, d: int, settings: MatchingPursuitSettings):
+        super().__init__(d, settings)
+        self.k, self.nonnegative = settings.k, settings.nonnegative
+        if not settings.decoder_bias:
+            # A zero buffer, not a parameter: nothing trains it, and every reader of b_dec
+            # (save/load, the trainer, metrics, exports) keeps working unchanged.
+            shape = self.b_dec.shape
+            del self.b_dec
+            self.register_buffer("b_dec", torch.zeros(shape))
 
     def encode(
         self, x: torch.Tensor, modality: Modality = None, atom_mask: torch.Tensor | None = None

@@ -1,12 +1,39 @@
-"""The registry of SAE variants: adding a variant is adding one module that calls `register`."""
+"""The registry of SAE variants: adding a variant is adding one module that calls `register`.
+
+A variant is a `SparseAutoencoder` subclass with a class attribute `variant` (its config name) and
+`Settings`, a frozen dataclass derived from `SAESettings` that lists its hyper-parameters with
+their defaults (vlmsae.registry.setting); the config schema of `variants.<name>` is generated
+from those dataclasses.
+"""
 
 from __future__ import annotations
 
-from vlmsae.sae.base import SparseAutoencoder
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-VARIANTS: dict[str, type[SparseAutoencoder]] = {}
+from vlmsae.registry import Registry, Settings, setting
+
+if TYPE_CHECKING:
+    from vlmsae.sae.base import SparseAutoencoder
+
+VARIANTS: Registry[type[SparseAutoencoder]] = Registry("SAE variant", "vlmsae.sae")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SAESettings(Settings):
+    """What every variant takes."""
+
+    n_atoms: int = setting(512, "dictionary size p", minimum=1)
+    modality_biases: bool = setting(
+        False, "one pre-encoder bias per modality (GSAE, group-sparse eq. 3)"
+    )
+
+    def check(self) -> None:
+        k = getattr(self, "k", None)
+        if k is not None and k > self.n_atoms:
+            raise ValueError(f"k={k} exceeds n_atoms={self.n_atoms}; lower k or raise n_atoms")
 
 
 def register(cls: type[SparseAutoencoder]) -> type[SparseAutoencoder]:
-    VARIANTS[cls.variant] = cls
-    return cls
+    """Class decorator: register a variant under `cls.variant` with `cls.Settings`."""
+    return VARIANTS.register(cls.variant, cls.Settings)(cls)

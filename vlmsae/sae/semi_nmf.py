@@ -11,13 +11,16 @@ D. Decoder rows stay unit-norm, which only fixes the scale split between Z and D
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy.optimize import nnls
 
+from vlmsae.registry import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import register
+from vlmsae.sae.registry import SAESettings, register
 
 
 def largest_eigenvalue(dictionary: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -41,18 +44,25 @@ def keep_largest(codes: torch.Tensor, k: int | None) -> torch.Tensor:
     return torch.zeros_like(codes).scatter(1, cols, values)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SemiNMFSettings(SAESettings):
+    n_iter: int = setting(50, "projected-gradient iterations per batch", minimum=1)
+    k: int | None = setting(None, "optional cap on active atoms per sample", minimum=1)
+
+
 @register
 class SemiNMF(SparseAutoencoder):
     variant = "semi_nmf"
+    Settings = SemiNMFSettings
     has_encoder = False
     sparse_path = False
     # The Rayleigh quotient under-estimates λ_max, but projected gradient converges for any
     # step below 2/λ_max, so an estimate within a factor 2 is enough.
     power_iterations = 20
 
-    def __init__(self, d: int, n_atoms: int, n_iter: int = 50, k: int | None = None, **common):
-        super().__init__(d, n_atoms, n_iter=n_iter, k=k, **common)
-        self.n_iter, self.k = n_iter, k
+    def __init__(self, d: int, settings: SemiNMFSettings):
+        super().__init__(d, settings)
+        self.n_iter, self.k = settings.n_iter, settings.k
 
     @torch.no_grad()
     def encode(

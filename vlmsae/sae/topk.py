@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import register
+from vlmsae.sae.registry import SAESettings, register
 
 
 def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,13 +22,19 @@ def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     return rows[positive], cols[positive]
 
 
+@dataclass(frozen=True, kw_only=True)
+class TopKSettings(SAESettings):
+    k: int = setting(description="active atoms per sample", minimum=1)
+
+
 @register
 class TopK(SparseAutoencoder):
     variant = "topk"
+    Settings = TopKSettings
 
-    def __init__(self, d: int, n_atoms: int, k: int, **common):
-        super().__init__(d, n_atoms, k=k, **common)
-        self.k = k
+    def __init__(self, d: int, settings: TopKSettings):
+        super().__init__(d, settings)
+        self.k = settings.k
 
     def pre_activation(
         self, x_centred: torch.Tensor, atom_mask: torch.Tensor | None

@@ -1,6 +1,9 @@
 """Regularisers on paired batches (row i of the image half pairs with row i of the text half).
 
-- iso-energy alignment (Dhimoïla et al. eq. 1): L_align = −(1/b)·Tr(Ẑ_I Ẑ_Tᵀ), codes row-normalised;
+- iso-energy alignment (Dhimoïla et al. eq. 1), in one of two forms (`alignment_form`):
+  "paper": L_align = −(1/b)·Tr(Ẑ_I Ẑ_Tᵀ), codes row-normalised, as eq. 1 writes it;
+  "authors": the same mean negative cosine after zeroing, in both codes of a pair, the top-1 atom
+  of each side, as the authors' code trains SAE-A;
 - group sparsity (Kaushik et al. eq. 3): L_gs = mean over pairs of Σ_k sqrt(z_I,k² + z_T,k²);
 - cross-modal masking (Kaushik et al. §4): one random mask per pair, shared by both modalities,
   applied to the pre-activations before TopK.
@@ -9,11 +12,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+# A value > 0 of any of these switches a regulariser on (and training onto aligned pairs).
 REGULARISER_KEYS = ("alignment", "group_sparsity", "mask_probability")
+# How a regulariser is computed: variant keys that are neither SAE settings nor weights.
+REGULARISER_OPTIONS = ("alignment_form",)
+
+AlignmentForm = Literal["authors", "paper"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,7 @@ class Regularisers:
     alignment: float = 0.0  # β
     group_sparsity: float = 0.0  # λ
     mask_probability: float = 0.0  # p
+    alignment_form: AlignmentForm = "paper"
 
     @property
     def paired(self) -> bool:
@@ -29,11 +39,27 @@ class Regularisers:
 
     @classmethod
     def from_variant(cls, variant: dict) -> Regularisers:
-        return cls(**{key: float(variant.get(key, 0.0)) for key in REGULARISER_KEYS})
+        weights = {key: float(variant.get(key, 0.0)) for key in REGULARISER_KEYS}
+        return cls(**weights, alignment_form=variant.get("alignment_form", "paper"))
 
 
-def alignment_loss(codes_image: torch.Tensor, codes_text: torch.Tensor) -> torch.Tensor:
-    """−(1/b) Σ_i ⟨ẑ_I,i, ẑ_T,i⟩ for codes [b, p] each; an all-zero code contributes 0."""
+def alignment_loss(
+    codes_image: torch.Tensor, codes_text: torch.Tensor, form: AlignmentForm = "paper"
+) -> torch.Tensor:
+    """−(1/b) Σ_i ⟨ẑ_I,i, ẑ_T,i⟩ for codes [b, p] each; an all-zero code contributes 0.
+
+    form "authors" first zeroes, in both codes of pair i, the atom with the largest |code| of
+    the image code and the one of the text code (for non-negative codes, the largest code): the
+    dominant atom of each side, typically a modality's own bias atom, then neither rewards nor
+    costs alignment. Which atoms are zeroed carries no gradient.
+    """
+    if form == "authors":
+        drop = torch.zeros_like(codes_image, dtype=torch.bool)
+        for codes in (codes_image, codes_text):
+            # An all-zero code's "top" atom is arbitrary, but its pair's cosine is 0 either way.
+            drop.scatter_(1, codes.detach().abs().argmax(dim=1, keepdim=True), True)
+        codes_image = codes_image.masked_fill(drop, 0)
+        codes_text = codes_text.masked_fill(drop, 0)
     return -(F.normalize(codes_image, dim=1) * F.normalize(codes_text, dim=1)).sum(dim=1).mean()
 
 

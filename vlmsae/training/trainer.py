@@ -6,8 +6,9 @@ mean (per modality when the SAE has modality pre-biases), the AuxK loss that rev
 image:text mixtures for unpaired training and aligned pairs for the regularisers.
 
 Resumable: every `checkpoint_every` steps, and on SIGTERM (how SLURM pre-empts), the complete state
-(model, optimiser, scheduler, RNG, stream positions, dead-atom counters, log) goes to
-`checkpoint.pt` in the run folder; a re-run with the same settings continues from it and, on CPU,
+(model, optimiser, scheduler, RNG, stream positions, dead-atom counters, log) goes to the run
+folder as `checkpoint.safetensors` (every tensor) and `checkpoint.json` (the rest, and the SHA-256
+of the tensors file), no pickle; a re-run with the same settings continues from it and, on CPU,
 ends with the same weights as an uninterrupted run. The checkpoint is removed once the run is done.
 """
 
@@ -28,26 +29,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vlmsae import sae as sae_registry
+from vlmsae.devices import resolve_device
+from vlmsae.errors import InputFileError
 from vlmsae.sae.base import SparseAutoencoder
+from vlmsae.sae.batchtopk import BatchTopK
+from vlmsae.sae.penalty import STEERED_SHARE, Penalised
 from vlmsae.store import EmbeddingStore
 from vlmsae.training.mixture import batch_counts
 from vlmsae.training.regularisers import (
     REGULARISER_KEYS,
+    REGULARISER_OPTIONS,
     Regularisers,
     alignment_loss,
     group_sparsity_loss,
     shared_mask,
 )
 from vlmsae.training.stream import BlockStream, modality_stream, pair_stream
-from vlmsae.workflow import resolve_device
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seconds")
-CHECKPOINT_FILE = "checkpoint.pt"
+# The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
+CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
+# A steered run whose final training L0 is off its target_l0 by more than this share warns.
+STEERING_TOLERANCE = 0.2
 # Settings that change how a run is watched, not what it computes: not part of its fingerprint.
 NON_SEMANTIC = ("log_every", "checkpoint_every", "device", "buffer_rows")
 
@@ -77,9 +88,14 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+# Keys of a variant config entry that are not SAE Settings: `family` only groups variants in
+# tables and figures (a variant listing several k is one family).
+VARIANT_KEYS = ("type", "family", *REGULARISER_KEYS, *REGULARISER_OPTIONS)
+
+
 def split_variant(variant: dict) -> tuple[str, int, dict, Regularisers]:
     """(type, n_atoms, SAE hyper-parameters, regularisers) of a variant config entry."""
-    hyper = {k: v for k, v in variant.items() if k not in ("type", "n_atoms", *REGULARISER_KEYS)}
+    hyper = {k: v for k, v in variant.items() if k not in ("n_atoms", *VARIANT_KEYS)}
     return variant["type"], variant["n_atoms"], hyper, Regularisers.from_variant(variant)
 
 
@@ -111,6 +127,11 @@ class Batches:
                 for i, m in enumerate(("image", "text"))
             }
             self.counts = batch_counts(mixture, batch_size)
+
+    @property
+    def size(self) -> int:
+        """Rows per batch."""
+        return sum(self.counts)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.paired:
@@ -160,6 +181,12 @@ class Trainer:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.aux_k = settings.aux_k or max(1, model.d // 2)
         self.uses_aux = model.has_encoder and model.sparse_path and settings.aux_coefficient > 0
+        # A penalised variant with target_l0 has its λ steered over the first steps of the run.
+        self.steered_steps = (
+            round(STEERED_SHARE * settings.steps)
+            if isinstance(model, Penalised) and model.target_l0 is not None
+            else 0
+        )
 
     def step(self, x: torch.Tensor, modality: torch.Tensor) -> dict[str, torch.Tensor]:
         """One AdamW step on batch x [B, d]; returns detached loss terms, r2 and l0."""
@@ -184,7 +211,9 @@ class Trainer:
                 dense = codes.dense().float()
                 image, text = dense.chunk(2)
                 if self.regularisers.alignment:
-                    terms["align"] = self.regularisers.alignment * alignment_loss(image, text)
+                    terms["align"] = self.regularisers.alignment * alignment_loss(
+                        image, text, self.regularisers.alignment_form
+                    )
                 if self.regularisers.group_sparsity:
                     # λ/2: the paper's loss sums both modalities' errors, our mse averages them.
                     terms["group"] = (
@@ -211,6 +240,8 @@ class Trainer:
             metrics["loss"] = loss.detach().float()
             metrics["r2"] = 1 - terms["mse"].detach().float() / variance
             metrics["l0"] = active.sum(dim=1).float().mean()
+        if self.scheduler.last_epoch <= self.steered_steps:
+            model.steer_penalty(metrics["l0"])
         return metrics
 
     def _aux_loss(self, x, modality, pre, reconstruction, dead) -> torch.Tensor:
@@ -283,10 +314,68 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+# In checkpoint.json each tensor is a reference {"__tensor__": name} into checkpoint.safetensors;
+# a dict with keys other than strings (the optimiser's per-parameter state) is {"__items__": pairs}.
+_TENSOR, _ITEMS = "__tensor__", "__items__"
+
+
+def _encode(value, name: str, tensors: dict[str, torch.Tensor]):
+    """`value` as JSON data, its tensors moved into `tensors` under their path from `name`."""
+    if isinstance(value, torch.Tensor):
+        tensors[name] = value.detach().cpu().contiguous()
+        return {_TENSOR: name}
+    if isinstance(value, dict):
+        items = {key: _encode(item, f"{name}/{key}", tensors) for key, item in value.items()}
+        if all(isinstance(key, str) for key in items):
+            return items
+        return {_ITEMS: [[key, item] for key, item in items.items()]}
+    if isinstance(value, list | tuple):
+        return [_encode(item, f"{name}/{index}", tensors) for index, item in enumerate(value)]
+    return value
+
+
+def _decode(value, tensors: dict[str, torch.Tensor]):
+    """The inverse of `_encode` (tuples come back as lists)."""
+    if isinstance(value, list):
+        return [_decode(item, tensors) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if _TENSOR in value:
+        return tensors[value[_TENSOR]]
+    pairs = value[_ITEMS] if _ITEMS in value else value.items()
+    return {key: _decode(item, tensors) for key, item in pairs}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _save_checkpoint(state: dict, directory: Path) -> None:
+    """The tensors, then the JSON naming their hash, each renamed into place once written whole.
+
+    An interruption at any point leaves the previous checkpoint, or a pair whose hashes disagree,
+    which `_load_checkpoint` reports; never a half-written file under the final names.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode(state, "state", tensors)
+    weights, marker = directory / CHECKPOINT_TENSORS, directory / CHECKPOINT_FILE
+    save_file(tensors, _partial(weights))
+    record = {"tensors_sha256": _sha256(_partial(weights)), "state": encoded}
+    os.replace(_partial(weights), weights)
+    _partial(marker).write_text(json.dumps(record))
+    os.replace(_partial(marker), marker)
+
+
+def _remove_checkpoint(directory: Path) -> None:
+    """The JSON first: without it, any file left behind is ignored and later overwritten."""
+    for path in (directory / CHECKPOINT_FILE, directory / CHECKPOINT_TENSORS):
+        path.unlink(missing_ok=True)
+        _partial(path).unlink(missing_ok=True)
 
 
 def train(
@@ -301,7 +390,7 @@ def train(
     """Train `variant` ({"type": name, "n_atoms": p, hyper..., regularisers...}) on the train split.
 
     Writes sae.safetensors, config.json and train_log.csv into `out_dir`; resumes from
-    `out_dir/checkpoint.pt` when one with the same fingerprint is there.
+    `out_dir/checkpoint.json` (and .safetensors) when one with the same fingerprint is there.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,9 +403,9 @@ def train(
     )
     checkpoint_path = out_dir / CHECKPOINT_FILE
     run_id = fingerprint(variant, settings, mixture, seed, store)
-    state = _load_checkpoint(checkpoint_path, run_id)
+    state = _load_checkpoint(out_dir, run_id)
     if state is None:
-        _initialise_decoder_bias(model, batches)
+        _initialise_from_data(model, batches)
     model.to(device).train()
     trainer = Trainer(model, settings, regularisers, device, seed)
     rows: list[dict] = []
@@ -376,13 +465,16 @@ def train(
                     dead=rows[-1]["dead"],
                 )
             if preemption.requested:
-                _save_atomic(snapshot(done), checkpoint_path)
+                _save_checkpoint(snapshot(done), out_dir)
                 log.warning("SIGTERM: saved the state at step %d to %s", done, checkpoint_path)
                 raise SystemExit(143)
             if done % settings.checkpoint_every == 0 and done < settings.steps:
-                _save_atomic(snapshot(done), checkpoint_path)
+                _save_checkpoint(snapshot(done), out_dir)
 
     model.eval()
+    calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
+    if calibrated:
+        log.info("calibrated: %s", calibrated)
     _write_log(out_dir / "train_log.csv", rows)
     sae_registry.save(
         model,
@@ -400,9 +492,10 @@ def train(
                 "dataset": store.attrs.get("dataset"),
                 "model": store.attrs.get("model"),
             },
+            **({"calibrated": calibrated} if calibrated else {}),
         },
     )
-    checkpoint_path.unlink(missing_ok=True)
+    _remove_checkpoint(out_dir)
     log.info(
         "trained %s: final r2 %.4f, l0 %.2f, %.1f s",
         variant_type,
@@ -413,31 +506,122 @@ def train(
     return model
 
 
-def _load_checkpoint(path: Path, run_id: str) -> dict | None:
-    if not path.exists():
+def _load_checkpoint(directory: Path, run_id: str) -> dict | None:
+    """The state `_save_checkpoint` left in `directory` for this run (fingerprint run_id), if any.
+
+    Raises InputFileError, naming the file and the fix, when the checkpoint is damaged.
+    """
+    legacy = directory / LEGACY_CHECKPOINT
+    if legacy.exists():
+        log.warning("ignoring %s: older pickled checkpoints are not read; delete it", legacy)
+    marker, weights = directory / CHECKPOINT_FILE, directory / CHECKPOINT_TENSORS
+    if not marker.exists():
         return None
-    state = torch.load(path, weights_only=False)
-    if state.get("fingerprint") != run_id:
-        log.warning("ignoring %s: it belongs to other settings", path)
+    try:
+        record = json.loads(marker.read_text())
+        stored_id, digest = record["state"]["fingerprint"], record["tensors_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _damaged(marker, _unreadable(error)) from error
+    if stored_id != run_id:
+        log.warning("ignoring %s: it belongs to other settings", marker)
         return None
-    return state
+    if not weights.exists():
+        raise _damaged(weights, f"missing, though {CHECKPOINT_FILE} refers to it")
+    if _sha256(weights) != digest:
+        raise _damaged(weights, f"its SHA-256 differs from the one in {CHECKPOINT_FILE}")
+    try:
+        return _decode(record["state"], load_file(weights))
+    except (SafetensorError, KeyError, TypeError, ValueError) as error:
+        raise _damaged(marker, _unreadable(error)) from error
+
+
+def _unreadable(error: Exception) -> str:
+    return f"unreadable: {type(error).__name__}: {error}"
+
+
+def _damaged(path: Path, problem: str) -> InputFileError:
+    return InputFileError(
+        str(path),
+        f"damaged training checkpoint, {problem}",
+        f"delete {CHECKPOINT_FILE} and {CHECKPOINT_TENSORS} in {path.parent} to restart the run "
+        "from step 0",
+    )
 
 
 @torch.no_grad()
-def _initialise_decoder_bias(model: SparseAutoencoder, batches: Batches) -> None:
-    """b_dec at the data mean (one mean per modality for modality pre-biases), from 8 batches.
+def _initialise_from_data(model: SparseAutoencoder, batches: Batches) -> None:
+    """What starts from the data, estimated on 8 batches: b_dec at the data mean (one mean per
+    modality for modality pre-biases; a fixed zero b_dec stays zero) and, with target_l0, what
+    the variant sets from the initial pre-activations (vlmsae.sae.penalty).
 
-    The streams are rewound afterwards so the bias estimate does not shift the training data.
+    The streams are rewound afterwards so these estimates do not shift the training data.
     """
     state = batches.state_dict()
     x, modality = zip(*(batches.next() for _ in range(8)), strict=True)
     x, modality = torch.cat(x), torch.cat(modality)
-    if model.b_dec.ndim == 1:
+    if model.b_dec.requires_grad and model.b_dec.ndim == 1:
         model.b_dec.copy_(x.mean(dim=0))
-    else:
+    elif model.b_dec.requires_grad:
         for index in (0, 1):
             model.b_dec[index].copy_(x[modality == index].mean(dim=0))
+    if isinstance(model, Penalised) and model.target_l0 is not None:
+        model.initialise_for_target(model.pre_activation(x - model.bias(modality), None))
     batches.load_state_dict(state)
+
+
+@torch.no_grad()
+def _calibrate(
+    model: SparseAutoencoder,
+    store: EmbeddingStore,
+    batches: Batches,
+    seed: int,
+    device: torch.device,
+    train_l0: float,
+) -> dict:
+    """What is set once the weights are final, recorded in config.json as `calibrated`.
+
+    BatchTopK (and Matryoshka) estimate their inference threshold on `threshold_rows` rows:
+    the next batches of the run's own training stream (so a resumed run reads the same rows), or
+    the store's val pairs. A penalised variant with target_l0 reports the λ it was steered to and
+    the L0 it reached (train_l0, of the last logged batches), with a warning when it missed.
+    """
+    if isinstance(model, BatchTopK):
+        n_rows = model.settings.threshold_rows
+        if model.settings.threshold_split == "val":
+            rows = _val_batches(store, n_rows, batches.size, seed)
+        else:
+            rows = [batches.next() for _ in range(-(-n_rows // batches.size))]
+        return model.calibrate_threshold([(x.to(device), m.to(device)) for x, m in rows])
+    if isinstance(model, Penalised) and model.target_l0 is not None:
+        if abs(train_l0 - model.target_l0) > STEERING_TOLERANCE * model.target_l0:
+            log.warning(
+                "target_l0 %d missed: the last training batches kept %.1f atoms per row at %s = "
+                "%.3g; more steps, or for jumprelu a bandwidth nearer the pre-activations' scale",
+                model.target_l0,
+                train_l0,
+                model.settings.penalty,
+                float(model.penalty_coefficient),
+            )
+        return model.calibration(train_l0)
+    return {}
+
+
+def _val_batches(
+    store: EmbeddingStore, n_rows: int, batch_size: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Both rows of the store's val pairs, at most n_rows (a seeded draw of pairs), as batches
+    (x [B, d], modality [B]) of at most batch_size rows, each pair's two rows in one batch."""
+    pairs = store.split_pairs("val")
+    keep = min(len(pairs), max(1, n_rows // 2))
+    pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), keep, replace=False))]
+    per_batch = max(1, batch_size // 2)
+    out = []
+    for start in range(0, len(pairs), per_batch):
+        chunk = pairs[start : start + per_batch]
+        image, text = store.rows("image", chunk[:, 0]), store.rows("text", chunk[:, 1])
+        modality = torch.arange(2).repeat_interleave(len(chunk))
+        out.append((torch.from_numpy(np.concatenate([image, text])), modality))
+    return out
 
 
 def _log_row(

@@ -1,0 +1,42 @@
+# The three papers' tables (vlmsae.paper_tables) in CSV and Markdown, from the tidy tables. The
+# tidy tables it reads are marked for the report here too, so the report holds every table.
+
+
+rule paper_tables:
+    input:
+        summary=report(
+            TABLE_PATHS["summary"],
+            caption="../report/tables/summary.rst",
+            category="tables",
+        ),
+        stores=report(
+            TABLE_PATHS["stores"],
+            caption="../report/tables/stores.rst",
+            category="tables",
+        ),
+    output:
+        linear_structure_csv=report(
+            "results/tables/linear_structure.csv",
+            caption="../report/tables/linear_structure.rst",
+            category="tables",
+        ),
+        linear_structure_md="results/tables/linear_structure.md",
+        iso_energy_csv=report(
+            "results/tables/iso_energy.csv",
+            caption="../report/tables/iso_energy.rst",
+            category="tables",
+        ),
+        iso_energy_md="results/tables/iso_energy.md",
+        group_sparse_csv=report(
+            "results/tables/group_sparse.csv",
+            caption="../report/tables/group_sparse.rst",
+            category="tables",
+        ),
+        group_sparse_md="results/tables/group_sparse.md",
+    log:
+        "logs/tables/paper_tables.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/paper_tables.py"

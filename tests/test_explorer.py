@@ -1,0 +1,319 @@
+"""The concept explorer's data (vlmsae.explorer) on a tiny captioned store and random SAEs.
+
+`tiny_explorer` builds it once per session (tests/test_explorer_browser.py opens the same page):
+the synthetic store of tests/tiny_config.yaml with a caption per text row naming its true
+concepts and an image file for every other item, three runs (two seeds of one variant, so the
+atoms get a stability, and a run whose atoms.parquet has a `name` and no classifier column).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from scipy import sparse
+
+from vlmsae import datasets, sae
+from vlmsae.errors import InputFileError
+from vlmsae.explorer import RunFiles, atom_map, build_explorer
+from vlmsae.explorer.data import histograms, nearest_atoms, top_rows, value_range
+from vlmsae.explorer.inputs import read_decoder
+from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_run
+from vlmsae.store import EmbeddingStore, write_store
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_CONFIG = REPO / "tests" / "tiny_config.yaml"
+SETTINGS = EvalSettings(max_pairs=100, metrics={"atom_usage": {"energy_top_m": [5]}})
+RUNS = ("topk/1-1/seed0", "topk/1-1/seed1", "topk/5-1/seed0")
+
+
+@dataclass(frozen=True)
+class TinyExplorer:
+    page: Path
+    store: EmbeddingStore
+    runs: list[RunFiles]
+    results: Path  # the runs' results/ folder
+
+
+def read_global(path: Path) -> dict:
+    """The object a data file assigns (the right-hand side is JSON)."""
+    text = path.read_text()
+    return json.loads(text[text.index(" = {") + 3 :].rstrip().rstrip(";"))
+
+
+def run_file(explorer: TinyExplorer, run_id: str) -> dict:
+    store = read_global(explorer.page.parent / "data" / "store.js")
+    (entry,) = [run for run in store["runs"] if run["id"] == run_id]
+    return read_global(explorer.page.parent / entry["file"])
+
+
+def captioned_store(path: Path, images: Path) -> EmbeddingStore:
+    """The tiny config's synthetic store with captions ("a photo with concept03 concept11") and
+    image files for the even items (the odd ones name files that do not exist)."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())["datasets"]["tiny"]
+    source = datasets.SOURCES.get("synthetic").obj
+    arrays = source(datasets.source_settings("synthetic", config["synthetic"], "tiny"))
+    concepts = arrays["truth"].codes["text"].indices
+    captions = [" ".join(["a photo with", *(f"concept{k:02d}" for k in row)]) for row in concepts]
+    images.mkdir(parents=True)
+    sources = [str(images / f"{item}.png") for item in range(len(concepts))]
+    for item in range(0, len(sources), 2):
+        Image.new("RGB", (24, 16), (item % 256, 90, 160)).save(sources[item])
+    attrs = {**arrays.pop("attrs"), "dataset": "tiny", "model": "generator"}
+    extra = {
+        "text_caption": np.array(captions, dtype=object),
+        "image_source": np.array(sources, dtype=object),
+    }
+    write_store(path, **arrays, attrs=attrs, extra=extra)
+    return EmbeddingStore(path)
+
+
+def make_run(store: EmbeddingStore, files: RunFiles, seed: int) -> None:
+    """A random TopK SAE of the tiny config's size (whatever the run's variant: the explorer
+    reads its weights only) and the metric files of it the explorer reads."""
+    torch.manual_seed(seed)
+    model = sae.build("topk", store.dim, 32, k=3)
+    sae.save(model, files.weights.parent)
+    atoms, _, tables = evaluate_run(model, store, SETTINGS)
+    files.atoms.parent.mkdir(parents=True, exist_ok=True)
+    atoms.to_parquet(files.atoms, index=False)
+    tables["bridge_top"].to_parquet(files.bridge_top, index=False)
+    atom_map(read_decoder(files.weights)).to_parquet(files.atom_map, index=False)
+
+
+@functools.cache
+def tiny_explorer_at(root: Path) -> TinyExplorer:
+    store = captioned_store(root / "store.zarr", root / "images")
+    runs = []
+    for run in RUNS:
+        files = RunFiles.of_run(f"tiny/generator/{run}", root / "results")
+        make_run(store, files, files.seed)
+        runs.append(files)
+    named = pd.read_parquet(runs[2].atoms).drop(columns="classifier_accuracy")
+    named["name"] = [f"concept name {atom}" for atom in named["atom"]]
+    named.to_parquet(runs[2].atoms, index=False)
+    page = build_explorer(root / "explorer", store.path, runs, SETTINGS)
+    return TinyExplorer(page, store, runs, root / "results")
+
+
+@pytest.fixture(scope="session")
+def tiny_explorer(tmp_path_factory) -> TinyExplorer:
+    return tiny_explorer_at(tmp_path_factory.getbasetemp() / "tiny_explorer")
+
+
+def random_codes(seed: int = 0) -> sparse.csr_matrix:
+    return sparse.random(60, 12, density=0.3, random_state=seed, format="csr", dtype=np.float32)
+
+
+def test_top_rows_are_each_atoms_largest_codes():
+    codes = random_codes()
+    top = top_rows(codes, 4)
+    dense = codes.toarray()
+    for atom in range(dense.shape[1]):
+        active = np.flatnonzero(dense[:, atom])
+        expected = active[np.argsort(-dense[active, atom], kind="stable")][:4]
+        found = top.rows[atom][top.rows[atom] >= 0]
+        np.testing.assert_array_equal(found, expected)
+        np.testing.assert_allclose(top.values[atom][: len(found)], dense[expected, atom])
+
+
+def test_histograms_count_every_nonzero_code_within_its_atoms_range():
+    codes = [random_codes(0), -random_codes(1)]  # signed codes (matching pursuit) too
+    lo, hi = value_range(codes)
+    dense = np.concatenate([c.toarray() for c in codes])
+    np.testing.assert_allclose(lo, np.minimum(dense.min(axis=0), 0))
+    np.testing.assert_allclose(hi, np.maximum(dense.max(axis=0), 0))
+    for matrix in codes:
+        counts = histograms(matrix, lo, hi, 5)
+        np.testing.assert_array_equal(counts.sum(axis=1), matrix.getnnz(axis=0))
+
+
+def test_nearest_atoms_follow_the_decoder_cosine():
+    dictionary = np.random.default_rng(0).standard_normal((30, 8))
+    atoms, cosines = nearest_atoms(dictionary, 5)
+    unit = dictionary / np.linalg.norm(dictionary, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    np.testing.assert_array_equal(atoms, np.argsort(-cosine, axis=1)[:, :5])
+    np.testing.assert_allclose(cosines, np.take_along_axis(cosine, atoms, axis=1), rtol=1e-5)
+
+
+def test_atom_map_is_seeded_umap_with_pca_for_tiny_dictionaries():
+    dictionary = np.random.default_rng(0).standard_normal((40, 16))
+    first, again = atom_map(dictionary, seed=3), atom_map(dictionary, seed=3)
+    assert list(first.columns) == ["atom", "x", "y", "method"]
+    assert (first["method"] == "umap").all()
+    pd.testing.assert_frame_equal(first, again)
+    tiny = atom_map(dictionary[:8])
+    assert (tiny["method"] == "pca").all() and len(tiny) == 8
+    assert np.isfinite(tiny[["x", "y"]].to_numpy()).all()
+
+
+def test_top_items_are_those_of_the_encoded_eval_rows(tiny_explorer):
+    data = run_file(tiny_explorer, RUNS[0])
+    store = read_global(tiny_explorer.page.parent / "data" / "store.js")
+    model = sae.load(tiny_explorer.runs[0].weights.parent)
+    pairs = eval_pairs(tiny_explorer.store, SETTINGS.max_pairs, SETTINGS.seed)
+    k = data["top"]["k"]
+    for index, role in enumerate(("image", "text")):
+        rows = np.unique(pairs[:, index])
+        assert store["items"][role]["rows"] == rows.tolist()
+        codes = encode(model, tiny_explorer.store.rows(role, rows), 64, index)[0].toarray()
+        items = np.array(data["top"][role]["items"]).reshape(-1, k)
+        values = np.array(data["top"][role]["values"]).reshape(-1, k)
+        for atom in range(data["n_atoms"]):
+            expected = np.sort(codes[:, atom][codes[:, atom] != 0])[::-1][:k]
+            shown = items[atom] >= 0
+            np.testing.assert_allclose(values[atom][shown], expected, rtol=1e-3)
+            np.testing.assert_allclose(codes[items[atom][shown], atom], expected, rtol=1e-6)
+        counts = np.array(data["hist"][role]).reshape(data["n_atoms"], -1).sum(axis=1)
+        np.testing.assert_array_equal(counts, (codes != 0).sum(axis=0))
+
+
+def test_store_file_holds_captions_and_thumbnails_of_the_items_shown(tiny_explorer):
+    store = read_global(tiny_explorer.page.parent / "data" / "store.js")
+    assert [run["id"] for run in store["runs"]] == list(RUNS)
+    used = {"image": set(), "text": set()}
+    for run in RUNS:
+        data = run_file(tiny_explorer, run)
+        for role in used:
+            used[role] |= {item for item in data["top"][role]["items"] if item >= 0}
+    text, image = store["items"]["text"], store["items"]["image"]
+    captions = tiny_explorer.store.root["text_caption"][...]
+    for position, caption in enumerate(text["captions"]):
+        assert caption == (captions[text["rows"][position]] if position in used["text"] else None)
+    for position, thumb in enumerate(image["thumbs"]):
+        row = image["rows"][position]
+        # Even items have an image file; a thumbnail exists for each one that is shown.
+        assert (thumb is not None) == (position in used["image"] and row % 2 == 0)
+        if thumb is not None:
+            with Image.open(tiny_explorer.page.parent / thumb) as picture:
+                assert max(picture.size) <= 64
+
+
+def test_table_columns_follow_what_each_run_has(tiny_explorer):
+    seed0, seed1, named = (run_file(tiny_explorer, run) for run in RUNS)
+    atoms = pd.read_parquet(tiny_explorer.runs[0].atoms)
+    columns = seed0["columns"]
+    np.testing.assert_allclose(columns["energy"], atoms["energy"], rtol=1e-3)
+    frequency = (atoms["frequency_image"] + atoms["frequency_text"]) / 2
+    np.testing.assert_allclose(columns["frequency"], frequency, rtol=1e-3)
+    assert columns["atom_kind"] == atoms["atom_kind"].tolist()
+    assert "classifier_accuracy" in columns and "name" not in columns
+    # Two seeds of a variant: each atom's matched cosine in the other seed, the same both ways.
+    assert seed0["stability_partner"] == RUNS[1] and seed1["stability_partner"] == RUNS[0]
+    assert sorted(seed0["columns"]["stability"]) == pytest.approx(
+        sorted(seed1["columns"]["stability"]), abs=1e-3
+    )
+    assert named["stability_partner"] is None and "stability" not in named["columns"]
+    assert "classifier_accuracy" not in named["columns"]
+    assert named["columns"]["name"][5] == "concept name 5"
+
+
+def test_map_and_bridge_partners_come_from_the_run_files(tiny_explorer):
+    data = run_file(tiny_explorer, RUNS[0])
+    coordinates = pd.read_parquet(tiny_explorer.runs[0].atom_map)
+    np.testing.assert_allclose(data["map"]["x"], coordinates["x"], rtol=1e-3, atol=1e-4)
+    assert data["map"]["method"] == "umap"
+    bridge = pd.read_parquet(tiny_explorer.runs[0].bridge_top)
+    assert data["bridge"]["atom_image"] == bridge["atom_image"].tolist()
+    assert data["bridge"]["form"] == bridge["form"].tolist()
+    assert len(data["neighbours"]["atoms"]) == data["n_atoms"] * data["neighbours"]["k"]
+
+
+def test_page_and_assets_are_self_contained(tiny_explorer):
+    folder = tiny_explorer.page.parent
+    html = tiny_explorer.page.read_text()
+    assert "tiny / generator" in html and "http" not in html
+    for script in ("data/store.js", "assets/app.js", "assets/map.js"):
+        assert f'src="{script}"' in html and (folder / script).is_file()
+    for asset in (folder / "assets").iterdir():
+        text = asset.read_text()
+        assert not re.search(r"""(src|href)\s*[=:]\s*["'`]?(https?:)?//|url\(\s*["']?https?:""", text)
+        assert "fetch(" not in text  # browsers refuse fetch() of file:// URLs
+
+
+def copy_runs(tiny_explorer: TinyExplorer, root: Path) -> list[RunFiles]:
+    shutil.copytree(tiny_explorer.results, root / "results")
+    return [RunFiles.of_run(f"tiny/generator/{run}", root / "results") for run in RUNS]
+
+
+def test_bad_input_names_the_file_and_leaves_no_half_written_explorer(tiny_explorer, tmp_path):
+    runs = copy_runs(tiny_explorer, tmp_path)
+    out = tmp_path / "explorer"
+    runs[1].atom_map.unlink()
+    with pytest.raises(InputFileError, match="atom_map.parquet: not found; fix: run `snakemake"):
+        build_explorer(out, tiny_explorer.store.path, runs, SETTINGS)
+    assert not out.exists() and not (tmp_path / "explorer.partial").exists()
+
+    shutil.copy(runs[0].atom_map, runs[1].atom_map)
+    build_explorer(out, tiny_explorer.store.path, runs, SETTINGS)
+    before = sorted(path.name for path in out.rglob("*"))
+    runs[2].atoms.write_bytes(b"PAR1 truncated")
+    with pytest.raises(InputFileError, match="atoms.parquet: not a readable parquet file"):
+        build_explorer(out, tiny_explorer.store.path, runs, SETTINGS)
+    assert sorted(path.name for path in out.rglob("*")) == before  # the old explorer stays whole
+    assert not (tmp_path / "explorer.partial").exists()
+
+
+def test_atoms_of_another_sae_and_a_broken_checkpoint_are_named(tiny_explorer, tmp_path):
+    runs = copy_runs(tiny_explorer, tmp_path)
+    pd.read_parquet(runs[0].atoms).head(10).to_parquet(runs[0].atoms)
+    with pytest.raises(InputFileError, match="has 10 rows for the 32 atoms"):
+        build_explorer(tmp_path / "explorer", tiny_explorer.store.path, runs, SETTINGS)
+    runs[1].weights.write_bytes(b"not safetensors")
+    with pytest.raises(InputFileError, match="sae.safetensors: not a readable SAE checkpoint"):
+        read_decoder(runs[1].weights)
+
+
+@pytest.mark.slow
+def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_path):
+    """The explorer rule on the tiny config's store: a corrupted atoms.parquet fails it with one
+    line in its log and no output; once the file is rebuilt the explorer is written."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    workdir = tmp_path / "work"
+    (workdir / "results" / "embeddings" / "tiny").mkdir(parents=True)
+    store = workdir / "results" / "embeddings" / "tiny" / "generator.zarr"
+    shutil.copytree(tiny_explorer.store.path, store)
+    store_files = EmbeddingStore(store)
+    runs = []
+    for variant in config["variants"]:
+        for mixture in config["mixtures"]:
+            files = RunFiles.of_run(
+                f"tiny/generator/{variant}/{mixture}/seed0", workdir / "results"
+            )
+            make_run(store_files, files, 0)
+            runs.append(files)
+    good = runs[1].atoms.read_bytes()
+    runs[1].atoms.write_bytes(b"PAR1 truncated")
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", str(TINY_CONFIG), "--directory", str(workdir), "--cores", "1",
+        "--rerun-triggers", "mtime", "results/explorer/tiny/generator",
+    ]  # fmt: skip
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0
+    log = (workdir / "logs" / "explorer" / "tiny" / "generator.log").read_text().splitlines()
+    (line,) = [line for line in log if "vlmsae:" in line]
+    assert line.startswith(f"vlmsae: {runs[1].atoms.relative_to(workdir)}: not a readable")
+    assert "fix: delete it and re-run" in line and "Traceback" not in "\n".join(log)
+    assert not (workdir / "results" / "explorer" / "tiny" / "generator").exists()
+    assert not (workdir / "results" / "explorer" / "tiny" / "generator.partial").exists()
+
+    runs[1].atoms.write_bytes(good)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = workdir / "results" / "explorer" / "tiny" / "generator" / "index.html"
+    assert page.is_file() and len(read_global(page.parent / "data" / "store.js")["runs"]) == 4

@@ -1,0 +1,68 @@
+"""2-D coordinates of a dictionary's atoms (results/metrics/<run>/atom_map.parquet).
+
+UMAP (umap-learn, seeded, so single-threaded and reproducible) of the unit decoder rows, with
+euclidean distance on unit rows, which orders neighbours as cosine does and keeps a zero row
+(no direction) harmless. A dictionary with too few atoms for UMAP's neighbour graph, or one on
+which UMAP fails, gets the first two principal components instead; the `method` column says
+which.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from vlmsae.metrics.rows import unit_rows
+
+N_NEIGHBORS = 15
+# UMAP's graph needs each atom to have N_NEIGHBORS others; below that its layout is not UMAP's.
+MIN_UMAP_ATOMS = N_NEIGHBORS + 2
+COLUMNS = ("atom", "x", "y", "method")
+
+log = logging.getLogger(__name__)
+
+
+def pca_coordinates(rows: np.ndarray) -> np.ndarray:
+    """[p, 2] projections of rows [p, d] on their first two principal axes (zeros past rank)."""
+    centred = rows - rows.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    coordinates = np.zeros((len(rows), 2), dtype=np.float64)
+    n_axes = min(2, axes.shape[0])
+    coordinates[:, :n_axes] = centred @ axes[:n_axes].T
+    return coordinates
+
+
+def umap_coordinates(rows: np.ndarray, seed: int) -> np.ndarray:
+    import umap  # imported here: numba compiles it on first use, which takes seconds
+
+    with warnings.catch_warnings():
+        # With a random_state UMAP runs on one thread and says so; that is the point here.
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap.UMAP(n_neighbors=N_NEIGHBORS, n_components=2, random_state=seed)
+        return reducer.fit_transform(rows).astype(np.float64)
+
+
+def atom_map(dictionary: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """Columns atom, x, y, method (`umap` or `pca`) for dictionary [p, d] (its decoder rows)."""
+    rows = unit_rows(dictionary)
+    method = "pca"
+    if len(rows) < MIN_UMAP_ATOMS:
+        log.info("%d atoms: too few for UMAP (%d needed), using PCA", len(rows), MIN_UMAP_ATOMS)
+        coordinates = pca_coordinates(rows)
+    else:
+        try:
+            coordinates, method = umap_coordinates(rows, seed), "umap"
+        except (ValueError, TypeError, np.linalg.LinAlgError) as error:
+            log.warning("UMAP failed (%s), using PCA", error)
+            coordinates = pca_coordinates(rows)
+    return pd.DataFrame(
+        {
+            "atom": np.arange(len(rows), dtype=np.int64),
+            "x": coordinates[:, 0],
+            "y": coordinates[:, 1],
+            "method": method,
+        }
+    )

@@ -1,0 +1,103 @@
+"""Panel helpers shared by the figures: which runs get a panel, histograms, grouped bars.
+
+Registers no figure. Every helper draws on a matplotlib Axes with artists a test can read back:
+histograms are a BarContainer (share of items per bin) and a StepPatch (weighted share), grouped
+bars one BarContainer per hue with its error bars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlmsae.figures.style import PANEL_TITLE_SIZE, grid, mixture_label
+
+
+def mixture_order(mixtures) -> list[str]:
+    """Mixtures sorted by their ratio ('1-1' before '5-1' before '10-1'), not as strings."""
+    return sorted(set(mixtures), key=lambda m: tuple(int(part) for part in m.split("-")))
+
+
+def first_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each (variant, mixture)'s lowest seed: one run per panel where runs can't pool
+    (a UMAP, a bridge's pairs, a sorted energy curve are each one run's)."""
+    lowest = table.groupby(["variant", "mixture"])["seed"].transform("min")
+    return table[table["seed"] == lowest]
+
+
+def variant_mixture_grid(table: pd.DataFrame, **kwargs):
+    """(figure, panels): one row per variant, one column per mixture of `table`.
+
+    panels: (axis, variant, mixture, rows of table) for every pair that has rows; a pair without
+    rows (a paired variant trains at 1-1 only) leaves its axis switched off.
+    """
+    variants = sorted(table["variant"].unique())
+    mixtures = mixture_order(table["mixture"])
+    figure, axes = grid(len(variants), len(mixtures), **kwargs)
+    groups = dict(list(table.groupby(["variant", "mixture"])))
+    panels = []
+    for row, variant in enumerate(variants):
+        for column, mixture in enumerate(mixtures):
+            axis = axes[row][column]
+            rows = groups.get((variant, mixture))
+            if rows is None:
+                axis.set_axis_off()
+                continue
+            axis.set_title(f"{variant}, {mixture_label(mixture)}", fontsize=PANEL_TITLE_SIZE)
+            panels.append((axis, variant, mixture, rows))
+    return figure, panels
+
+
+def share_histogram(axis, values: pd.Series, weights: pd.Series, edges: np.ndarray) -> None:
+    """Bars: share of the items per bin; black steps: share of `weights` per bin.
+
+    Both sum to 1 over the bins, so the two distributions compare on one axis (linear-structure
+    Figs. 4 and 6 show the plain and the energy-weighted view of one quantity).
+    """
+    counts, _ = np.histogram(values, edges)
+    weighted, _ = np.histogram(values, edges, weights=weights)
+    total = weighted.sum()
+    axis.bar(
+        edges[:-1],
+        counts / max(counts.sum(), 1),
+        width=np.diff(edges),
+        align="edge",
+        alpha=0.5,
+        label="atoms",
+    )
+    axis.stairs(
+        weighted / total if total > 0 else weighted,
+        edges,
+        color="black",
+        linewidth=1.5,
+        label="energy-weighted",
+    )
+
+
+def grouped_bars(axis, stats: pd.DataFrame, metric: str, hue: str) -> None:
+    """One group of bars per variant, one bar per value of column `hue`, with ± std error bars.
+
+    stats holds `variant`, `hue`, `metric` (the mean over seeds) and `{metric}_std`; rows without
+    a mean draw no bar, so the bars on the axis are exactly the table's defined values.
+    """
+    # Colours follow every hue of the table, so a hue keeps its colour in every panel.
+    hues = sorted(stats[hue].unique())
+    stats = stats.dropna(subset=[metric])
+    variants = sorted(stats["variant"].unique())
+    width = 0.8 / max(len(hues), 1)
+    position = {variant: index for index, variant in enumerate(variants)}
+    for offset, value in enumerate(hues):
+        rows = stats[stats[hue] == value]
+        if rows.empty:
+            continue
+        axis.bar(
+            rows["variant"].map(position) + (offset - (len(hues) - 1) / 2) * width,
+            rows[metric],
+            width=width,
+            yerr=rows[f"{metric}_std"].fillna(0),
+            capsize=2,
+            label=value,
+            color=f"C{offset}",
+        )
+    axis.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    axis.set_ylabel(metric)

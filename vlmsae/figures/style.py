@@ -1,0 +1,41 @@
+"""The one look of every figure: matplotlib on the Agg backend, shared sizes and colours."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MARKERS = "osD^v<>Ph*X"
+TITLE_SIZE = 10
+PANEL_TITLE_SIZE = 9
+LEGEND_SIZE = 7
+# Atom kinds keep one colour in every figure; dead atoms are drawn only where they mean something.
+KIND_COLOURS = {"bimodal": "C2", "image": "C3", "text": "C0", "dead": "0.6"}
+# Modality scores run from 0 (text only, blue) to 1 (image only, red), as KIND_COLOURS do.
+MODALITY_CMAP = "coolwarm"
+NO_VALUE_COLOUR = "0.85"
+
+
+def subplots(rows: int = 1, columns: int = 1, width: float = 6.0, height: float = 4.5, **kwargs):
+    """(figure, axes) with constrained layout, so titles and labels are never clipped."""
+    return plt.subplots(
+        rows, columns, figsize=(width, height), layout="constrained", squeeze=False, **kwargs
+    )
+
+
+def grid(rows: int, columns: int, panel_width: float = 3.2, panel_height: float = 2.6, **kwargs):
+    """(figure, axes [rows][columns]) sized per panel, for figures with one panel per group."""
+    return subplots(
+        rows,
+        columns,
+        width=max(4.0, panel_width * columns),
+        height=0.7 + panel_height * rows,
+        **kwargs,
+    )
+
+
+def mixture_label(mixture: str) -> str:
+    """'5-1' as the ratio it names, 'image:text 5:1'."""
+    return f"image:text {mixture.replace('-', ':')}"
