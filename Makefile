@@ -60,6 +60,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/train_throughput.py --out results/bench/train_throughput.json
 	$(BIN)/python bench/metrics_scale.py --out results/bench/metrics_scale.json
 	$(BIN)/python bench/embed_overhead.py --out results/bench/embed_overhead.json
+	$(BIN)/python bench/explorer_bench.py --out results/bench/explorer.json
 
 clean:
 	rm -rf results logs .snakemake

@@ -12,7 +12,7 @@ LAYERS = [
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
     {"stores", "metrics", "sweeps", "calibration"},
-    {"tables", "figures", "export", "fixtures"},
+    {"tables", "figures", "explorer", "export", "fixtures"},
     {"config", "workflow"},
     {"cli"},
 ]

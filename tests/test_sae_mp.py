@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from vlmsae import sae
+from vlmsae.errors import ConfigError
+from vlmsae.registry import parse_settings
 from vlmsae.sae.mp import PursuitCoefficients
 
 
@@ -162,9 +164,6 @@ def test_without_decoder_bias_fast_path_equals_reference():
 
 
 def test_modality_biases_need_the_decoder_bias():
-    from vlmsae.registry import parse_settings
-    from vlmsae.errors import ConfigError
-
     settings = sae.VARIANTS.get("mp").settings
     with pytest.raises(ConfigError, match="modality_biases needs decoder_bias"):
         parse_settings(settings, {"k": 2, "decoder_bias": False, "modality_biases": True}, "v")

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from vlmsae import sae
+from vlmsae.errors import ConfigError
+from vlmsae.registry import parse_settings
 from vlmsae.sae.codes import Codes
+from vlmsae.sae.penalty import STEERING_RATE
 
 
 def _identity_encoder(model, threshold: float | None = None):
@@ -160,3 +163,67 @@ def test_semi_nmf_keeps_k_codes_and_learns_only_through_decoding():
     assert not codes.dense().requires_grad
     (x_hat - x).pow(2).sum().backward()
     assert model.W_dec.grad is not None and model.b_dec.grad is not None
+
+
+def test_batchtopk_threshold_keeps_k_per_row_on_the_calibration_rows():
+    """Pre-activations = x: the k·N = 2 largest of the 8 values are 0.9 and 0.7, θ = 0.5."""
+    model = _identity_encoder(sae.build("batchtopk", d=4, n_atoms=4, k=1))
+    rows = torch.tensor([[0.9, 0.5, 0.1, -1.0], [0.7, 0.3, 0.2, 0.0]])
+    # Two batches of one row: the pass keeps only the k·N + 1 largest values between them.
+    record = model.calibrate_threshold([(rows[:1], None), (rows[1:], None)])
+    assert record == {"threshold": pytest.approx(0.5), "threshold_rows": 2}
+    codes = model.eval().encode(rows).dense()
+    torch.testing.assert_close(codes, torch.tensor([[0.9, 0, 0, 0], [0.7, 0, 0, 0]]))
+
+
+def test_batchtopk_threshold_is_zero_when_fewer_activations_are_positive():
+    model = _identity_encoder(sae.build("batchtopk", d=3, n_atoms=3, k=2))
+    record = model.calibrate_threshold([(torch.tensor([[0.4, -1.0, -2.0]]), None)])
+    assert record["threshold"] == 0.0  # only one positive value for k·N = 2 slots: keep it
+
+
+def test_batchtopk_threshold_matches_the_mean_l0_on_many_rows():
+    torch.manual_seed(0)
+    model = sae.build("batchtopk", d=16, n_atoms=64, k=5)
+    x = torch.randn(1000, 16)
+    model.calibrate_threshold([(batch, None) for batch in x.split(128)])
+    assert (model.eval().encode(x).dense() != 0).sum().item() == 5 * 1000
+
+
+@pytest.mark.parametrize("variant", ["relu", "jumprelu"])
+def test_penalty_coefficient_is_saved_only_when_steered(variant):
+    assert "penalty_coefficient" not in sae.build(variant, d=4, n_atoms=8).state_dict()
+    steered = sae.build(variant, d=4, n_atoms=8, target_l0=2)
+    assert steered.state_dict()["penalty_coefficient"].item() == pytest.approx(1e-3)
+
+
+def test_steering_multiplies_the_coefficient_by_a_clipped_log_ratio():
+    model = sae.build("relu", d=4, n_atoms=8, target_l0=3, l1_coefficient=0.1)
+    model.steer_penalty(torch.tensor(7.0))  # log((7 + 1)/(3 + 1)) = log 2 < 1: λ·2^η
+    assert model.penalty_coefficient.item() == pytest.approx(0.1 * 2**STEERING_RATE)
+    model.steer_penalty(torch.tensor(0.0))  # log(1/4) < −1: clipped to −1
+    expected = 0.1 * 2**STEERING_RATE * math.exp(-STEERING_RATE)
+    assert model.penalty_coefficient.item() == pytest.approx(expected)
+    x = torch.randn(5, 4)
+    codes, x_hat = model(x)
+    weighted = codes.dense().abs() * model.W_dec.norm(dim=1)
+    l1 = model.losses(x, codes, x_hat)["l1"]
+    torch.testing.assert_close(l1, expected * weighted.sum(dim=1).mean())
+
+
+def test_jumprelu_starts_each_threshold_at_the_target_quantile():
+    model = sae.build("jumprelu", d=2, n_atoms=2, target_l0=1, initial_threshold=0.05)
+    # Atom 0 sees 0.1, 0.2, 0.3, 0.4: its 1 − 1/2 quantile (2nd of 4) is 0.2. Atom 1 sees only
+    # negative values: θ stays at initial_threshold, so it starts silent.
+    pre = torch.tensor([[0.4, -0.1], [0.1, -0.2], [0.3, -0.3], [0.2, -0.4]])
+    model.initialise_for_target(pre)
+    torch.testing.assert_close(model.threshold, torch.tensor([0.2, 0.05]))
+
+
+@pytest.mark.parametrize(
+    ("variant", "hyper"), [("relu", {"l1_coefficient": 0.0}), ("jumprelu", {"target_l0": 9})]
+)
+def test_target_l0_needs_a_positive_coefficient_and_enough_atoms(variant, hyper):
+    settings = sae.VARIANTS.get(variant).settings
+    with pytest.raises(ConfigError, match="target_l0"):
+        parse_settings(settings, {"n_atoms": 8, "target_l0": 2, **hyper}, "v")

@@ -9,16 +9,24 @@ from vlmsae import sae
 from vlmsae.store import EVAL, EmbeddingStore, assign_pair_splits, write_store
 from vlmsae.sweeps import (
     SELECTION_SPLIT,
+    extension,
     point_variant,
     resolve_variant,
+    round_values,
     score_point,
     select,
     sweep_points,
+    sweep_round,
     swept_parameters,
 )
 
 SETTINGS = {
-    "alignment": {"values": [1e-4, 1e-3, 1e-2], "max_r2_drop": 0.05},
+    "alignment": {
+        "values": [1e-4, 1e-3, 1e-2],
+        "max_r2_drop": 0.05,
+        "extension_factor": 10,
+        "extension_cap": 1.0,
+    },
     "group_sparsity": {"values": [0.01, 0.05, 0.1, 0.2], "l0_tolerance": 0.01},
     "mask_probability": {"values": [0.1, 0.2, 0.3, 0.4], "r2_tolerance": 0.01},
 }
@@ -108,3 +116,46 @@ def test_sweep_points_are_scored_on_val_and_never_read_eval(tmp_path):
     for key in ("r2", "l0", "dead_atoms"):
         # Equal up to float rounding (torch's first forward pass may round differently).
         assert math.isfinite(poisoned[key]) and poisoned[key] == pytest.approx(other[key], rel=1e-6)
+
+
+def _points(r2_by_value: dict[float, float]) -> list[dict]:
+    """point.json records of an alignment sweep, R² per β."""
+    return [
+        {"value": value, "split": "val", "r2": r2, "l0": 20.0, "dead_atoms": 0}
+        for value, r2 in r2_by_value.items()
+    ]
+
+
+def test_a_choice_at_the_top_of_the_grid_extends_it_one_value_per_round():
+    r2 = {0.0: 0.90, 1e-4: 0.90, 1e-3: 0.89, 1e-2: 0.88, 0.1: 0.87, 1.0: 0.70}
+    first = sweep_round(
+        "alignment", _points({v: r2[v] for v in (0.0, 1e-4, 1e-3, 1e-2)}), None, SETTINGS, k=None
+    )
+    assert (first["chosen"], first["at_grid_edge"], first["extend_to"]) == (1e-2, True, 0.1)
+    assert round_values("alignment", SETTINGS, None) == [0.0, 1e-4, 1e-3, 1e-2]
+    values = round_values("alignment", SETTINGS, first)
+    assert values == [0.0, 1e-4, 1e-3, 1e-2, 0.1]
+    second = sweep_round("alignment", _points({v: r2[v] for v in values}), first, SETTINGS, None)
+    assert (second["round"], second["extend_to"]) == (1, 1.0)
+    values = round_values("alignment", SETTINGS, second)
+    third = sweep_round("alignment", _points({v: r2[v] for v in values}), second, SETTINGS, None)
+    # β = 1 drops R² by 0.2: 0.1 is now interior, and the sweep is done.
+    assert (third["chosen"], third["at_grid_edge"], third["extend_to"]) == (0.1, False, None)
+    table = pd.DataFrame(third["table"])
+    assert table["round"].tolist() == [0, 0, 0, 0, 1, 2]
+    assert not table["at_grid_edge"].any() and table["chosen"].sum() == 1
+
+
+def test_the_cap_stops_the_extension_and_the_table_says_the_choice_is_at_the_edge():
+    points = _points({0.0: 0.9, 1e-4: 0.9, 1e-3: 0.9, 1e-2: 0.9, 0.1: 0.9, 1.0: 0.9})
+    result = select("alignment", pd.DataFrame(points), SETTINGS, k=None)
+    assert result["chosen"] == 1.0 and result["at_grid_edge"]
+    assert all(row["at_grid_edge"] for row in result["table"])
+    assert extension("alignment", result, SETTINGS) is None  # 10 would pass extension_cap = 1
+
+
+def test_only_beta_extends():
+    table = pd.DataFrame({"value": [0.01, 0.05, 0.1, 0.2], "r2": [0.9] * 4, "l0": [32.0] * 4})
+    result = select("group_sparsity", table, SETTINGS, k=32)
+    assert result["chosen"] == 0.2 and result["at_grid_edge"]
+    assert extension("group_sparsity", result, SETTINGS) is None

@@ -3,12 +3,14 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from vlmsae import sae
 from vlmsae.errors import VlmsaeError
+from vlmsae.metrics.evaluate import encode
 from vlmsae.training import trainer as trainer_module
 from vlmsae.training.trainer import (
     CHECKPOINT_FILE,
@@ -228,3 +230,96 @@ def test_modality_biases_start_at_each_modality_mean(tmp_path, tiny_store):
     text_mean = torch.from_numpy(tiny_store.rows("text").mean(axis=0))
     assert torch.dist(model.b_dec[0], image_mean) < 0.1 < torch.dist(model.b_dec[0], text_mean)
     assert torch.dist(model.b_dec[1], text_mean) < 0.1
+
+
+# ---- sparsity reached on held-out rows: BatchTopK's threshold, target_l0 -----------------------
+SPARSITY = TrainSettings(
+    steps=300, batch_size=128, lr=3e-3, warmup_steps=20, log_every=50, buffer_rows=1024
+)
+
+
+def _eval_l0(model, store) -> float:
+    """Mean active atoms per row over the store's eval rows, both modalities (as metrics' l0)."""
+    counts = [
+        encode(model, store.rows(m, store.split_rows(m, "eval")), 4096, index)[0].getnnz(axis=1)
+        for index, m in enumerate(("image", "text"))
+    ]
+    return float(torch.from_numpy(np.concatenate(counts)).double().mean())
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_batchtopk_threshold_keeps_k_on_held_out_rows(tmp_path, tiny_store, split):
+    """150 steps: the moving average of the smallest kept activation lags the weights (eval L0
+    3.7–5.9 for k = 8 on this store); θ set on training (or val) rows after training gives k."""
+    settings = TrainSettings(**{**SPARSITY.__dict__, "steps": 150})
+    variant = {"type": "batchtopk", "n_atoms": 128, "k": 8, "threshold_split": split}
+    model = train(tiny_store, variant, settings, "1-1", 0, tmp_path, progress=False)
+    # Eval rows are drawn like the training rows, so only sampling separates their mean L0 from
+    # the k of the calibration rows: 15 % leaves room for it and none for the lag.
+    assert _eval_l0(model, tiny_store) == pytest.approx(8, rel=0.15)
+    calibrated = json.loads((tmp_path / "config.json").read_text())["calibrated"]
+    assert calibrated["threshold"] == pytest.approx(model.threshold.item())
+    # train: whole batches, at least threshold_rows; val: both rows of every val pair (fewer).
+    rows = calibrated["threshold_rows"]
+    assert rows >= 8192 if split == "train" else rows == 2 * len(tiny_store.split_pairs("val"))
+
+
+@pytest.mark.parametrize(
+    ("variant", "tolerance"),
+    [
+        ({"type": "relu"}, 0.1),
+        # θ learns slowly (log θ moves about lr per step) and only through its kernel: wider.
+        ({"type": "jumprelu", "bandwidth": 0.01}, 0.2),
+    ],
+    ids=["relu", "jumprelu"],
+)
+def test_target_l0_is_reached_on_held_out_rows(tmp_path, tiny_store, variant, tolerance):
+    """Steered λ: the default λ = 1e-3 leaves these codes dense (L0 ≈ 40–55 of 128)."""
+    model = train(
+        tiny_store,
+        {**variant, "n_atoms": 128, "target_l0": 8},
+        SPARSITY,
+        "1-1",
+        0,
+        tmp_path,
+        progress=False,
+    )
+    assert _eval_l0(model, tiny_store) == pytest.approx(8, rel=tolerance)
+    config = json.loads((tmp_path / "config.json").read_text())
+    penalty = model.settings.penalty
+    assert config["calibrated"][penalty] == pytest.approx(model.penalty_coefficient.item())
+    assert config["calibrated"]["target_l0"] == 8 and config["sae"][penalty] == 1e-3
+    assert sae.load(tmp_path).penalty_coefficient.item() == pytest.approx(
+        config["calibrated"][penalty]
+    )
+
+
+def test_steered_run_resumes_to_the_same_weights_and_penalty(tmp_path, tiny_store, monkeypatch):
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40})
+    variant = {"type": "relu", "n_atoms": 64, "target_l0": 6}
+    reference = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "a", progress=False)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 97, _raise_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", progress=False)
+    resumed = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", progress=False)
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_sae_a_as_the_authors_train_it(tmp_path, tiny_store):
+    """MP without decoder bias, aligned by the authors' form: b_dec stays zero, β·loss < 0."""
+    variant = {
+        "type": "mp",
+        "n_atoms": 64,
+        "k": 4,
+        "decoder_bias": False,
+        "alignment": 0.01,
+        "alignment_form": "authors",
+    }
+    model = train(tiny_store, variant, SETTINGS, "1-1", 0, tmp_path, progress=False)
+    assert not model.b_dec.any() and "b_dec" not in dict(model.named_parameters())
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["training"]["alignment_form"] == "authors" and config["training"]["paired"]
+    assert config["sae"]["decoder_bias"] is False
+    assert float(_log(tmp_path)[-1]["loss_align"]) < 0

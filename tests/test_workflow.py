@@ -122,7 +122,7 @@ def test_slurm_profile_builds_the_default_dag(tmp_path):
     [
         (lambda c: c.update(unknown_key=1), "config key '<top level>': unknown key"),
         (lambda c: c["variants"]["topk"].update(k=-1), "config key 'variants.topk.k'"),
-        (lambda c: c["variants"]["topk"].update(type="nope"), "unknown variant 'nope'"),
+        (lambda c: c["variants"]["topk"].update(type="nope"), "unknown SAE variant 'nope'"),
         (
             lambda c: c["datasets"].update(
                 real={"source": "precomputed", "precomputed": {"path": "missing.npy"}}

@@ -2,9 +2,10 @@
 
 UMAP (umap-learn, seeded, so single-threaded and reproducible) of the unit decoder rows, with
 euclidean distance on unit rows, which orders neighbours as cosine does and keeps a zero row
-(no direction) harmless. A dictionary with too few atoms for UMAP's neighbour graph, or one on
-which UMAP fails, gets the first two principal components instead; the `method` column says
-which.
+(no direction) harmless. The neighbour graph is exact and computed here with blocked matrix
+products: umap-learn's approximate search (NN-descent) took 220 s of the 280 s at p = 8192,
+d = 768 on 2 cores. A dictionary with too few atoms for UMAP's neighbour graph, or one on which
+UMAP fails, gets the first two principal components instead; the `method` column says which.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from vlmsae.explorer.data import nearest_atoms
 from vlmsae.metrics.rows import unit_rows
 
 N_NEIGHBORS = 15
@@ -36,12 +38,24 @@ def pca_coordinates(rows: np.ndarray) -> np.ndarray:
 
 
 def umap_coordinates(rows: np.ndarray, seed: int) -> np.ndarray:
+    """[p, 2] UMAP of unit rows [p, d], given the exact graph of N_NEIGHBORS (self included)."""
     import umap  # imported here: numba compiles it on first use, which takes seconds
 
+    neighbours, cosines = nearest_atoms(rows, N_NEIGHBORS - 1)
+    own = np.arange(len(rows))[:, None]
+    indices = np.concatenate([own, neighbours], axis=1)
+    cosines = np.concatenate([np.ones_like(own, dtype=np.float32), cosines], axis=1)
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cosines))  # euclidean, on unit rows
     with warnings.catch_warnings():
-        # With a random_state UMAP runs on one thread and says so; that is the point here.
+        # With a random_state UMAP runs on one thread and says so; without a search index it
+        # warns that transform() is unavailable. Neither matters here.
         warnings.simplefilter("ignore", UserWarning)
-        reducer = umap.UMAP(n_neighbors=N_NEIGHBORS, n_components=2, random_state=seed)
+        reducer = umap.UMAP(
+            n_neighbors=N_NEIGHBORS,
+            n_components=2,
+            random_state=seed,
+            precomputed_knn=(indices, distances, None),
+        )
         return reducer.fit_transform(rows).astype(np.float64)
 
 

@@ -43,11 +43,15 @@ STORE_FILES = {"cone_histograms": "cone_histograms.parquet"}
 
 def save(figure: Any, path: str | Path) -> None:
     """Write the figure as PNG at `path` and as SVG beside it (same stem), then close it."""
-    import matplotlib.pyplot as plt
+    from vlmsae.figures.style import plt  # the backend and SVG settings of every figure
 
     path = Path(path)
     for suffix in FORMATS:
-        figure.savefig(path.with_suffix(f".{suffix}"), dpi=DPI)
+        # No date in the SVG, so that the same tables give the same file (and svg.hashsalt, style).
+        metadata = {"Date": None} if suffix == "svg" else None
+        figure.savefig(path.with_suffix(f".{suffix}"), dpi=DPI, metadata=metadata)
+        # The layout is solved by the first save; the others keep it instead of solving again.
+        figure.set_layout_engine("none")
     plt.close(figure)
 
 

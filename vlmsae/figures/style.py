@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+# Fixed SVG element ids (and no date, vlmsae.figures.save): the same tables give the same file.
+matplotlib.rcParams["svg.hashsalt"] = "vlmsae"
 import matplotlib.pyplot as plt  # noqa: E402
 
 MARKERS = "osD^v<>Ph*X"

@@ -97,9 +97,10 @@ class JumpReLU(Penalised):
         """θ_j at the (1 − target_l0/p) quantile of atom j's pre-activations [N, p] (at least
         initial_threshold), so training starts at the target L0.
 
-        Needed because log θ under Adam moves by about lr per step: θ can grow only by a factor
-        e^(lr·steps) in a run (e^3 for 3000 steps at 1e-3), too little to climb from a tiny
-        initial θ to the scale of the pre-activations, whatever the penalty's weight.
+        Needed because log θ under Adam moves by about lr per step: θ can change only by a
+        factor e^(lr·steps) in a run (e^3 for 3000 steps at 1e-3), too little to climb from a tiny
+        initial θ to the scale of the pre-activations, whatever the penalty's weight, or to follow
+        the pre-activations' drift during the warmup (hence the second call after it).
         """
         rank = max(1, math.ceil((1 - self.target_l0 / self.n_atoms) * len(pre)))
         quantile = pre.float().kthvalue(rank, dim=0).values

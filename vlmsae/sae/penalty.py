@@ -7,11 +7,13 @@ is steered during training (the trainer calls `steer_penalty` after each step of
     log λ ← log λ + η·clip(log((L0 + 1)/(target + 1)), −1, 1),
 with L0 the batch's mean active atoms per row; λ then stays fixed for the rest of the run, so the
 final weights are trained at one λ, the one recorded in config.json (`calibrated`). This is the
-Lagrange-multiplier control of a constrained objective (GECO, Rezende & Viola 2018), and it
-starts from the configured coefficient as a λ warm-up would. Why not bisection on λ with short
-runs: a short run's L0 at a given λ is not the full run's (an L1 SAE keeps sparsifying as it
-trains), so it needs several extra runs and still misses the target; steering hits it in the run
-that is kept, at no extra cost.
+Lagrange-multiplier control of a constrained objective (GECO, Rezende & Viola 2018), started from
+the configured coefficient as a λ warm-up would be. Why not bisection on λ with short runs: a
+short run's L0 at a given λ is not the full run's (an L1 SAE keeps sparsifying as it trains), so
+it needs several extra runs and still misses the target; steering hits it in the run that is
+kept, at no extra cost. A variant whose sparsity moves slowly in training (JumpReLU: log θ moves
+about lr per step) also starts at the target, before training and again at the end of the lr
+warmup (`initialise_for_target`).
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ class Penalised(SparseAutoencoder):
         )
 
     def initialise_for_target(self, pre: torch.Tensor) -> None:
-        """Called once before training with target_l0, given the pre-activations [N, p] of
-        training rows: a variant whose sparsity moves slowly in training starts near the target."""
+        """Called with target_l0 before training and again at the end of the lr warmup, given
+        pre-activations [N, p] of training rows: a variant whose sparsity moves slowly in
+        training (re)starts near the target."""
 
     @torch.no_grad()
     def steer_penalty(self, l0: torch.Tensor) -> None:

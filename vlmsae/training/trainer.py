@@ -240,9 +240,21 @@ class Trainer:
             metrics["loss"] = loss.detach().float()
             metrics["r2"] = 1 - terms["mse"].detach().float() / variance
             metrics["l0"] = active.sum(dim=1).float().mean()
-        if self.scheduler.last_epoch <= self.steered_steps:
-            model.steer_penalty(metrics["l0"])
+        if self.steered_steps:
+            self._steer(x, modality, metrics["l0"])
         return metrics
+
+    @torch.no_grad()
+    def _steer(self, x: torch.Tensor, modality: torch.Tensor, l0: torch.Tensor) -> None:
+        """target_l0 (vlmsae.sae.penalty): a dual-ascent step on λ while the run is steered, and
+        at the end of the lr warmup, whose steps move the pre-activations most, the variant's
+        start at the target again, from this batch's pre-activations under the new weights."""
+        step = self.scheduler.last_epoch
+        if step == self.settings.warmup_steps:
+            model = self.model
+            model.initialise_for_target(model.pre_activation(x - model.bias(modality), None))
+        if step <= self.steered_steps:
+            self.model.steer_penalty(l0)
 
     def _aux_loss(self, x, modality, pre, reconstruction, dead) -> torch.Tensor:
         """AuxK: the top-k_aux dead latents reconstruct the residual the live ones left."""

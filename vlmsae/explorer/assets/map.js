@@ -67,16 +67,20 @@
       this.draw();
     }
 
+    // Selecting only redraws the ring over a copy of the points (`base`): p = 8192 arcs cost
+    // more than the 200 ms a selection may take on a slow machine.
     select(atom) {
       this.selected = atom;
-      this.draw();
+      this.compose();
     }
 
     draw() {
       if (!this.run || !this.width) return;
-      const ctx = this.canvas.getContext("2d");
+      this.base = this.base || document.createElement("canvas");
+      this.base.width = this.canvas.width;
+      this.base.height = this.canvas.height;
+      const ctx = this.base.getContext("2d");
       ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
-      ctx.clearRect(0, 0, this.width, this.height);
       const n = this.run.n_atoms;
       if (this.mask) {  // atoms outside the filter first, faded, under the others
         ctx.fillStyle = "rgb(232,232,232)";
@@ -94,14 +98,23 @@
         ctx.arc(p.x, p.y, RADIUS, 0, 2 * Math.PI);
         ctx.fill();
       }
-      if (this.selected !== null) {
-        const p = this.project(this.selected);
-        ctx.strokeStyle = "#111";
-        ctx.lineWidth = 2;
-        ctx.beginPath();
-        ctx.arc(p.x, p.y, RADIUS + 5, 0, 2 * Math.PI);
-        ctx.stroke();
-      }
+      this.compose();
+    }
+
+    compose() {
+      if (!this.base) return;
+      const ctx = this.canvas.getContext("2d");
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+      ctx.drawImage(this.base, 0, 0);
+      if (this.selected === null) return;
+      ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+      const p = this.project(this.selected);
+      ctx.strokeStyle = "#111";
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(p.x, p.y, RADIUS + 5, 0, 2 * Math.PI);
+      ctx.stroke();
     }
 
     // The visible atom nearest to (x, y) in CSS pixels, within PICK_PIXELS; null if none.

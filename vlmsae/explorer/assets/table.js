@@ -87,6 +87,7 @@
 
     applyMask() {
       this.rows = this.mask ? this.order.filter((atom) => this.mask[atom]) : this.order;
+      this.version = (this.version || 0) + 1;
       this.spacer.style.height = `${this.rows.length * ROW_HEIGHT}px`;
       this.render();
     }
@@ -112,15 +113,37 @@
       });
     }
 
+    // Rows already shown are kept (moved, re-marked), so an element stays the same while its
+    // atom is in view; all are rebuilt when the order, filter or run changes.
     render() {
       if (!this.run) return;
+      if (this.builtFor !== this.version) {
+        this.spacer.replaceChildren();
+        this.elements = new Map();
+        this.builtFor = this.version;
+      }
       const first = Math.max(0, Math.floor(this.body.scrollTop / ROW_HEIGHT) - OVERSCAN);
       const count = Math.ceil(this.body.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN;
       const visible = this.rows.slice(first, first + count);
-      this.spacer.replaceChildren(...visible.map((atom, i) => this.row(atom, first + i)));
+      const wanted = new Set(visible);
+      for (const [atom, element] of this.elements) {
+        if (wanted.has(atom)) continue;
+        element.remove();
+        this.elements.delete(atom);
+      }
+      visible.forEach((atom, i) => {
+        let element = this.elements.get(atom);
+        if (!element) {
+          element = this.row(atom);
+          this.elements.set(atom, element);
+          this.spacer.append(element);
+        }
+        element.style.top = `${(first + i) * ROW_HEIGHT}px`;
+        element.classList.toggle("selected", atom === this.selected);
+      });
     }
 
-    row(atom, position) {
+    row(atom) {
       const cells = this.columns.map((c) => {
         const value = this.value(c.key, atom);
         if (c.key === "modality_score") {
@@ -131,9 +154,7 @@
         return V.el("div", { title: V.format(value) }, V.format(value));
       });
       return V.el("div", {
-        class: atom === this.selected ? "atom-row selected" : "atom-row",
-        "data-atom": atom,
-        style: `top:${position * ROW_HEIGHT}px;grid-template-columns:${this.template}`,
+        class: "atom-row", "data-atom": atom, style: `grid-template-columns:${this.template}`,
       }, ...cells);
     }
   }
