@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# constraints.txt pins every version, torch 2.13.0 (CPU wheel) included: an unpinned torch
 	# would pull several GB of CUDA packages.
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,export]'
 	# laion-clap's metadata pins numpy<2 although its inference code runs on numpy 2: install it
 	# without its declared dependencies (the real ones are in pyproject.toml).
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt laion-clap==1.1.7

@@ -38,6 +38,7 @@ include: "rules/metrics.smk"
 include: "rules/stores.smk"
 include: "rules/figures.smk"
 include: "rules/paper_tables.smk"
+include: "rules/synthetic_recovery.smk"
 include: "rules/explorer.smk"
 
 
@@ -58,4 +59,5 @@ rule all:
         "results/tables/stores.csv",
         FIGURE_TARGETS,
         rules.paper_tables.output,
+        rules.synthetic_recovery.output if SYNTHETIC_TAU1 else [],
         expand("results/explorer/{store}", store=STORE_PATHS),

@@ -10,6 +10,7 @@ from vlmsae.errors import VlmsaeError
 from vlmsae.figures import figure_targets, input_paths
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
 from vlmsae.sweeps import round_values, swept_parameters
+from vlmsae.synthetic_recovery import synthetic_datasets
 
 try:
     check_config(config, base_dir=os.getcwd())
@@ -57,7 +58,10 @@ TABLE_PATHS = {
     "stores": "results/tables/stores.csv",
     "runs": "results/tables/runs.csv",
     "metrics_long": "results/tables/metrics_long.csv",
+    "synthetic_recovery": "results/tables/synthetic_recovery.csv",
 }
+# {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.synthetic_recovery).
+SYNTHETIC_TAU1 = synthetic_datasets(config)
 # The runs as figures see them: with the family a variant belongs to (a variant listing several
 # k is expanded into one variant per k of one family; vlmsae.config).
 FIGURE_RUNS = [

@@ -211,3 +211,19 @@ def test_screenshot_is_not_blank(driver, explorer, tmp_path):
     map_pixels = pixels[int(box["y"]) : int(box["y"] + box["height"]),
                         int(box["x"]) : int(box["x"] + box["width"])]  # fmt: skip
     assert len(np.unique(map_pixels.reshape(-1, 3), axis=0)) > 10
+
+
+def test_a_missing_run_file_is_a_message_not_a_blank_page(driver, explorer, tmp_path):
+    copy = tmp_path / "explorer"
+    shutil.copytree(explorer.page.parent, copy)
+    (missing,) = copy.glob(f"runs/*{RUNS[1].replace('/', '_')}.js")
+    missing.unlink()
+    open_page(driver, TinyExplorer(copy / "index.html", explorer.store, [], explorer.results))
+    driver.find_element(By.CSS_SELECTOR, "#select-seed option[value='1']").click()
+    message = driver.find_element(By.ID, "message")
+    deadline = time.monotonic() + 10
+    while not message.is_displayed():
+        assert time.monotonic() < deadline, "no message for the missing run file"
+        time.sleep(0.05)
+    assert f"runs/{missing.name} did not load: rebuild the explorer" in message.text
+    assert driver.find_elements(By.CSS_SELECTOR, ".atom-row")  # the first run stays shown

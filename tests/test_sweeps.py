@@ -33,8 +33,15 @@ SETTINGS = {
 
 
 def test_alignment_takes_the_largest_beta_within_the_r2_budget():
+    # The rule reads the authors' R² around one overall mean; the per-dimension R² (here
+    # falling fast) does not decide.
     table = pd.DataFrame(
-        {"value": [0.0, 1e-4, 1e-3, 1e-2], "r2": [0.90, 0.89, 0.86, 0.70], "l0": [20.0] * 4}
+        {
+            "value": [0.0, 1e-4, 1e-3, 1e-2],
+            "r2_overall": [0.90, 0.89, 0.86, 0.70],
+            "r2": [0.90, 0.70, 0.60, 0.50],
+            "l0": [20.0] * 4,
+        }
     )
     result = select("alignment", table, SETTINGS, k=20)
     assert result["chosen"] == 1e-3  # drops 0.01, 0.04 pass; 0.20 fails
@@ -42,7 +49,9 @@ def test_alignment_takes_the_largest_beta_within_the_r2_budget():
 
 
 def test_alignment_falls_back_to_zero_when_every_beta_costs_too_much():
-    table = pd.DataFrame({"value": [0.0, 1e-4], "r2": [0.9, 0.8], "l0": [20.0, 20.0]})
+    table = pd.DataFrame(
+        {"value": [0.0, 1e-4], "r2_overall": [0.9, 0.8], "r2": [0.9, 0.9], "l0": [20.0, 20.0]}
+    )
     assert select("alignment", table, SETTINGS, k=20)["chosen"] == 0.0
 
 
@@ -113,7 +122,7 @@ def test_sweep_points_are_scored_on_val_and_never_read_eval(tmp_path):
     poisoned = score_point(model, _store_with_eval_rows(tmp_path / "nan.zarr", "nan"), {})
     other = score_point(model, _store_with_eval_rows(tmp_path / "other.zarr", "random"), {})
     assert poisoned["split"] == other["split"] == SELECTION_SPLIT == "val"
-    for key in ("r2", "l0", "dead_atoms"):
+    for key in ("r2", "r2_overall", "l0", "dead_atoms"):
         # Equal up to float rounding (torch's first forward pass may round differently).
         assert math.isfinite(poisoned[key]) and poisoned[key] == pytest.approx(other[key], rel=1e-6)
 
@@ -121,7 +130,7 @@ def test_sweep_points_are_scored_on_val_and_never_read_eval(tmp_path):
 def _points(r2_by_value: dict[float, float]) -> list[dict]:
     """point.json records of an alignment sweep, R² per β."""
     return [
-        {"value": value, "split": "val", "r2": r2, "l0": 20.0, "dead_atoms": 0}
+        {"value": value, "split": "val", "r2": r2, "r2_overall": r2, "l0": 20.0, "dead_atoms": 0}
         for value, r2 in r2_by_value.items()
     ]
 

@@ -32,7 +32,14 @@ PAIRED_MIXTURE = "1-1"
 FRONTIER_KEYS = ("k", "target_l0")
 # Named recipes of the papers; a variant's own keys override them.
 VARIANT_PRESETS = {
-    "sae-a": {"type": "mp", "k": 20, "alignment": 1e-4},  # iso-energy §3, eq. 1
+    # iso-energy §3, eq. 1, as the authors' code trains it: their alignment form, no decoder bias
+    "sae-a": {
+        "type": "mp",
+        "k": 20,
+        "alignment": 1e-4,
+        "alignment_form": "authors",
+        "decoder_bias": False,
+    },
     "gsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True},
     "mgsae": {
         "type": "topk",

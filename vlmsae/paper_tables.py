@@ -105,15 +105,14 @@ def _cell(mean: float, std: float) -> str:
     return f"{mean:.4g}" if np.isnan(std) else f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """A paper table as a Markdown pipe table, each metric one `mean ± std` column."""
-    metrics = [
-        c for c in table.columns if c not in (*GROUP_KEYS, SEEDS) and not c.endswith(STD_SUFFIX)
-    ]
-    header = [*GROUP_KEYS, SEEDS, *metrics]
+def markdown(table: pd.DataFrame, keys: tuple[str, ...] = (*GROUP_KEYS, SEEDS)) -> str:
+    """A paper table as a Markdown pipe table: its `keys` columns as they are, then each metric
+    as one `mean ± std` column."""
+    metrics = [c for c in table.columns if c not in keys and not c.endswith(STD_SUFFIX)]
+    header = [*keys, *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for values in table.to_dict("records"):
-        cells = [str(values[key]) for key in (*GROUP_KEYS, SEEDS)]
+        cells = [str(values[key]) for key in keys]
         cells += [_cell(values[m], values[f"{m}{STD_SUFFIX}"]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -19,10 +19,9 @@ import pandas as pd
 from vlmsae.explorer.data import nearest_atoms
 from vlmsae.metrics.rows import unit_rows
 
-N_NEIGHBORS = 15
-# UMAP's graph needs each atom to have N_NEIGHBORS others; below that its layout is not UMAP's.
+N_NEIGHBORS = 15  # umap-learn's default; each atom's graph holds itself and 14 others
+# Below this, the graph would join every atom to nearly every other: PCA says as much.
 MIN_UMAP_ATOMS = N_NEIGHBORS + 2
-COLUMNS = ("atom", "x", "y", "method")
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ class BatchTopK(SparseAutoencoder):
     def calibrate_threshold(self, batches: Sequence[tuple[torch.Tensor, Modality]]) -> dict:
         """Set θ from batches (x [B, d], modality) of N rows in all; returns what was set.
 
-        θ is the (k·N + 1)-th largest pre-activation over the N rows (0 when fewer are positive),
+        θ is the (k·N + 1)-th largest pre-activation over the N rows, clamped at 0 from below,
         so exactly k·N of them exceed it: on these rows inference keeps k per row on average.
         The batches' pre-activations are visited one batch at a time, keeping only the k·N + 1
         largest values seen so far.

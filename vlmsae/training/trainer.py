@@ -624,6 +624,12 @@ def _val_batches(
     """Both rows of the store's val pairs, at most n_rows (a seeded draw of pairs), as batches
     (x [B, d], modality [B]) of at most batch_size rows, each pair's two rows in one batch."""
     pairs = store.split_pairs("val")
+    if len(pairs) == 0:
+        raise InputFileError(
+            str(store.path),
+            "no val pairs to set the BatchTopK threshold on (threshold_split: val)",
+            "use threshold_split: train, or a store with a val split (datasets.*.val_fraction)",
+        )
     keep = min(len(pairs), max(1, n_rows // 2))
     pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), keep, replace=False))]
     per_batch = max(1, batch_size // 2)

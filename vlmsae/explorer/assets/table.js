@@ -56,6 +56,7 @@
       this.ascending = key === this.sortKey ? !this.ascending : key === "atom";
       this.sortKey = key;
       this.sort();
+      if (this.selected !== null) this.select(this.selected);  // keep it in view
     }
 
     sort() {

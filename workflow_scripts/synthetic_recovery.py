@@ -1,0 +1,12 @@
+from pathlib import Path
+
+import pandas as pd
+
+from vlmsae.paper_tables import markdown
+from vlmsae.synthetic_recovery import KEYS, recovery_table
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0]):
+    table = recovery_table(pd.read_csv(snakemake.input.summary), snakemake.params.tau1)
+    table.to_csv(snakemake.output.csv, index=False)
+    Path(snakemake.output.md).write_text(markdown(table, KEYS))
