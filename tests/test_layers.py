@@ -12,7 +12,7 @@ LAYERS = [
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
     {"stores", "metrics", "sweeps", "calibration"},
-    {"tables", "figures", "explorer", "export", "fixtures"},
+    {"tables", "paper_tables", "synthetic_recovery", "figures", "explorer", "export", "fixtures"},
     {"config", "workflow"},
     {"cli"},
 ]
