@@ -230,7 +230,8 @@ def test_top_text_rows_are_the_largest_codes_of_the_eval_captions(tmp_path, monk
 def test_check_store_describes_it(tiny_store, capsys):
     assert main(["check-store", str(tiny_store.path)]) == 0
     out = capsys.readouterr().out
-    assert "image\t2000 rows\t400 eval" in out and "truth\tyes" in out
+    assert "image\t2000 rows\t1440 train\t400 eval\t160 val" in out and "truth\tyes" in out
+    assert "pairs\t2000\t1440 train\t400 eval\t160 val" in out and "val_fraction\t0.1" in out
 
 
 def test_missing_store_is_one_line(tmp_path, capsys):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-
-import torch
 
 
 @contextlib.contextmanager
 def logged(log_path: str | Path, threads: int = 1) -> Iterator[None]:
     """Send logging, stderr (progress bars, warnings, tracebacks) and stdout to `log_path`."""
-    torch.set_num_threads(threads)
+    # Only jobs that compute with torch have imported it (their scripts import the package's
+    # torch modules first); table and figure jobs would pay seconds to import it for nothing.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with (
         open(log_path, "w") as handle,

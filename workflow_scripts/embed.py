@@ -1,3 +1,5 @@
+import torch  # noqa: F401  (imported first, so that `logged` gives it the job's threads)
+
 from vlmsae.stores import build_store
 from vlmsae.workflow import logged
 

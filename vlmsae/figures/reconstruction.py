@@ -51,6 +51,6 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
         axis.set_xlabel("L0 (mean active atoms per embedding)")
         axis.set_ylabel("R² (pooled image + text)")
         axis.set_title(f"{dataset}/{model}", fontsize=PANEL_TITLE_SIZE)
-        axis.legend(fontsize=LEGEND_SIZE, loc="lower right")
+        axis.legend(fontsize=LEGEND_SIZE, loc="best")
     figure.suptitle(f"Reconstruction against sparsity: {subject}", fontsize=TITLE_SIZE)
     return figure

@@ -13,7 +13,8 @@ PLOTTED = ("W", "mma")
 
 
 def _has_synthetic_runs(config: dict, runs: list[dict]) -> bool:
-    synthetic = {n for n, spec in config["datasets"].items() if spec["source"] == "synthetic"}
+    datasets = config.get("datasets", {})
+    synthetic = {name for name, spec in datasets.items() if spec["source"] == "synthetic"}
     return any(run["dataset"] in synthetic for run in runs)
 
 

@@ -25,6 +25,8 @@ from vlmsae.registry import Settings
 
 KIND_LABELS = {"seed": "across seeds", "mixture": "across mixtures"}
 KIND_STYLES = {"seed": "-", "mixture": "--"}
+# On the per-pair panel the column already names the variant: shade tells the kind of pair.
+KIND_GREYS = {"seed": "0.15", "mixture": "0.55"}
 # Cells without a pair of runs stay white, not the colour of 0.
 HEAT_CMAP = matplotlib.colormaps["viridis"].with_extremes(bad="white")
 
@@ -60,7 +62,8 @@ def top_columns(stability: pd.DataFrame) -> list[str]:
 def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """One row per store. Left: the mean stability of each variant's m most energetic atoms
     against m (colour: variant; solid: pairs across seeds, dashed: across mixtures). Right:
-    every pair's `stability` (all atoms), one column per variant."""
+    every pair's `stability` (all atoms), one column per variant (dark: across seeds, light:
+    across mixtures)."""
     stability = tables["stability"]
     columns = top_columns(stability)
     stores = sorted(set(zip(stability["dataset"], stability["model"], strict=True)))
@@ -93,7 +96,7 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
                 right.scatter(
                     position[chosen] + jitter[here][chosen],
                     rows.loc[chosen, "stability"],
-                    color=[colours[v] for v in rows.loc[chosen, "variant"]],
+                    color=KIND_GREYS[kind],
                     marker=MARKERS[list(KIND_LABELS).index(kind)],
                     alpha=0.8,
                     label=label,

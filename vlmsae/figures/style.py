@@ -27,7 +27,7 @@ def subplots(rows: int = 1, columns: int = 1, width: float = 6.0, height: float 
     )
 
 
-def grid(rows: int, columns: int, panel_width: float = 3.2, panel_height: float = 2.6, **kwargs):
+def grid(rows: int, columns: int, panel_width: float = 3.6, panel_height: float = 2.6, **kwargs):
     """(figure, axes [rows][columns]) sized per panel, for figures with one panel per group."""
     return subplots(
         rows,
