@@ -305,7 +305,7 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
         "--configfile", str(TINY_CONFIG), "--directory", str(workdir), "--cores", "1",
         "--rerun-triggers", "mtime", "--", "results/explorer/tiny/generator",
     ]  # fmt: skip
-    failed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert failed.returncode != 0
     log = (workdir / "logs" / "explorer" / "tiny" / "generator.log").read_text().splitlines()
     (line,) = [line for line in log if "vlmsae:" in line]
@@ -315,7 +315,7 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
     assert not (workdir / "results" / "explorer" / "tiny" / "generator.partial").exists()
 
     runs[1].atoms.write_bytes(good)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     page = workdir / "results" / "explorer" / "tiny" / "generator" / "index.html"
     assert page.is_file() and len(read_global(page.parent / "data" / "store.js")["runs"]) == 4

@@ -46,7 +46,7 @@ def test_readme_plugin_runs_on_the_tiny_config(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")

@@ -31,7 +31,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subproce
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         command += ["--configfile", str(path)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800)
 
 
 def dry_run_jobs(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
