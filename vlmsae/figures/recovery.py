@@ -41,7 +41,7 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
                 capsize=3,
                 label=f"{variant} ({mixture.replace('-', ':')})",
             )
-        axis.set_xlabel("τ1 (cosine of a bimodal atom's two instantiations)")
+        axis.set_xlabel("τ1 (cosine between a bimodal atom's instantiations)")
         axis.set_ylabel(f"{column} ({names[column]})")
         axis.set_title(f"{column} against τ1", fontsize=TITLE_SIZE)
     axes[0][-1].legend(fontsize=7)
