@@ -347,3 +347,21 @@ def test_schema_keeps_the_defaults_and_bounds_of_the_config_section():
 def test_config_section_with_an_impossible_combination_names_the_key():
     with pytest.raises(ConfigError, match=r"'datasets.toy.synthetic.L': L=1 must lie in"):
         parse_settings(SyntheticParams, {"geometry": "clip-like", "L": 1}, "datasets.toy.synthetic")
+
+
+def test_clip_like_pairs_out_of_reach_are_redrawn_and_counted():
+    # τ2 just below τ1: a few pairs' bimodal instantiations agree too little to reach it.
+    params = SyntheticParams(
+        geometry="clip-like",
+        d=512,
+        n_bimodal=40,
+        n_unimodal=10,
+        L=10,
+        tau1=0.5,
+        tau2=0.4,
+        n_pairs=10000,
+    )
+    store = build(params)
+    assert 0 < store["attrs"]["redrawn_pairs"] <= 0.01 * params.n_pairs
+    cosine = np.sum(store["image"] * store["text"], axis=1)
+    np.testing.assert_allclose(cosine, 0.4, atol=1e-5)

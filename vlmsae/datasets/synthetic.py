@@ -41,6 +41,10 @@ WEIGHT_RANGE = (0.5, 1.5)  # positive and bounded away from 0: every active atom
 MODALITIES = ("image", "text")
 # A root of the clip-like quartic counts as real when its imaginary part is this small relative to
 # it; eigenvalues of a companion matrix carry rounding of about 1e-12 relative.
+# clip-like pairs whose cosine cannot reach τ2 are drawn again, up to this many rounds, while
+# they stay under this share of all pairs (beyond it τ2 is refused as out of reach).
+MAX_REDRAW_ROUNDS = 20
+MAX_REDRAWN_SHARE = 0.01
 _REAL_ROOT_TOLERANCE = 1e-7
 
 
@@ -354,10 +358,43 @@ def _clip_like(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, True
     frequencies = np.geomspace(p.bimodal_frequency_max, p.bimodal_frequency_min, p.n_bimodal)
     shared_idx = _draw_support(rng, p.n_pairs, p.L - 1, np.log(frequencies))
     bias_idx = {m: rng.integers(p.n_unimodal, size=(p.n_pairs, 1)) for m in MODALITIES}
+    weight = _bimodal_weight(bimodal, bias, shared_idx, bias_idx, p)
+    # A pair whose cosine cannot reach τ2 at any β (its bimodal atoms' instantiations agree too
+    # little) is drawn again: τ2 is then exact for every pair, at the cost of conditioning the
+    # draw on reachability. A redrawn share above MAX_REDRAWN_SHARE means τ2 does not suit τ1.
+    unreachable = np.flatnonzero(np.isnan(weight))
+    redrawn = len(unreachable)
+    for _ in range(MAX_REDRAW_ROUNDS):
+        if redrawn > MAX_REDRAWN_SHARE * p.n_pairs or not len(unreachable):
+            break
+        shared_idx[unreachable] = _draw_support(rng, len(unreachable), p.L - 1, np.log(frequencies))
+        for m in MODALITIES:
+            bias_idx[m][unreachable] = rng.integers(p.n_unimodal, size=(len(unreachable), 1))
+        weight[unreachable] = _bimodal_weight(
+            bimodal,
+            bias,
+            shared_idx[unreachable],
+            {m: v[unreachable] for m, v in bias_idx.items()},
+            p,
+        )
+        unreachable = unreachable[np.isnan(weight[unreachable])]
+        redrawn += len(unreachable)
+    if len(unreachable):
+        sums = {
+            m: _render(bimodal[m], shared_idx[unreachable], np.ones((len(unreachable), p.L - 1)))
+            for m in MODALITIES
+        }
+        limit = _rowdot(sums["image"], sums["text"]) / np.sqrt(
+            _rowdot(sums["image"], sums["image"]) * _rowdot(sums["text"], sums["text"])
+        )
+        raise ValueError(
+            f"tau2={p.tau2} is out of reach: with tau1={p.tau1} the cosine of "
+            f"{redrawn} of {p.n_pairs} drawn pairs cannot reach it (it tends to "
+            f"{float(limit.min()):.3f} as the bimodal weight grows); lower tau2 or raise tau1"
+        )
     ones = np.ones(shared_idx.shape)
     sums = {m: _render(bimodal[m], shared_idx, ones) for m in MODALITIES}
     bias_rows = {m: bias[m][bias_idx[m][:, 0]] for m in MODALITIES}
-    weight = _bimodal_weight(bias_rows, sums, p)
 
     embeddings, values = {}, {}
     for m in MODALITIES:
@@ -367,13 +404,19 @@ def _clip_like(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, True
         values[m] = np.concatenate([weight[:, None] * ones, np.ones((p.n_pairs, 1))], axis=1)
         values[m] /= norms
     truth = _true_structure(bimodal, bias, shared_idx, bias_idx, values)
-    return embeddings, truth, {"mean_bimodal_weight": float(weight.mean())}
+    attrs = {"mean_bimodal_weight": float(weight.mean()), "redrawn_pairs": redrawn}
+    return embeddings, truth, attrs
 
 
 def _bimodal_weight(
-    bias: dict[str, np.ndarray], sums: dict[str, np.ndarray], p: SyntheticParams
+    bimodal: dict[str, np.ndarray],
+    bias: dict[str, np.ndarray],
+    shared_idx: np.ndarray,
+    bias_idx: dict[str, np.ndarray],
+    p: SyntheticParams,
 ) -> np.ndarray:
-    """[N] the bimodal weight β > 0 of each pair that makes cos(x_I, x_T) exactly τ2.
+    """[N] the bimodal weight β > 0 of each pair that makes cos(x_I, x_T) exactly τ2, NaN
+    where no β does.
 
     x_m = b_m + β·S_m with b_m the unit bias row [N, d] and S_m the sum of the bimodal
     instantiations [N, d]. The slices are disjoint, so ⟨x_I, x_T⟩ = β²⟨S_I, S_T⟩ and
@@ -382,8 +425,11 @@ def _bimodal_weight(
     once as the eigenvalues of its companion matrices. Every positive root is a β with cosine
     +τ2 (the cosine is never negative); the largest u, the smallest β, is kept.
     """
+    ones = np.ones(shared_idx.shape)
+    sums = {m: _render(bimodal[m], shared_idx, ones) for m in MODALITIES}
+    rows = {m: bias[m][bias_idx[m][:, 0]] for m in MODALITIES}
     a = {m: _rowdot(sums[m], sums[m]) for m in MODALITIES}
-    b = {m: 2.0 * _rowdot(bias[m], sums[m]) for m in MODALITIES}
+    b = {m: 2.0 * _rowdot(rows[m], sums[m]) for m in MODALITIES}
     cross = _rowdot(sums["image"], sums["text"])
     # Coefficients of u⁰ … u³ of the monic quartic.
     coefficients = np.stack(
@@ -401,16 +447,7 @@ def _bimodal_weight(
     roots = np.linalg.eigvals(companion)
     real = np.abs(roots.imag) <= _REAL_ROOT_TOLERANCE * np.maximum(1.0, np.abs(roots))
     u = np.where(real & (roots.real > 0), roots.real, -np.inf).max(axis=1)
-    missing = ~np.isfinite(u)
-    if missing.any():
-        limit = cross / np.sqrt(a["image"] * a["text"])  # the cosine as β → ∞
-        raise ValueError(
-            f"tau2={p.tau2} is out of reach: with tau1={p.tau1} the cosine of "
-            f"{int(missing.sum())} of the {len(u)} pairs cannot reach it (it tends to "
-            f"{float(limit[missing].min()):.3f} as the bimodal weight grows); lower tau2 or "
-            "raise tau1"
-        )
-    return 1.0 / u
+    return np.where(np.isfinite(u), 1.0 / u, np.nan)
 
 
 @SOURCES.register("synthetic", SyntheticParams, kind="embedding")
