@@ -8,6 +8,9 @@ from vlmsae.config import check_config, runs
 from vlmsae.datasets import needs_model
 from vlmsae.errors import VlmsaeError
 from vlmsae.figures import figure_targets, input_paths
+from vlmsae.interventions import INTERVENTIONS
+from vlmsae.interventions import applies as intervention_applies
+from vlmsae.interventions import settings_of as intervention_settings
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
 from vlmsae.sweeps import round_values, swept_parameters
 from vlmsae.synthetic_recovery import synthetic_datasets
@@ -198,3 +201,37 @@ def runs_of_variant(wildcards):
         if (run.dataset, run.model, run.variant)
         == (wildcards.dataset, wildcards.model, wildcards.variant)
     ]
+
+
+# ---- interventions (rules/interventions.smk) -----------------------------------------------
+# The runs each intervention stage covers: every run of a dataset the stage applies to
+# (vlmsae.interventions: enabled in config `interventions.<name>`, and fed by the dataset).
+INTERVENTION_RUNS = {
+    name: [run for run in RUNS if intervention_applies(config, name, run.dataset)]
+    for name in INTERVENTIONS.names()
+}
+GAP_EDITS = intervention_settings(config, "gap_closing").edits
+INTERVENTION_DIR = "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+
+
+def intervention_params(table):
+    """The runs a table of stage `table` covers, as dicts."""
+    return [run.as_dict() for run in INTERVENTION_RUNS[table]]
+
+
+def intervention_files(table, pattern):
+    """`pattern` (a path below a run's intervention folder) for every run of stage `table`."""
+    return [
+        f"results/interventions/{run.path}/{pattern}" for run in INTERVENTION_RUNS[table]
+    ]
+
+
+# Tables of the interventions the config feeds (rule all asks for them).
+INTERVENTION_TABLES = [
+    f"results/tables/{table}.csv"
+    for name, table in (
+        ("gap_closing", "gap_closing"),
+        ("arithmetic", "vector_arithmetic"),
+    )
+    if INTERVENTION_RUNS[name]
+]

@@ -163,12 +163,13 @@ def write_store(
     class_prompts: np.ndarray | None = None,
     truth: TrueStructure | None = None,
     extra: dict[str, np.ndarray] | None = None,
-    val: ValSplit = DEFAULT_VAL,
+    val: ValSplit | None = DEFAULT_VAL,
 ) -> Path:
     """Write a complete store at `path` (replacing any partial one left by an interrupted write).
 
     `image_split` and `text_split` hold train and eval; `val` carves val from the train images,
-    their captions following them.
+    their captions following them. val None: the splits already hold val (a store derived from
+    another, whose attrs then carry the val attrs) and are written as given.
     """
     path = Path(path)
     if image.shape[1] != text.shape[1]:
@@ -179,9 +180,11 @@ def write_store(
     write_array(root, "image", np.ascontiguousarray(image, dtype=np.float32))
     write_array(root, "text", np.ascontiguousarray(text, dtype=np.float32))
     write_array(root, "pairs", np.asarray(pairs, dtype=np.int64))
-    image_split = val.carve(image_split)
-    write_array(root, "image_split", image_split)
-    write_array(root, "text_split", follow_items(np.asarray(pairs), image_split, text_split))
+    if val is not None:
+        image_split = val.carve(image_split)
+        text_split = follow_items(np.asarray(pairs), image_split, text_split)
+    write_array(root, "image_split", np.asarray(image_split, dtype=np.int8))
+    write_array(root, "text_split", np.asarray(text_split, dtype=np.int8))
     if label is not None:
         write_array(root, "label", np.asarray(label, dtype=np.int64))
     if class_prompts is not None:
@@ -201,7 +204,7 @@ def write_store(
     root.attrs.update(
         {
             **attrs,
-            **val.attrs(),
+            **(val.attrs() if val is not None else {}),
             "dim": int(image.shape[1]),
             "splits": list(SPLITS),
             "package_versions": package_versions(),
