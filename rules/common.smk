@@ -62,6 +62,10 @@ TABLE_PATHS = {
     "runs": "results/tables/runs.csv",
     "metrics_long": "results/tables/metrics_long.csv",
     "synthetic_recovery": "results/tables/synthetic_recovery.csv",
+    "gap_closing": "results/tables/gap_closing.csv",
+    "gap_histograms": "results/tables/gap_histograms.csv",
+    "vector_arithmetic": "results/tables/vector_arithmetic.csv",
+    "arithmetic_histograms": "results/tables/arithmetic_histograms.csv",
 }
 # {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.synthetic_recovery).
 SYNTHETIC_TAU1 = synthetic_datasets(config)
@@ -223,6 +227,23 @@ def intervention_files(table, pattern):
     """`pattern` (a path below a run's intervention folder) for every run of stage `table`."""
     return [
         f"results/interventions/{run.path}/{pattern}" for run in INTERVENTION_RUNS[table]
+    ]
+
+
+def gap_closing_store_files(name):
+    """File `name` of the dense store of every gap-closing run (one per run, in run order)."""
+    return [
+        f"results/metrics/{run.dataset}/{run.model}/{name}"
+        for run in INTERVENTION_RUNS["gap_closing"]
+    ]
+
+
+def gap_closing_edit_files(suffix):
+    """edits/{edit}{suffix} of every gap-closing run: run by run, edits in GAP_EDITS order."""
+    return [
+        f"results/interventions/{run.path}/edits/{edit}{suffix}"
+        for run in INTERVENTION_RUNS["gap_closing"]
+        for edit in GAP_EDITS
     ]
 
 

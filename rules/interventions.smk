@@ -54,34 +54,12 @@ rule arithmetic:
 
 rule gap_closing_table:
     input:
-        dense=[
-            f"results/metrics/{run.dataset}/{run.model}/store.json"
-            for run in INTERVENTION_RUNS["gap_closing"]
-        ],
-        dense_histograms=[
-            f"results/metrics/{run.dataset}/{run.model}/gap_histograms.parquet"
-            for run in INTERVENTION_RUNS["gap_closing"]
-        ],
-        edited=[
-            path
-            for edit_paths in zip(
-                *[
-                    intervention_files("gap_closing", f"edits/{edit}.json")
-                    for edit in GAP_EDITS
-                ]
-            )
-            for path in edit_paths
-        ],
-        edited_histograms=[
-            path
-            for edit_paths in zip(
-                *[
-                    intervention_files("gap_closing", f"edits/{edit}_gap_histograms.parquet")
-                    for edit in GAP_EDITS
-                ]
-            )
-            for path in edit_paths
-        ],
+        dense=gap_closing_store_files("store.json"),
+        dense_histograms=gap_closing_store_files("gap_histograms.parquet"),
+        dense_cones=gap_closing_store_files("cone_histograms.parquet"),
+        edited=gap_closing_edit_files(".json"),
+        edited_histograms=gap_closing_edit_files("_gap_histograms.parquet"),
+        edited_cones=gap_closing_edit_files("_cone_histograms.parquet"),
     output:
         table="results/tables/gap_closing.csv",
         histograms="results/tables/gap_histograms.csv",

@@ -41,6 +41,35 @@ def gap_closing_table(
     return pd.DataFrame(rows)
 
 
+def gap_histograms_table(
+    runs: Iterable[dict],
+    edits: list[str],
+    distance_paths: Iterable[list[str | Path]],
+    cone_paths: Iterable[list[str | Path]],
+) -> pd.DataFrame:
+    """Long histograms (run keys, edit, measure, population, bin_left, bin_right, count).
+
+    measure `nn_distance`: the k-th-nearest-image distances of images and captions
+    (gap_histograms.parquet, populations image and text); measure `cosine`: the image–caption
+    cosines of pairs and non-pairs (cone_histograms.parquet, populations paired and unpaired).
+    distance_paths, cone_paths: each run's files, one per edit in the order of `edits`.
+    """
+    frames = []
+    for run, distances, cones in zip(runs, distance_paths, cone_paths, strict=True):
+        for edit, distance, cone in zip(edits, distances, cones, strict=True):
+            nn = pd.read_parquet(distance).assign(measure="nn_distance")
+            cosine = pd.read_parquet(cone).melt(
+                id_vars=["bin_left", "bin_right"],
+                value_vars=["paired", "unpaired"],
+                var_name="population",
+                value_name="count",
+            )
+            for frame in (nn, cosine.assign(measure="cosine")):
+                frames.append(frame.assign(**_keys(run), edit=edit))
+    columns = [*RUN_KEYS, "edit", "measure", "population", "bin_left", "bin_right", "count"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
 def stacked(
     runs: Iterable[dict],
     paths: Iterable[str | Path],
