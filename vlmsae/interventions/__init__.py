@@ -25,7 +25,10 @@ def settings_of(config: dict, name: str) -> Any:
 
 
 def applies(config: dict, name: str, dataset: str) -> bool:
-    """Whether intervention `name` runs on `dataset` under `config` (enabled and fed)."""
+    """Whether intervention `name` runs on `dataset` under `config` (enabled and fed); False for
+    a dataset the config does not hold."""
+    spec = config.get("datasets", {}).get(dataset)
+    if spec is None:
+        return False
     settings = settings_of(config, name)
-    spec = config["datasets"][dataset]
     return bool(settings.enabled) and bool(INTERVENTIONS.get(name).obj(spec, settings))
