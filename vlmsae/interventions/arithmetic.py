@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from vlmsae.datasets.synthetic import swap_triplets
-from vlmsae.errors import InputFileError
+from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.gap import bimodal_only, distance_histograms, knn_distance
@@ -164,7 +164,11 @@ def reference_split(candidate_group: np.ndarray, seed: int) -> tuple[np.ndarray,
     """(reference groups mask over candidates, held-out group ids): half the groups, seeded."""
     groups = np.unique(candidate_group)
     if len(groups) < 2:
-        raise ValueError("the OOD score needs targets of at least two sources")
+        raise ConfigError(
+            "interventions.arithmetic",
+            "the OOD score needs the targets of at least two sources",
+            "give the store more eval triplets, or set enabled: false",
+        )
     rng = np.random.default_rng(seed)
     reference = rng.permutation(groups)[: len(groups) // 2]
     return np.isin(candidate_group, reference), np.setdiff1d(groups, reference)
@@ -177,9 +181,11 @@ def measure(
     is_reference, held_out = reference_split(triplets.candidate_group, settings.seed)
     reference = triplets.candidates[is_reference]
     if settings.knn_k > len(reference):
-        raise ValueError(
-            f"interventions.arithmetic.knn_k = {settings.knn_k}, but only {len(reference)} "
-            "reference targets: lower it or use more sources"
+        raise ConfigError(
+            "interventions.arithmetic.knn_k",
+            f"{settings.knn_k} neighbours, but the triplets give {len(reference)} reference "
+            "targets",
+            "lower knn_k (or, on synthetic data, raise n_sources)",
         )
     scored = np.isin(triplets.group, held_out)
     held_out_targets = triplets.candidates[~is_reference]
