@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmsae import sae
-from vlmsae.interventions import settings_of
+from vlmsae.interventions import parse
 from vlmsae.interventions.edits import write_edited_store
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
 from vlmsae.store import EmbeddingStore
@@ -15,7 +15,7 @@ with logged(snakemake.log[0], snakemake.threads):
     run = Path(snakemake.input.weights).parent
     model, atoms = sae.load(run), pd.read_parquet(snakemake.input.atoms)
     reference = [EmbeddingStore(path) for path in snakemake.input.reference]
-    settings = settings_of(snakemake.config, "gap_closing")
+    settings = parse("gap_closing", snakemake.params.settings)
     output = snakemake.output
     for i, edit in enumerate(snakemake.params.edits):
         edited = write_edited_store(store, output.stores[i], edit, model, atoms, settings, str(run))
