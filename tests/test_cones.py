@@ -147,3 +147,9 @@ def test_real_clip_pairs(coco_features):
     assert stats["paired"].mean == pytest.approx(0.310, abs=1e-3)
     assert stats["unpaired"].mean == pytest.approx(0.162, abs=1e-3)
     assert min(stats["within_image"].mean, stats["within_text"].mean) > 0.4
+
+
+def test_a_store_of_zero_rows_has_no_cone_keys_and_empty_histograms():
+    result = cones.summarise_store(make_context(np.zeros_like(IMAGE), TEXT), cones.ConeSettings())
+    assert result.summary == {"cone_zero_pairs": len(IMAGE)}
+    assert result.tables["cone_histograms"]["paired"].sum() == 0

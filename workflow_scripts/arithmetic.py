@@ -12,8 +12,10 @@ from vlmsae.workflow import logged
 with logged(snakemake.log[0], snakemake.threads):
     settings = parse("arithmetic", snakemake.params.settings)
     model = sae.load(Path(snakemake.input.weights).parent)
-    keep = kept_atoms(pd.read_parquet(snakemake.input.atoms), parse("gap_closing", snakemake.params.gap_closing))
+    gap_closing = parse("gap_closing", snakemake.params.gap_closing)
+    keep = kept_atoms(pd.read_parquet(snakemake.input.atoms), gap_closing)
     triplets = store_triplets(EmbeddingStore(snakemake.input.store), settings)
-    summary, histograms = measure(queries(model, triplets, keep, settings.batch_size), triplets, settings)
+    kinds = queries(model, triplets, keep, settings.batch_size)
+    summary, histograms = measure(kinds, triplets, settings)
     summary.assign(bimodal_atoms=int(keep.sum())).to_parquet(snakemake.output.summary, index=False)
     histograms.to_parquet(snakemake.output.histograms, index=False)

@@ -160,14 +160,21 @@ def summarise_store(context: StoreContext, settings: ConeSettings) -> MetricResu
     `cone_histograms` (`histogram_table`); no per-atom columns.
 
     A pair with a zero row (an edited store's image or caption whose code kept no atom) has no
-    cosine: it is left out and counted in `cone_zero_pairs`.
+    cosine: it is left out and counted in `cone_zero_pairs`. With fewer than two pairs left the
+    distributions are undefined: the `cone_cos_*` keys are left out and the histograms are empty.
     """
     directed = (np.linalg.norm(context.image, axis=1) > 0) & (
         np.linalg.norm(context.text, axis=1) > 0
     )
+    summary: dict[str, float | int] = {"cone_zero_pairs": int(np.sum(~directed))}
+    if directed.sum() < 2:
+        edges = np.linspace(-1.0, 1.0, 101)
+        empty = {name: np.zeros(len(edges) - 1, dtype=np.int64) for name in DISTRIBUTIONS}
+        return MetricResult(
+            summary=summary, tables={"cone_histograms": histogram_table({"edges": edges, **empty})}
+        )
     context = replace(context, image=context.image[directed], text=context.text[directed])
     statistics = cone_statistics(context.image, context.text)
-    summary: dict[str, float | int] = {"cone_zero_pairs": int(np.sum(~directed))}
     for name, stats in statistics.items():
         summary[f"cone_cos_{name}_mean"] = stats.mean
         summary[f"cone_cos_{name}_std"] = stats.std
