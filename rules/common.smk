@@ -221,7 +221,9 @@ INTERVENTION_RUNS["steering"] = [
     run for run in INTERVENTION_RUNS["steering"] if run in INTERVENTION_RUNS["naming"]
 ]
 GAP_EDITS = intervention_settings(config, "gap_closing").edits
-INTERVENTION_DIR = "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+INTERVENTION_DIR = (
+    "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+)
 
 
 def vocabulary_input(wildcards):
@@ -239,7 +241,8 @@ def intervention_params(table):
 def intervention_files(table, pattern):
     """`pattern` (a path below a run's intervention folder) for every run of stage `table`."""
     return [
-        f"results/interventions/{run.path}/{pattern}" for run in INTERVENTION_RUNS[table]
+        f"results/interventions/{run.path}/{pattern}"
+        for run in INTERVENTION_RUNS[table]
     ]
 
 

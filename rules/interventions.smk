@@ -10,7 +10,9 @@ rule gap_closing:
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
     output:
-        stores=[directory(f"{INTERVENTION_DIR}/edits/{edit}.zarr") for edit in GAP_EDITS],
+        stores=[
+            directory(f"{INTERVENTION_DIR}/edits/{edit}.zarr") for edit in GAP_EDITS
+        ],
         summaries=[f"{INTERVENTION_DIR}/edits/{edit}.json" for edit in GAP_EDITS],
         cone_histograms=[
             f"{INTERVENTION_DIR}/edits/{edit}_cone_histograms.parquet"
