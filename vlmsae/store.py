@@ -34,6 +34,8 @@ import zarr
 from scipy import sparse
 
 from vlmsae.errors import InputFileError
+from vlmsae.faults import fault
+from vlmsae.manifest import array_record, data_checksums, store_manifest, verify_store
 
 MODALITIES = ("image", "text")
 # Codes index this tuple; "val" comes last so the train and eval codes of stores written before
@@ -46,6 +48,7 @@ VAL_FRACTION = 0.1
 _VAL_STREAM = 1
 ATOM_KINDS = ("bimodal", "image", "text")
 ROW_CHUNK = 8192
+DISCARDED_SUFFIX = ".discarded"  # a folder being deleted: never read again
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,14 @@ def package_versions() -> dict[str, str]:
 
 def write_array(
     group: zarr.Group, name: str, data: np.ndarray, chunk_rows: int = ROW_CHUNK
-) -> None:
-    """Write `data` as array `name` of `group` (replacing one of that name), chunked by rows."""
+) -> dict:
+    """Write `data` as array `name` of `group` (replacing one of that name), chunked by rows;
+    return its manifest record (vlmsae.manifest)."""
     chunks = (min(chunk_rows, max(1, data.shape[0])),) + data.shape[1:]
     dtype = str if data.dtype.kind in "OUT" else data.dtype  # strings: zarr's variable-length UTF-8
     array = group.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks, overwrite=True)
     array[...] = data
+    return array_record(array, data_checksums(data, chunks[0]))
 
 
 def write_store(
@@ -176,28 +181,31 @@ def write_store(
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")
-    write_array(root, "image", np.ascontiguousarray(image, dtype=np.float32))
-    write_array(root, "text", np.ascontiguousarray(text, dtype=np.float32))
-    write_array(root, "pairs", np.asarray(pairs, dtype=np.int64))
     image_split = val.carve(image_split)
-    write_array(root, "image_split", image_split)
-    write_array(root, "text_split", follow_items(np.asarray(pairs), image_split, text_split))
-    if label is not None:
-        write_array(root, "label", np.asarray(label, dtype=np.int64))
-    if class_prompts is not None:
-        write_array(root, "class_prompts", np.asarray(class_prompts, dtype=np.float32))
-    for name, data in (extra or {}).items():
-        write_array(root, name, data)
+    arrays = {
+        "image": np.ascontiguousarray(image, dtype=np.float32),
+        "text": np.ascontiguousarray(text, dtype=np.float32),
+        "pairs": np.asarray(pairs, dtype=np.int64),
+        "image_split": image_split,
+        "text_split": follow_items(np.asarray(pairs), image_split, text_split),
+        **({} if label is None else {"label": np.asarray(label, dtype=np.int64)}),
+        **(
+            {}
+            if class_prompts is None
+            else {"class_prompts": np.asarray(class_prompts, dtype=np.float32)}
+        ),
+        **(extra or {}),
+    }
     if truth is not None:
-        group = root.create_group("truth")
-        write_array(group, "dictionary", truth.dictionary.astype(np.float32))
+        root.create_group("truth").attrs["atom_kinds"] = list(ATOM_KINDS)
         kind_codes = np.array([ATOM_KINDS.index(k) for k in truth.atom_kind], dtype=np.int8)
-        write_array(group, "atom_kind", kind_codes)
-        write_array(group, "atom_concept", truth.atom_concept.astype(np.int64))
+        arrays["truth/dictionary"] = truth.dictionary.astype(np.float32)
+        arrays["truth/atom_kind"] = kind_codes
+        arrays["truth/atom_concept"] = truth.atom_concept.astype(np.int64)
         for modality, codes in truth.codes.items():
-            write_array(group, f"codes_{modality}_indices", codes.indices.astype(np.int32))
-            write_array(group, f"codes_{modality}_values", codes.values.astype(np.float32))
-        group.attrs["atom_kinds"] = list(ATOM_KINDS)
+            arrays[f"truth/codes_{modality}_indices"] = codes.indices.astype(np.int32)
+            arrays[f"truth/codes_{modality}_values"] = codes.values.astype(np.float32)
+    records = {name: write_array(root, name, data) for name, data in arrays.items()}
     root.attrs.update(
         {
             **attrs,
@@ -205,13 +213,44 @@ def write_store(
             "dim": int(image.shape[1]),
             "splits": list(SPLITS),
             "package_versions": package_versions(),
+            "manifest": store_manifest(records),
             "complete": True,
         }
     )
-    if path.exists():
-        shutil.rmtree(path)
-    partial.rename(path)
+    publish(partial, path)
     return path
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete `folder`: first renamed aside (one atomic step), so that a kill halfway through
+    never leaves a half-deleted folder under a name that is read."""
+    aside = folder.with_name(folder.name + DISCARDED_SUFFIX)
+    shutil.rmtree(aside, ignore_errors=True)
+    folder.rename(aside)
+    fault("remove:moved-aside")
+    for number, child in enumerate(sorted(aside.iterdir())):
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+        if number == 0:
+            fault("remove:half-deleted")
+    aside.rmdir()
+
+
+def publish(staging: Path, path: Path) -> None:
+    """Move the finished folder `staging` to `path` with one rename (an older one at `path` is
+    moved aside first, and deleted after). Fault points: vlmsae.embedding.FINALISE_POINTS."""
+    aside = path.with_name(path.name + ".replaced")
+    if path.exists():
+        if aside.exists():
+            remove_folder(aside)
+        path.rename(aside)
+        fault("publish:old-moved-aside")
+    staging.rename(path)
+    fault("publish:renamed")
+    if aside.exists():
+        remove_folder(aside)
 
 
 def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
@@ -240,6 +279,11 @@ class EmbeddingStore:
         self.attrs = dict(self.root.attrs)
         # The store's own names of the two modalities, e.g. ("audio", "text").
         self.modalities = tuple(self.attrs.get("modalities", MODALITIES))
+
+    def verify(self) -> None:
+        """Read every chunk and check it against the store's manifest (vlmsae.manifest); raise
+        DamagedOutputError naming the damaged array and the rule that rebuilds it."""
+        verify_store(self.path)
 
     @property
     def dim(self) -> int:
