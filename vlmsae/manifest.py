@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from vlmsae.errors import DamagedOutputError
+from vlmsae.errors import DamagedOutputError, InputFileError
 
 MANIFEST_FORMAT = 1
 CHECKSUM = "crc32"
@@ -75,10 +75,16 @@ def _store_damage(path: Path, problem: str) -> DamagedOutputError:
 
 
 def open_group(path: Path, rule: str = "embed") -> zarr.Group:
-    """The zarr group at `path`, or DamagedOutputError when it is missing or unreadable."""
+    """The zarr group at `path`; InputFileError when there is none, DamagedOutputError when its
+    zarr.json is unreadable."""
     if not (path / "zarr.json").is_file():
-        problem = "not found" if not path.exists() else "not a zarr store (no zarr.json)"
-        raise DamagedOutputError(str(path), problem, rule)
+        problem = "not found" if not path.exists() else "not a zarr store (it has no zarr.json)"
+        raise InputFileError(
+            str(path),
+            problem,
+            f"give a results/embeddings/<dataset>/<model>.zarr folder, or build it with "
+            f"`snakemake --forcerun {rule}`",
+        )
     try:
         return zarr.open_group(path, mode="r")
     except Exception as error:  # zarr raises many kinds on a damaged zarr.json

@@ -35,7 +35,13 @@ from scipy import sparse
 
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
-from vlmsae.manifest import array_record, data_checksums, store_manifest, verify_store
+from vlmsae.manifest import (
+    array_record,
+    data_checksums,
+    open_group,
+    store_manifest,
+    verify_store,
+)
 
 MODALITIES = ("image", "text")
 # Codes index this tuple; "val" comes last so the train and eval codes of stores written before
@@ -263,13 +269,15 @@ def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
 class EmbeddingStore:
     """Read access to a complete store; arrays are read lazily from zarr."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, verify: bool = False):
+        """`verify`: read every chunk and check it against the manifest first (the workflow's
+        rules do), raising DamagedOutputError naming the damaged array."""
         self.path = Path(path)
         if not self.path.exists():
             raise InputFileError(
                 str(self.path), "embedding store not found", "build it with `snakemake <path>`"
             )
-        self.root = zarr.open_group(self.path, mode="r")
+        self.root = open_group(self.path)
         if not self.root.attrs.get("complete", False):
             raise InputFileError(
                 str(self.path),
@@ -277,6 +285,8 @@ class EmbeddingStore:
                 "delete it and re-run snakemake",
             )
         self.attrs = dict(self.root.attrs)
+        if verify:
+            self.verify()
         # The store's own names of the two modalities, e.g. ("audio", "text").
         self.modalities = tuple(self.attrs.get("modalities", MODALITIES))
 

@@ -6,9 +6,10 @@ from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    reference = [EmbeddingStore(path) for path in snakemake.input.reference]
+    reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
     summary, tables = evaluate_store(
-        EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation),
+        EmbeddingStore(snakemake.input.store, verify=True),
+        EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))
     tables["cone_histograms"].to_parquet(snakemake.output.cone_histograms, index=False)

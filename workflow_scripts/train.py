@@ -7,7 +7,7 @@ from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     train(
-        EmbeddingStore(snakemake.input.store),
+        EmbeddingStore(snakemake.input.store, verify=True),
         variant=resolve_variant(snakemake.params.variant, read_chosen(snakemake.input.chosen)),
         settings=TrainSettings(**snakemake.params.train),
         mixture=snakemake.wildcards.mixture,

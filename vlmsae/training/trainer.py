@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from vlmsae import sae as sae_registry
 from vlmsae.devices import resolve_device
-from vlmsae.errors import InputFileError
+from vlmsae.errors import InputFileError, VlmsaeError
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.batchtopk import BatchTopK
 from vlmsae.sae.penalty import STEERED_SHARE, Penalised
@@ -56,7 +56,11 @@ log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seconds")
 # The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
 CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
+LOG_FILE = "train_log.csv"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
+# A run whose logged training R² falls below this has diverged: its reconstructions are further
+# from the rows than the rows' mean is, by a factor above 3 in MSE.
+DIVERGED_R2 = -2.0
 # A steered run whose final training L0 is off its target_l0 by more than this share warns.
 STEERING_TOLERANCE = 0.2
 # Settings that change how a run is watched, not what it computes: not part of its fingerprint.
@@ -470,6 +474,7 @@ def train(
                     )
                 )
                 window = {}
+                _stop_if_diverged(rows[-1], out_dir)
                 bar.set_postfix(
                     loss=f"{rows[-1]['loss']:.4f}",
                     r2=f"{rows[-1]['r2']:.3f}",
@@ -487,10 +492,11 @@ def train(
     calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
     if calibrated:
         log.info("calibrated: %s", calibrated)
-    _write_log(out_dir / "train_log.csv", rows)
+    _write_log(out_dir / LOG_FILE, rows)
     sae_registry.save(
         model,
         out_dir,
+        with_files=[LOG_FILE],
         extra={
             "training": {
                 **dataclasses.asdict(settings),
@@ -516,6 +522,10 @@ def train(
         rows[-1]["seconds"],
     )
     return model
+
+
+class TrainingDiverged(VlmsaeError):
+    """The loss became NaN or Inf, or the reconstructions diverged; the message names the step."""
 
 
 def _load_checkpoint(directory: Path, run_id: str) -> dict | None:
@@ -655,6 +665,20 @@ def _log_row(
         seconds=round(seconds, 3),
     )
     return row
+
+
+def _stop_if_diverged(row: dict, out_dir: Path) -> None:
+    """TrainingDiverged when a logged loss is NaN or Inf or R² fell below DIVERGED_R2: nothing
+    more is trained, no weights are written."""
+    losses = {name: value for name, value in row.items() if name.startswith("loss")}
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad or not math.isfinite(row["r2"]) or row["r2"] < DIVERGED_R2:
+        what = f"{bad[0]} is {losses[bad[0]]}" if bad else f"training R² is {row['r2']:.3g}"
+        raise TrainingDiverged(
+            f"{out_dir}: training diverged at step {row['step']} ({what}); no weights written; "
+            "fix: lower 'train.lr' (or raise 'train.warmup_steps'), and check the store with "
+            "`vlmsae verify`"
+        )
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
