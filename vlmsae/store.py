@@ -36,6 +36,7 @@ from scipy import sparse
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
 from vlmsae.manifest import (
+    MIN_ROW_NORM,
     array_record,
     data_checksums,
     open_group,
@@ -149,6 +150,63 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def check_embedding_array(where: str, name: str, rows: np.ndarray) -> None:
+    """InputFileError (naming `where`) unless `rows` is a real [N, d] array with N ≥ 1, d ≥ 2."""
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "fiu":
+        kind = "complex" if getattr(rows, "dtype", np.dtype(object)).kind == "c" else "non-real"
+        got = getattr(rows, "dtype", type(rows).__name__)
+        raise InputFileError(
+            where,
+            f"{name} rows are {kind} ({got}); embeddings must be real numbers",
+            "save the real-valued float32 embeddings",
+        )
+    if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] < 2:
+        raise InputFileError(
+            where,
+            f"{name} has shape {list(rows.shape)}; expected [N, d] with N ≥ 1 rows and d ≥ 2",
+            "give one embedding per row",
+        )
+
+
+def invalid_rows(rows: np.ndarray) -> np.ndarray:
+    """[N] bool: rows holding NaN or Inf, or of (near) zero norm, which cannot be normalised."""
+    finite = np.isfinite(rows).all(axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], rows, 0.0), axis=1)
+    return ~finite | (norms < MIN_ROW_NORM)
+
+
+def _check_store_arrays(path: Path, image, text, pairs, image_split) -> None:
+    """The last guard before a store is written: usable rows, pairs in range, non-empty splits."""
+    where = str(path)
+    for name, rows in (("image", image), ("text", text)):
+        check_embedding_array(where, name, rows)
+        bad = np.flatnonzero(invalid_rows(rows))
+        if len(bad):
+            raise InputFileError(
+                where,
+                f"{len(bad)} {name} rows hold NaN/Inf or are zero (first: row {bad[0]})",
+                "fix the source's rows, or drop them (precomputed: drop_invalid_rows: true)",
+            )
+    if image.shape[1] != text.shape[1]:
+        raise InputFileError(
+            where,
+            f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}",
+            "embed both modalities with one model",
+        )
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or not len(pairs):
+        raise InputFileError(where, f"pairs has shape {list(pairs.shape)}", "give [P, 2] pairs")
+    if pairs.min() < 0 or (pairs.max(axis=0) >= [len(image), len(text)]).any():
+        raise InputFileError(where, "a pair points past the rows", "give pairs of existing rows")
+    for split in ("train", "eval"):
+        if not (np.asarray(image_split)[pairs[:, 0]] == SPLITS.index(split)).any():
+            raise InputFileError(
+                where,
+                f"the '{split}' split has no pair ({len(pairs)} pairs in all)",
+                "give more pairs, or change eval_fraction",
+            )
+
+
 def write_array(
     group: zarr.Group, name: str, data: np.ndarray, chunk_rows: int = ROW_CHUNK
 ) -> dict:
@@ -182,8 +240,7 @@ def write_store(
     their captions following them.
     """
     path = Path(path)
-    if image.shape[1] != text.shape[1]:
-        raise ValueError(f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}")
+    _check_store_arrays(path, image, text, pairs, image_split)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")

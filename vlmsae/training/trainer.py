@@ -489,6 +489,12 @@ def train(
                 _save_checkpoint(snapshot(done), out_dir)
 
     model.eval()
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise TrainingDiverged(
+                f"{out_dir}: training diverged: parameter '{name}' holds NaN or Inf; no weights "
+                "written; fix: lower 'train.lr', and check the store with `vlmsae verify`"
+            )
     calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
     if calibrated:
         log.info("calibrated: %s", calibrated)
