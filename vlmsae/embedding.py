@@ -643,6 +643,31 @@ def _no_usable_items(raw: RawDataset, skipped: SkipReport) -> None:
     )
 
 
+def _check_labels(raw: RawDataset) -> None:
+    """Labels, when the dataset has them: one integer per item, in [0, classes) when the classes
+    are named; checked before anything is embedded."""
+    if raw.label is None:
+        return
+    label = np.asarray(raw.label)
+    where = str(raw.attrs.get("root", "the dataset"))
+    if label.shape != (len(raw.media),) or label.dtype.kind not in "iu":
+        raise InputFileError(
+            where,
+            f"labels are {label.dtype} of shape {list(label.shape)}; expected "
+            f"{len(raw.media)} integers, one per item",
+            "check the dataset's label files",
+        )
+    n_classes = len(raw.class_names) if raw.class_names is not None else None
+    outside = np.flatnonzero((label < 0) | (label >= (n_classes or np.iinfo(np.int64).max)))
+    if len(outside):
+        raise InputFileError(
+            where,
+            f"label {label[outside[0]]} of item {raw.media.describe(int(outside[0]))} is "
+            f"outside 0..{(n_classes or 1) - 1}",
+            "check the dataset's label files and class names",
+        )
+
+
 def embed_dataset(
     raw: RawDataset,
     encoder: Encoder,
@@ -660,6 +685,7 @@ def embed_dataset(
     path = Path(path)
     if not len(raw.pairs):
         _no_usable_items(raw, raw.skipped)
+    _check_labels(raw)
     for folder in (path, path.with_name(path.name + ".partial")):  # left by a killed deletion
         shutil.rmtree(folder.with_name(folder.name + DISCARDED_SUFFIX), ignore_errors=True)
     device = encoder.device

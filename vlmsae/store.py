@@ -175,9 +175,9 @@ def invalid_rows(rows: np.ndarray) -> np.ndarray:
     return ~finite | (norms < MIN_ROW_NORM)
 
 
-def _check_store_arrays(path: Path, image, text, pairs, image_split) -> None:
-    """The last guard before a store is written: usable rows, pairs in range, non-empty splits."""
-    where = str(path)
+def _check_store_arrays(where: str, image, text, pairs, image_split) -> None:
+    """The last guard before a store is written: usable rows, pairs in range, non-empty splits.
+    Messages name `where` (the source's files, or the store)."""
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
         bad = np.flatnonzero(invalid_rows(rows))
@@ -240,7 +240,7 @@ def write_store(
     their captions following them.
     """
     path = Path(path)
-    _check_store_arrays(path, image, text, pairs, image_split)
+    _check_store_arrays(str(attrs.get("files", path)), image, text, pairs, image_split)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")

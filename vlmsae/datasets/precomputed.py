@@ -169,10 +169,12 @@ def _labels(settings: PrecomputedSettings, n_pairs: int, n_classes: int | None) 
     high = n_classes if n_classes is not None else np.iinfo(np.int64).max
     outside = np.flatnonzero((labels < 0) | (labels >= high))
     if len(outside):
-        bound = f"0..{n_classes - 1} (the class prompts' classes)" if n_classes else "0 or more"
+        bound = (
+            f"outside 0..{n_classes - 1} (the class prompts' classes)" if n_classes else "negative"
+        )
         raise InputFileError(
             path,
-            f"label {labels[outside[0]]} of row {outside[0]} is outside {bound}",
+            f"label {labels[outside[0]]} of row {outside[0]} is {bound}",
             "give each image's class index",
         )
     return labels.astype(np.int64)
@@ -207,7 +209,7 @@ def build(settings: PrecomputedSettings) -> dict:
         reason, rows = next(iter(skipped.items()))
         raise InputFileError(
             source,
-            f"{len(rows)} rows are a {reason} (first: row {rows[0]})",
+            f"found {len(rows)} {reason} (first: row {rows[0]})",
             "fix the file, or set drop_bad_pairs: true in its precomputed section",
         )
     keep = np.ones(len(image), dtype=bool)
