@@ -206,7 +206,9 @@ class SparseAutoencoder(nn.Module):
         if self.has_encoder:
             self.W_enc = nn.Parameter(decoder.clone())
             self.b_enc = nn.Parameter(torch.zeros(n_atoms))
-        self.b_dec = nn.Parameter(torch.zeros(2, d) if settings.modality_biases else torch.zeros(d))
+        self.b_dec = nn.Parameter(
+            torch.zeros(2, d) if settings.modality_biases else torch.zeros(d)
+        )
 
     # ---- shared pieces -------------------------------------------------------------------
     def bias(self, modality: Modality) -> torch.Tensor:
