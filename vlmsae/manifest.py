@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +248,9 @@ def verify_folder(folder: str | Path, rule: str) -> dict[str, int]:
             _check_tensors(path, record["tensors"], rule)
         sizes[name] = size
     return sizes
+
+
+def verify_folders(paths: Iterable[str | Path], rule: str) -> None:
+    """`verify_folder` on the folder of each file in `paths` (each folder once)."""
+    for folder in dict.fromkeys(Path(path).parent for path in paths):
+        verify_folder(folder, rule)
