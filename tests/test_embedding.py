@@ -465,6 +465,10 @@ def test_damaged_blocks_of_a_partial_store_are_embedded_again_never_read_as_zero
     encoder.encode_media = lambda batch: forwarded.append(len(batch)) or real_encode(batch)
     embed_dataset(raw, encoder, path, SETTINGS, {})
     assert_same_arrays(whole_and_older[0], path)
+    whole_skipped = EmbeddingStore(whole_and_older[0]).attrs["skipped"]
+    counts = {reason: entry["count"] for reason, entry in whole_skipped.items()}
+    skipped = EmbeddingStore(path).attrs["skipped"]
+    assert {reason: entry["count"] for reason, entry in skipped.items()} == counts
     # Only what the damage reached is embedded again: images from block 1 on, or every image.
     expected = {"chunk deleted": 8, "chunk garbled": 0, "flags deleted": 12}[damage]
     assert sum(forwarded) == expected

@@ -273,6 +273,7 @@ class _PartialStore:
     def _rewind(self, key: str, block: int) -> None:
         self.state["progress"][key] = min(self.blocks_done(key), block)
         self.state["checksums"][key] = self.state["checksums"].get(key, [])[:block]
+        self.state["skipped"][key] = self.state["skipped"].get(key, [])[:block]
         self._write_state()
 
     def array(self, name: str, shape: tuple[int, ...], dtype, chunk_rows: int, key: str):
@@ -296,16 +297,19 @@ class _PartialStore:
     def mark_block(
         self, key: str, done: int, digest: int, failures: SkipReport | None = None
     ) -> None:
+        # Kept per block, so that a block embedded again replaces its own skips.
+        skipped = failures.as_attrs() if failures is not None else {}
         self.state["progress"][key] = done
         self.state["checksums"][key] = self.state["checksums"].get(key, [])[: done - 1] + [digest]
-        if failures is not None and failures.total:
-            report = _report_from_attrs(self.state["skipped"])
-            report.merge(failures)
-            self.state["skipped"] = report.as_attrs()
+        self.state["skipped"][key] = self.state["skipped"].get(key, [])[: done - 1] + [skipped]
         self._write_state()
 
     def skipped(self) -> SkipReport:
-        return _report_from_attrs(self.state["skipped"])
+        report = SkipReport()
+        for blocks in self.state["skipped"].values():
+            for block in blocks:
+                report.merge(_report_from_attrs(block))
+        return report
 
 
 def _block_checksum(arrays: list[zarr.Array], number: int) -> int:

@@ -280,6 +280,7 @@ def write_store(
             "complete": True,
         }
     )
+    verify_store(partial)  # what is published has been read back whole
     publish(partial, path)
     return path
 
