@@ -185,7 +185,7 @@ def _check_store_arrays(where: str, image, text, pairs, image_split) -> None:
             raise InputFileError(
                 where,
                 f"{len(bad)} {name} rows hold NaN/Inf or are zero (first: row {bad[0]})",
-                "fix the source's rows, or drop them (precomputed: drop_invalid_rows: true)",
+                "fix the source's rows, or drop them (precomputed: drop_bad_pairs: true)",
             )
     if image.shape[1] != text.shape[1]:
         raise InputFileError(
