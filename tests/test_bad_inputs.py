@@ -348,6 +348,27 @@ def test_a_diverging_run_stops_in_one_line_and_writes_no_weights(tmp_path, tiny_
     assert not (tmp_path / "manifest.json").exists()
 
 
+def test_training_on_a_damaged_store_writes_no_weights(tmp_path):
+    from vlmsae.errors import DamagedOutputError
+    from vlmsae.store import EmbeddingStore
+
+    section = _pair_files(tmp_path, _rows(0, n=200), _rows(1, n=200))
+    path = build_store("d", "m", {"source": "precomputed", "precomputed": section}, tmp_path / "s")
+    (path / "text" / "c" / "0" / "0").unlink()  # reads back as zeros
+    settings = TrainSettings(steps=20, batch_size=32, log_every=10, checkpoint_every=10)
+    with pytest.raises(DamagedOutputError, match=r"s/text: chunk 0 .*--forcerun embed"):
+        train(
+            EmbeddingStore(path),
+            {"type": "topk", "n_atoms": 16, "k": 2},
+            settings,
+            "1-1",
+            0,
+            tmp_path / "run",
+            verify_store=True,
+        )
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []  # no weights, no checkpoint
+
+
 # ---- CLI: files and arguments ---------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""`vlmsae`: what Snakemake does not do: list runs, read and compare runs, check a store, export.
+"""`vlmsae`: what Snakemake does not do: list, read, compare and export runs; verify outputs.
 
 Every handler imports what it needs itself: torch, pandas, zarr and snakemake take seconds to
 import, and `vlmsae --help` should not wait for them. Expected errors (missing or unreadable

@@ -30,6 +30,7 @@ CHECKSUM = "crc32"
 MANIFEST_FILE = "manifest.json"
 # Rows whose norm is below this are "zero": stores hold L2-normalised rows.
 MIN_ROW_NORM = 1e-6
+READ_BYTES = 64 << 20  # decoded bytes read from a store at a time while verifying it
 
 
 def checksum(data: np.ndarray) -> int:
@@ -105,6 +106,38 @@ def _rows_problem(values: np.ndarray, start: int) -> str | None:
     return None
 
 
+def _read_chunks(
+    array: zarr.Array, chunk_rows: int, where: Path
+) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """(number, first row, end row, values) of each chunk of rows. Chunks are read READ_BYTES at
+    a time, so that zarr decodes them on several threads; a read that fails is repeated chunk by
+    chunk to name the damaged one."""
+    if not array.shape:
+        yield 0, 0, 0, array[...]
+        return
+    ranges = list(chunk_ranges(array.shape[0], chunk_rows))
+    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    per_read = max(1, READ_BYTES // max(1, row_bytes * chunk_rows))
+    for first in range(0, len(ranges), per_read):
+        group = ranges[first : first + per_read]
+        offset = group[0][0]
+        try:
+            values = array[offset : group[-1][1]]
+        except Exception:  # a truncated or garbled chunk fails in its codec: find which
+            values = None
+        for number, (start, stop) in enumerate(group, start=first):
+            if values is not None:
+                yield number, start, stop, values[start - offset : stop - offset]
+                continue
+            try:
+                chunk = array[start:stop]
+            except Exception as error:
+                raise _store_damage(
+                    where, f"chunk {number} unreadable ({type(error).__name__})"
+                ) from error
+            yield number, start, stop, chunk
+
+
 def verify_store(path: str | Path) -> dict[str, list[int]]:
     """Read every chunk of the store at `path` and check it against the store's manifest; check
     that embedding rows (each modality and class prompts) are finite and non-zero.
@@ -134,14 +167,7 @@ def verify_store(path: str | Path) -> dict[str, list[int]]:
                 f"shape {list(array.shape)} {array.dtype} differs from the manifest's "
                 f"{record['shape']} {record['dtype']}",
             )
-        ranges = list(chunk_ranges(array.shape[0], record["chunk_rows"])) if array.shape else []
-        for number, (start, stop) in enumerate(ranges or [(0, 0)]):
-            try:
-                values = array[start:stop] if array.shape else array[...]
-            except Exception as error:  # a truncated or garbled chunk fails in its codec
-                raise _store_damage(
-                    where, f"chunk {number} unreadable ({type(error).__name__})"
-                ) from error
+        for number, start, stop, values in _read_chunks(array, record["chunk_rows"], where):
             if checksum(values) != record[CHECKSUM][number]:
                 raise _store_damage(
                     where,

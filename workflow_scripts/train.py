@@ -7,10 +7,11 @@ from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     train(
-        EmbeddingStore(snakemake.input.store, verify=True),
+        EmbeddingStore(snakemake.input.store),
         variant=resolve_variant(snakemake.params.variant, read_chosen(snakemake.input.chosen)),
         settings=TrainSettings(**snakemake.params.train),
         mixture=snakemake.wildcards.mixture,
         seed=int(snakemake.wildcards.seed),
         out_dir=Path(snakemake.output.weights).parent,
+        verify_store=True,
     )

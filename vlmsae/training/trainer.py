@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -402,14 +403,19 @@ def train(
     seed: int,
     out_dir: str | Path,
     progress: bool = True,
+    verify_store: bool = False,
 ) -> SparseAutoencoder:
     """Train `variant` ({"type": name, "n_atoms": p, hyper..., regularisers...}) on the train split.
 
     Writes sae.safetensors, config.json and train_log.csv into `out_dir`; resumes from
     `out_dir/checkpoint.json` (and .safetensors) when one with the same fingerprint is there.
+    `verify_store`: check every chunk of the store against its manifest on a background thread
+    while training (so that it costs no wall time on a GPU); a damaged store stops the run before
+    any weights are written, and its checkpoint is removed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    verification = _verify_in_background(store) if verify_store else None
     torch.manual_seed(seed)
     device = resolve_device(settings.device, "train.device")
     variant_type, n_atoms, hyper, regularisers = split_variant(variant)
@@ -489,6 +495,8 @@ def train(
                 _save_checkpoint(snapshot(done), out_dir)
 
     model.eval()
+    if verification is not None:
+        _await_verification(verification, out_dir)
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():
             raise TrainingDiverged(
@@ -671,6 +679,23 @@ def _log_row(
         seconds=round(seconds, 3),
     )
     return row
+
+
+def _verify_in_background(store: EmbeddingStore) -> Future:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-store")
+    future = pool.submit(store.verify)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _await_verification(verification: Future, out_dir: Path) -> None:
+    """Wait for the store's verification; when it failed, remove the run's checkpoint (it was
+    trained on damaged rows) and raise its DamagedOutputError."""
+    try:
+        verification.result()
+    except VlmsaeError:
+        _remove_checkpoint(out_dir)
+        raise
 
 
 def _stop_if_diverged(row: dict, out_dir: Path) -> None:
