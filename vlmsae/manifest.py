@@ -94,12 +94,15 @@ def open_group(path: Path, rule: str = "embed") -> zarr.Group:
         ) from error
 
 
-def _rows_problem(values: np.ndarray, start: int) -> str | None:
-    """Why rows [start, ...) of an embedding array are not usable, or None."""
+def _rows_problem(values: np.ndarray, start: int, nonzero: bool) -> str | None:
+    """Why rows [start, ...) of an embedding array are not usable (NaN or Inf; with `nonzero`, a
+    zero row), or None."""
     flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
     finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
         return f"row {start + int(np.flatnonzero(~finite)[0])} holds NaN or Inf"
+    if not nonzero:
+        return None
     norms = np.linalg.norm(flat, axis=1)
     if (norms < MIN_ROW_NORM).any():
         return f"row {start + int(np.flatnonzero(norms < MIN_ROW_NORM)[0])} is zero"
@@ -153,6 +156,8 @@ def verify_store(path: str | Path) -> dict[str, list[int]]:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise _store_damage(path, "the store has no manifest (written by an older vlmsae?)")
     embeddings = {*attrs.get("modalities", ["image", "text"]), "class_prompts"}
+    # A derived store (e.g. an intervention's edited rows) may hold zero rows on purpose.
+    nonzero = bool(attrs.get("normalised", True))
     shapes = {}
     for name, record in manifest["arrays"].items():
         where = path / name
@@ -174,7 +179,7 @@ def verify_store(path: str | Path) -> dict[str, list[int]]:
                     f"chunk {number} (rows {start}–{stop - 1}) differs from its checksum "
                     "(a deleted or damaged chunk file)",
                 )
-            problem = _rows_problem(values, start) if name in embeddings else None
+            problem = _rows_problem(values, start, nonzero) if name in embeddings else None
             if problem is not None:
                 raise _store_damage(where, problem)
         shapes[name] = list(array.shape)

@@ -175,12 +175,12 @@ def invalid_rows(rows: np.ndarray) -> np.ndarray:
     return ~finite | (norms < MIN_ROW_NORM)
 
 
-def _check_store_arrays(where: str, image, text, pairs, image_split) -> None:
-    """The last guard before a store is written: usable rows, pairs in range, non-empty splits.
-    Messages name `where` (the source's files, or the store)."""
+def _check_store_arrays(where: str, image, text, pairs, image_split, nonzero: bool) -> None:
+    """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
+    pairs in range, non-empty splits. Messages name `where` (the source's files, or the store)."""
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
-        bad = np.flatnonzero(invalid_rows(rows))
+        bad = np.flatnonzero(invalid_rows(rows) if nonzero else ~np.isfinite(rows).all(axis=1))
         if len(bad):
             raise InputFileError(
                 where,
@@ -240,7 +240,9 @@ def write_store(
     their captions following them.
     """
     path = Path(path)
-    _check_store_arrays(str(attrs.get("files", path)), image, text, pairs, image_split)
+    # Zero rows are refused unless attrs say the rows are not normalised (a derived store).
+    nonzero = bool(attrs.get("normalised", True))
+    _check_store_arrays(str(attrs.get("files", path)), image, text, pairs, image_split, nonzero)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")
