@@ -40,6 +40,7 @@ include: "rules/figures.smk"
 include: "rules/paper_tables.smk"
 include: "rules/synthetic_recovery.smk"
 include: "rules/explorer.smk"
+include: "rules/interventions.smk"
 
 
 # Quick jobs (tables, a sweep's rounds and choice, the tiny fixtures; figures and paper tables say
@@ -51,6 +52,8 @@ localrules:
     select_sweep,
     summary_table,
     stores_table,
+    gap_closing_table,
+    vector_arithmetic_table,
 
 
 rule all:
@@ -61,3 +64,4 @@ rule all:
         rules.paper_tables.output,
         rules.synthetic_recovery.output if SYNTHETIC_TAU1 else [],
         expand("results/explorer/{store}", store=STORE_PATHS),
+        INTERVENTION_TABLES,

@@ -8,6 +8,9 @@ from vlmsae.config import check_config, runs
 from vlmsae.datasets import needs_model
 from vlmsae.errors import VlmsaeError
 from vlmsae.figures import figure_targets, input_paths
+from vlmsae.interventions import INTERVENTIONS
+from vlmsae.interventions import applies as intervention_applies
+from vlmsae.interventions import settings_of as intervention_settings
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
 from vlmsae.sweeps import round_values, swept_parameters
 from vlmsae.synthetic_recovery import synthetic_datasets
@@ -59,6 +62,10 @@ TABLE_PATHS = {
     "runs": "results/tables/runs.csv",
     "metrics_long": "results/tables/metrics_long.csv",
     "synthetic_recovery": "results/tables/synthetic_recovery.csv",
+    "gap_closing": "results/tables/gap_closing.csv",
+    "gap_histograms": "results/tables/gap_histograms.csv",
+    "vector_arithmetic": "results/tables/vector_arithmetic.csv",
+    "arithmetic_histograms": "results/tables/arithmetic_histograms.csv",
 }
 # {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.synthetic_recovery).
 SYNTHETIC_TAU1 = synthetic_datasets(config)
@@ -198,3 +205,54 @@ def runs_of_variant(wildcards):
         if (run.dataset, run.model, run.variant)
         == (wildcards.dataset, wildcards.model, wildcards.variant)
     ]
+
+
+# ---- interventions (rules/interventions.smk) -----------------------------------------------
+# The runs each intervention stage covers: every run of a dataset the stage applies to
+# (vlmsae.interventions: enabled in config `interventions.<name>`, and fed by the dataset).
+INTERVENTION_RUNS = {
+    name: [run for run in RUNS if intervention_applies(config, name, run.dataset)]
+    for name in INTERVENTIONS.names()
+}
+GAP_EDITS = intervention_settings(config, "gap_closing").edits
+INTERVENTION_DIR = "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+
+
+def intervention_params(table):
+    """The runs a table of stage `table` covers, as dicts."""
+    return [run.as_dict() for run in INTERVENTION_RUNS[table]]
+
+
+def intervention_files(table, pattern):
+    """`pattern` (a path below a run's intervention folder) for every run of stage `table`."""
+    return [
+        f"results/interventions/{run.path}/{pattern}" for run in INTERVENTION_RUNS[table]
+    ]
+
+
+def gap_closing_store_files(name):
+    """File `name` of the dense store of every gap-closing run (one per run, in run order)."""
+    return [
+        f"results/metrics/{run.dataset}/{run.model}/{name}"
+        for run in INTERVENTION_RUNS["gap_closing"]
+    ]
+
+
+def gap_closing_edit_files(suffix):
+    """edits/{edit}{suffix} of every gap-closing run: run by run, edits in GAP_EDITS order."""
+    return [
+        f"results/interventions/{run.path}/edits/{edit}{suffix}"
+        for run in INTERVENTION_RUNS["gap_closing"]
+        for edit in GAP_EDITS
+    ]
+
+
+# Tables of the interventions the config feeds (rule all asks for them).
+INTERVENTION_TABLES = [
+    f"results/tables/{table}.csv"
+    for name, table in (
+        ("gap_closing", "gap_closing"),
+        ("arithmetic", "vector_arithmetic"),
+    )
+    if INTERVENTION_RUNS[name]
+]

@@ -9,6 +9,7 @@ rule store_metrics:
     output:
         summary="results/metrics/{dataset}/{model}/store.json",
         cone_histograms="results/metrics/{dataset}/{model}/cone_histograms.parquet",
+        gap_histograms="results/metrics/{dataset}/{model}/gap_histograms.parquet",
     log:
         "logs/metrics/{dataset}/{model}/store.log",
     conda:

@@ -434,3 +434,77 @@ def test_every_figure_has_a_caption_and_a_paper():
         if entry.obj.__module__.startswith("vlmsae.figures"):
             assert (report / f"{entry.name}.rst").is_file(), entry.name
             assert entry.extra["paper"] in ("linear-structure", "iso-energy", "group-sparse")
+
+
+def _gap_histograms() -> pd.DataFrame:
+    edges = np.linspace(0, 1, 6)
+    rows = []
+    for run in RUNS:
+        for edit in ("dense", "bimodal", "mean-shift"):
+            for measure, populations in (
+                ("nn_distance", ("image", "text")),
+                ("cosine", ("paired", "unpaired")),
+            ):
+                for index, population in enumerate(populations):
+                    counts = np.arange(5) + index
+                    rows += [
+                        {
+                            **_keys(run),
+                            "edit": edit,
+                            "measure": measure,
+                            "population": population,
+                            "bin_left": left,
+                            "bin_right": right,
+                            "count": count,
+                        }
+                        for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True)
+                    ]
+    return pd.DataFrame(rows)
+
+
+def test_gap_closing_draws_both_measures_per_edit_for_one_run_per_variant():
+    table = _gap_histograms()
+    store = store_tables({"gap_histograms": table})
+    figure = draw("gap_closing", store)
+    variants = store["gap_histograms"]["variant"].nunique()
+    assert len(figure.axes) == variants * 2 * 3
+    first = figure.axes[0]
+    assert first.get_title().endswith(": dense")
+    steps = [p.get_data() for p in first.patches if isinstance(p, StepPatch)]
+    assert len(steps) == 2  # images and captions
+    assert np.allclose(steps[0].values, np.arange(5) / np.arange(5).sum())
+
+
+def test_vector_arithmetic_bars_equal_the_table():
+    kinds = ["Q", "Q_SAE", "Q_src", "Q_delta"]
+    runs = [run for run in RUNS if run["dataset"] == "synthetic-iso"]
+    summary = pd.DataFrame(
+        [
+            {**_keys(run), "query": kind, "ood_auroc": 0.1 * (i + 1), "recall_at_1": 0.05 * (i + 1)}
+            for run in runs
+            for i, kind in enumerate(kinds)
+        ]
+    )
+    edges = np.linspace(0, 1, 4)
+    histograms = pd.DataFrame(
+        [
+            {
+                **_keys(run),
+                "population": population,
+                "bin_left": left,
+                "bin_right": right,
+                "count": 1,
+            }
+            for run in runs
+            for population in ["target", *kinds]
+            for left, right in zip(edges[:-1], edges[1:], strict=True)
+        ]
+    )
+    figure = draw(
+        "vector_arithmetic", {"vector_arithmetic": summary, "arithmetic_histograms": histograms}
+    )
+    right = figure.axes[1]
+    heights = [patch.get_height() for patch in bars(right)]
+    assert np.allclose(heights, [0.1, 0.2, 0.3, 0.4, 0.05, 0.1, 0.15, 0.2])
+    steps = [p for p in figure.axes[0].patches if isinstance(p, StepPatch)]
+    assert len(steps) == 5

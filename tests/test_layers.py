@@ -11,8 +11,8 @@ LAYERS = [
     {"store", "manifest"},
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
-    {"stores", "metrics", "sweeps", "calibration"},
-    {"tables", "paper_tables", "synthetic_recovery", "figures", "explorer", "export", "fixtures"},
+    {"stores", "metrics", "interventions", "sweeps", "calibration"},
+    {"tables", "intervention_tables", "paper_tables", "synthetic_recovery", "figures", "explorer", "export", "fixtures"},
     {"config", "workflow"},
     {"cli"},
 ]

@@ -76,6 +76,17 @@ def test_end_to_end_outputs(finished):
     for figure in ("r2_vs_l0.png", "modality_scores/tiny/generator.png"):
         assert (finished / "results/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     assert (finished / "logs/train/tiny/generator/topk/5-1/seed0.log").exists()
+    # Interventions: every run's dense store and three edited stores, measured alike.
+    gap = pd.read_csv(finished / "results/tables/gap_closing.csv")
+    assert len(gap) == 4 * 4
+    assert set(gap["edit"]) == {"dense", "bimodal", "reconstruction", "mean-shift"}
+    assert gap[["gap_nn_auroc", "recall_at1_i2t_dense"]].notna().all().all()
+    edited = finished / "results/interventions/tiny/generator/topk/5-1/seed0/edits/bimodal.zarr"
+    assert (edited / "zarr.json").exists()
+    arithmetic = pd.read_csv(finished / "results/tables/vector_arithmetic.csv")
+    assert len(arithmetic) == 4 * 6 and arithmetic["ood_auroc"].between(0, 1).all()
+    for figure in ("gap_closing", "vector_arithmetic"):
+        assert (finished / f"results/figures/{figure}/tiny/generator.png").exists()
 
 
 def test_second_run_has_nothing_to_do(finished):

@@ -123,6 +123,7 @@ def full_schema() -> dict[str, Any]:
     group's options come from their Settings dataclasses, so a new module needs no schema edit.
     """
     from vlmsae.figures import FIGURES
+    from vlmsae.interventions import INTERVENTIONS
     from vlmsae.metrics import group_settings
 
     schema = copy.deepcopy(_base_schema())
@@ -134,12 +135,13 @@ def full_schema() -> dict[str, Any]:
     metrics = schema["properties"]["evaluation"]["properties"]["metrics"]
     for name, settings, description in group_settings():
         metrics["properties"][name] = {**settings_schema(settings, description), "default": {}}
-    figures = schema["properties"]["figures"]
-    for entry in FIGURES:
-        figures["properties"][entry.name] = {
-            **settings_schema(entry.settings, entry.description),
-            "default": {},
-        }
+    for section, registry in (("figures", FIGURES), ("interventions", INTERVENTIONS)):
+        properties = schema["properties"][section]["properties"]
+        for entry in registry:
+            properties[entry.name] = {
+                **settings_schema(entry.settings, entry.description),
+                "default": {},
+            }
     return schema
 
 

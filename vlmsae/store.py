@@ -232,12 +232,13 @@ def write_store(
     class_prompts: np.ndarray | None = None,
     truth: TrueStructure | None = None,
     extra: dict[str, np.ndarray] | None = None,
-    val: ValSplit = DEFAULT_VAL,
+    val: ValSplit | None = DEFAULT_VAL,
 ) -> Path:
     """Write a complete store at `path` (replacing any partial one left by an interrupted write).
 
     `image_split` and `text_split` hold train and eval; `val` carves val from the train images,
-    their captions following them.
+    their captions following them. val None: the splits already hold val (a store derived from
+    another, whose attrs then carry the val attrs) and are written as given.
     """
     path = Path(path)
     # Zero rows are refused unless attrs say the rows are not normalised (a derived store).
@@ -246,13 +247,15 @@ def write_store(
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")
-    image_split = val.carve(image_split)
+    if val is not None:
+        image_split = val.carve(image_split)
+        text_split = follow_items(np.asarray(pairs), image_split, text_split)
     arrays = {
         "image": np.ascontiguousarray(image, dtype=np.float32),
         "text": np.ascontiguousarray(text, dtype=np.float32),
         "pairs": np.asarray(pairs, dtype=np.int64),
-        "image_split": image_split,
-        "text_split": follow_items(np.asarray(pairs), image_split, text_split),
+        "image_split": np.asarray(image_split, dtype=np.int8),
+        "text_split": np.asarray(text_split, dtype=np.int8),
         **({} if label is None else {"label": np.asarray(label, dtype=np.int64)}),
         **(
             {}
@@ -274,7 +277,7 @@ def write_store(
     root.attrs.update(
         {
             **attrs,
-            **val.attrs(),
+            **(val.attrs() if val is not None else {}),
             "dim": int(image.shape[1]),
             "splits": list(SPLITS),
             "package_versions": package_versions(),

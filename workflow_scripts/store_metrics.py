@@ -11,5 +11,7 @@ with logged(snakemake.log[0], snakemake.threads):
         EmbeddingStore(snakemake.input.store, verify=True),
         EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None)
+    for name, path in snakemake.output.items():
+        if name != "summary":
+            tables[name].to_parquet(path, index=False)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))
-    tables["cone_histograms"].to_parquet(snakemake.output.cone_histograms, index=False)

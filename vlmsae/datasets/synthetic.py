@@ -41,6 +41,8 @@ WEIGHT_RANGE = (0.5, 1.5)  # positive and bounded away from 0: every active atom
 MODALITIES = ("image", "text")
 # A root of the clip-like quartic counts as real when its imaginary part is this small relative to
 # it; eigenvalues of a companion matrix carry rounding of about 1e-12 relative.
+# swap_triplets draws from a random stream of its own, beside the generator's.
+_TRIPLET_STREAM = 2
 # clip-like pairs whose cosine cannot reach τ2 are drawn again, up to this many rounds, while
 # they stay under this share of all pairs (beyond it τ2 is refused as out of reach).
 MAX_REDRAW_ROUNDS = 20
@@ -478,4 +480,71 @@ def build(settings: SyntheticParams) -> dict:
             **attrs,
             "mean_paired_cosine": mean_cosine,
         },
+    }
+
+
+def swap_triplets(
+    truth: TrueStructure,
+    source_pairs: np.ndarray,
+    swaps_per_source: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Composed-retrieval triplets with a known answer (iso-energy §5, FashionIQ-like).
+
+    For each source pair (image row, text row) of source_pairs [n, 2], `swaps_per_source`
+    targets: the source image with one of its bimodal concepts a (drawn at random) replaced by a
+    concept b it does not hold (distinct b per source, so no two targets coincide), same weight;
+    the relative caption is b's text instantiation at a's weight plus the text-only atoms of the
+    source's own caption (modality-specific content, as a real caption carries). Rows are
+    rendered from the true dictionary and L2-normalised.
+
+    Returns source_row [n·s] (image rows of the store), caption [n·s, d], target [n·s, d],
+    group [n·s] (the source's index in source_pairs), swapped_out, swapped_in [n·s] (concepts).
+    """
+    rng = np.random.default_rng([seed, _TRIPLET_STREAM])
+    bimodal_rows = np.flatnonzero(truth.atom_kind == "bimodal")
+    concepts = truth.atom_concept[bimodal_rows]
+    n_concepts = int(concepts.max()) + 1
+    # Rows of each concept: the image instantiation first, the text one last (one row when τ1 = 1).
+    image_row = np.full(n_concepts, -1)
+    text_row = np.full(n_concepts, -1)
+    first = np.unique(concepts, return_index=True)[1]
+    last = len(concepts) - 1 - np.unique(concepts[::-1], return_index=True)[1]
+    image_row[concepts[first]] = bimodal_rows[first]
+    text_row[concepts[last]] = bimodal_rows[last]
+    image_codes, text_codes = truth.codes["image"], truth.codes["text"]
+    indices = image_codes.indices[source_pairs[:, 0]]
+    values = image_codes.values[source_pairs[:, 0]]
+    is_bimodal = truth.atom_kind[indices] == "bimodal"
+    held = np.zeros((len(source_pairs), n_concepts), dtype=bool)
+    held[np.nonzero(is_bimodal)[0], truth.atom_concept[indices[is_bimodal]]] = True
+    if swaps_per_source > int((~held).sum(axis=1).min()):
+        raise ValueError(
+            f"{swaps_per_source} swaps per source, but a source holds all but "
+            f"{int((~held).sum(axis=1).min())} of the {n_concepts} bimodal concepts"
+        )
+    # Distinct absent concepts per source: the smallest random keys among the absent ones.
+    keys = np.where(held, np.inf, rng.random(held.shape))
+    swapped_in = np.argsort(keys, axis=1)[:, :swaps_per_source].ravel()
+    group = np.repeat(np.arange(len(source_pairs)), swaps_per_source)
+    # One of the source's bimodal entries per target, drawn uniformly.
+    position = np.argmax(np.where(is_bimodal[group], rng.random(is_bimodal[group].shape), -1), 1)
+    rows = np.arange(len(group))
+    target_indices = indices[group].copy()
+    swapped_out = truth.atom_concept[target_indices[rows, position]]
+    target_indices[rows, position] = image_row[swapped_in]
+    target = np.einsum("nj,njd->nd", values[group], truth.dictionary[target_indices])
+    caption_idx = text_codes.indices[source_pairs[group, 1]]
+    caption_values = np.where(
+        truth.atom_kind[caption_idx] == "text", text_codes.values[source_pairs[group, 1]], 0.0
+    )
+    caption = np.einsum("nj,njd->nd", caption_values, truth.dictionary[caption_idx])
+    caption += values[group][rows, position, None] * truth.dictionary[text_row[swapped_in]]
+    return {
+        "source_row": source_pairs[group, 0],
+        "caption": (caption / np.linalg.norm(caption, axis=1, keepdims=True)).astype(np.float32),
+        "target": (target / np.linalg.norm(target, axis=1, keepdims=True)).astype(np.float32),
+        "group": group,
+        "swapped_out": swapped_out,
+        "swapped_in": swapped_in,
     }

@@ -17,7 +17,7 @@ eval rows, so it is the same for every run on one store and split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -157,9 +157,17 @@ def histogram_table(histograms: dict[str, np.ndarray]) -> pd.DataFrame:
 @STORE_METRICS.register("cones", ConeSettings, order=10)
 def summarise_store(context: StoreContext, settings: ConeSettings) -> MetricResult:
     """`cone_cos_{distribution}_{mean,std}` of the dense eval rows and the table
-    `cone_histograms` (`histogram_table`); no per-atom columns."""
+    `cone_histograms` (`histogram_table`); no per-atom columns.
+
+    A pair with a zero row (an edited store's image or caption whose code kept no atom) has no
+    cosine: it is left out and counted in `cone_zero_pairs`.
+    """
+    directed = (np.linalg.norm(context.image, axis=1) > 0) & (
+        np.linalg.norm(context.text, axis=1) > 0
+    )
+    context = replace(context, image=context.image[directed], text=context.text[directed])
     statistics = cone_statistics(context.image, context.text)
-    summary: dict[str, float | int] = {}
+    summary: dict[str, float | int] = {"cone_zero_pairs": int(np.sum(~directed))}
     for name, stats in statistics.items():
         summary[f"cone_cos_{name}_mean"] = stats.mean
         summary[f"cone_cos_{name}_std"] = stats.std

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -138,21 +139,72 @@ def linear_separability(
     return float(classifier.score(*_stack(image[test], text[test])))
 
 
-def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+def knn_distance(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False
+) -> np.ndarray:
     """[n_q] 1 − cos from each of queries [n_q, d] to its k-th nearest row of reference [n_r, d].
 
-    Blocks of queries against all references bound the similarity matrix at BLOCK_ENTRIES.
+    exclude_self: the queries are the reference rows themselves (row i of both), and each is not
+    its own neighbour. Blocks of queries against all references bound the similarity matrix at
+    BLOCK_ENTRIES.
     """
-    if not 1 <= k <= len(reference):
-        raise ValueError(f"k = {k} needs 1 ≤ k ≤ {len(reference)} reference rows")
+    available = len(reference) - int(exclude_self)
+    if not 1 <= k <= available:
+        raise ValueError(f"k = {k} needs 1 ≤ k ≤ {available} reference rows")
     queries, reference = unit_rows(queries), unit_rows(reference)
     block = max(1, BLOCK_ENTRIES // len(reference))
     kth = np.empty(len(queries), dtype=np.float64)
     for start in range(0, len(queries), block):
         similarity = queries[start : start + block] @ reference.T
+        if exclude_self:
+            rows = np.arange(len(similarity))
+            similarity[rows, start + rows] = -np.inf
         # The k-th largest similarity sits at index n_r − k of the ascending order.
         kth[start : start + block] = np.partition(similarity, -k, axis=1)[:, -k]
     return 1.0 - kth
+
+
+def nearest_image_distances(
+    image: np.ndarray, text: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image [N_I], text [N_T]) distances 1 − cos of each image and each caption to its k-th
+    nearest image, an image not counting itself (iso-energy Fig. 4 right, Sun et al. 2022)."""
+    return (
+        knn_distance(image, image, k, exclude_self=True),
+        knn_distance(text, image, k),
+    )
+
+
+def nearest_image_separation(image_distance: np.ndarray, text_distance: np.ndarray) -> dict:
+    """How far apart the captions' and the images' k-th-nearest-image distances lie:
+    `auroc` (captions positive; 0.5 = one distribution, 1 = apart) and `median_difference`
+    (median caption distance − median image distance)."""
+    is_text = np.concatenate([np.zeros(len(image_distance)), np.ones(len(text_distance))])
+    return {
+        "auroc": float(roc_auc_score(is_text, np.concatenate([image_distance, text_distance]))),
+        "median_difference": float(np.median(text_distance) - np.median(image_distance)),
+    }
+
+
+def distance_histograms(distances: dict[str, np.ndarray], bins: int) -> pd.DataFrame:
+    """Long table [population, bin_left, bin_right, count] of each population's distances on one
+    shared set of `bins` bins, so populations (and edits) compare bin by bin."""
+    values = np.concatenate(list(distances.values()))
+    edges = np.histogram_bin_edges(values, bins=bins, range=(0.0, max(float(values.max()), 1e-6)))
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "population": name,
+                    "bin_left": edges[:-1],
+                    "bin_right": edges[1:],
+                    "count": np.histogram(d, bins=edges)[0],
+                }
+            )
+            for name, d in distances.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def knn_auroc(
@@ -192,6 +244,9 @@ class GapSettings(Settings):
     )
     gap_max_rows: int = setting(20000, "rows per modality used by the gap measures", minimum=10)
     knn_k: int = setting(10, "the k of the kNN score", minimum=1)
+    histogram_bins: int = setting(
+        50, "bins of the k-th-nearest-image distance histograms (gap_histograms)", minimum=2
+    )
 
 
 def _split(context: StoreContext, settings: GapSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -223,20 +278,35 @@ def _measured(
 
 @STORE_METRICS.register("gap", GapSettings, order=40)
 def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResult:
-    """`gap_{mean_distance,separability,knn_auroc}_{dense,mean_shift}` of the store's eval rows.
+    """`gap_{mean_distance,separability,knn_auroc}_{dense,mean_shift}` of the store's eval rows,
+    `gap_nn_{auroc,median_difference}` and the table `gap_histograms`.
 
     The mean shift is fitted on the training pairs, like the classifier. Fitted on every row it
     would make the training and held-out mean differences exact opposites, and the classifier,
     learning the training one, would score below chance on the held-out pairs (0.26–0.33 on 500
     COCO pairs with CLIP ViT-B/16). Its mean distance over every row is then the small residual
     difference of the held-out means, not exactly 0.
+
+    `gap_nn_*` is iso-energy's Fig. 4 measure on the store's own rows: every eval image and
+    caption (at most gap_max_rows pairs) against every eval image, knn_k-th neighbour; no
+    held-out split, so an edited store (rule edit_store) is measured the same way as its source.
     """
     train, test = _split(context, settings)
     versions = [
         ("dense", context.image, context.text),
         ("mean_shift", *mean_shift(context.image, context.text, train)),
     ]
-    return MetricResult(summary=_measured(versions, train, test, settings.knn_k))
+    summary = _measured(versions, train, test, settings.knn_k)
+    rows = np.sort(np.concatenate([train, test]))
+    image_distance, text_distance = nearest_image_distances(
+        context.image[rows], context.text[rows], settings.knn_k
+    )
+    separation = nearest_image_separation(image_distance, text_distance)
+    summary.update({f"gap_nn_{name}": value for name, value in separation.items()})
+    histograms = distance_histograms(
+        {"image": image_distance, "text": text_distance}, settings.histogram_bins
+    )
+    return MetricResult(summary=summary, tables={"gap_histograms": histograms})
 
 
 @RUN_METRICS.register("gap", GapSettings, order=40)

@@ -1,0 +1,93 @@
+# Interventions (vlmsae.interventions): edited stores, each measured like any store (gap closing),
+# vector arithmetic, and their tables. Input functions and run lists: rules/common.smk.
+
+
+rule gap_closing:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+        reference=mms_reference,
+        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
+    output:
+        stores=[directory(f"{INTERVENTION_DIR}/edits/{edit}.zarr") for edit in GAP_EDITS],
+        summaries=[f"{INTERVENTION_DIR}/edits/{edit}.json" for edit in GAP_EDITS],
+        cone_histograms=[
+            f"{INTERVENTION_DIR}/edits/{edit}_cone_histograms.parquet"
+            for edit in GAP_EDITS
+        ],
+        gap_histograms=[
+            f"{INTERVENTION_DIR}/edits/{edit}_gap_histograms.parquet"
+            for edit in GAP_EDITS
+        ],
+    log:
+        f"logs/interventions/{RUN_DIR}/gap_closing.log",
+    conda:
+        "../envs/analysis.yaml"
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    params:
+        edits=GAP_EDITS,
+        evaluation=EVAL_SETTINGS,
+    script:
+        "../workflow_scripts/gap_closing.py"
+
+
+rule arithmetic:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
+    output:
+        summary=f"{INTERVENTION_DIR}/arithmetic.parquet",
+        histograms=f"{INTERVENTION_DIR}/arithmetic_histograms.parquet",
+    log:
+        f"logs/interventions/{RUN_DIR}/arithmetic.log",
+    conda:
+        "../envs/analysis.yaml"
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    script:
+        "../workflow_scripts/arithmetic.py"
+
+
+rule gap_closing_table:
+    input:
+        dense=gap_closing_store_files("store.json"),
+        dense_histograms=gap_closing_store_files("gap_histograms.parquet"),
+        dense_cones=gap_closing_store_files("cone_histograms.parquet"),
+        edited=gap_closing_edit_files(".json"),
+        edited_histograms=gap_closing_edit_files("_gap_histograms.parquet"),
+        edited_cones=gap_closing_edit_files("_cone_histograms.parquet"),
+    output:
+        table="results/tables/gap_closing.csv",
+        histograms="results/tables/gap_histograms.csv",
+    log:
+        "logs/tables/gap_closing.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        runs=intervention_params("gap_closing"),
+        edits=GAP_EDITS,
+        table="gap_closing",
+    script:
+        "../workflow_scripts/intervention_tables.py"
+
+
+rule vector_arithmetic_table:
+    input:
+        tables=intervention_files("arithmetic", "arithmetic.parquet"),
+        histograms=intervention_files("arithmetic", "arithmetic_histograms.parquet"),
+    output:
+        table="results/tables/vector_arithmetic.csv",
+        histograms="results/tables/arithmetic_histograms.csv",
+    log:
+        "logs/tables/vector_arithmetic.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        runs=intervention_params("arithmetic"),
+        table="vector_arithmetic",
+    script:
+        "../workflow_scripts/intervention_tables.py"

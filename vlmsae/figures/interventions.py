@@ -1,0 +1,129 @@
+"""The interventions' figures: gap closing (iso-energy Fig. 4 right) and vector arithmetic
+(iso-energy Fig. 6), one run per variant (its first mixture and lowest seed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlmsae.figures import FIGURES
+from vlmsae.figures.panels import first_seed, mixture_order
+from vlmsae.figures.style import LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
+from vlmsae.interventions import applies as intervention_applies
+from vlmsae.registry import Settings
+
+# (measure, population) of gap_histograms.csv → what the curve shows.
+GAP_CURVES = {
+    ("nn_distance", "image"): "images",
+    ("nn_distance", "text"): "captions",
+    ("cosine", "paired"): "pairs",
+    ("cosine", "unpaired"): "non-pairs",
+}
+MEASURE_LABELS = {
+    "nn_distance": "1 − cos to the 10th nearest image",
+    "cosine": "image–caption cosine",
+}
+# Query kinds drawn in the arithmetic figure (the paper's four), and the targets.
+ARITHMETIC_CURVES = {
+    "target": "held-out targets",
+    "Q": "Q = I_src + Δ",
+    "Q_SAE": "Q_SAE = I_src + Ã_Δ",
+    "Q_src": "Q_src",
+    "Q_delta": "Q_Δ",
+}
+
+
+def _one_run_per_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each variant's run at its first mixture and lowest seed."""
+    first_mixture = table.groupby("variant")["mixture"].transform(lambda m: mixture_order(m)[0])
+    return first_seed(table[table["mixture"] == first_mixture])
+
+
+def _stairs(axis, rows: pd.DataFrame, label: str, colour: str) -> None:
+    """One histogram as a step curve of shares (rows: one per bin, in bin order)."""
+    rows = rows.sort_values("bin_left")
+    edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
+    counts = rows["count"].to_numpy(dtype=float)
+    axis.stairs(counts / max(counts.sum(), 1.0), edges, label=label, color=colour, linewidth=1.3)
+
+
+def _applies(name: str):
+    return lambda config, runs: any(
+        intervention_applies(config, name, dataset) for dataset in {r["dataset"] for r in runs}
+    )
+
+
+@FIGURES.register(
+    "gap_closing",
+    scope="store",
+    tables=("gap_histograms",),
+    paper="iso-energy",
+    applies=_applies("gap_closing"),
+)
+def draw_gap_closing(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
+    """Per variant, per edit (dense first): the images' and captions' distances to their 10th
+    nearest image (top row; the gap is the distance between the two curves) and the cosines of
+    pairs and non-pairs (bottom row; retrieval needs them apart)."""
+    table = _one_run_per_variant(tables["gap_histograms"])
+    edits = list(dict.fromkeys(table["edit"]))
+    variants = sorted(table["variant"].unique())
+    measures = list(MEASURE_LABELS)
+    figure, axes = grid(len(variants) * len(measures), len(edits))
+    for v, variant in enumerate(variants):
+        for m, measure in enumerate(measures):
+            row = v * len(measures) + m
+            for column, edit in enumerate(edits):
+                axis = axes[row][column]
+                rows = table[
+                    (table["variant"] == variant)
+                    & (table["edit"] == edit)
+                    & (table["measure"] == measure)
+                ]
+                for index, ((curve_measure, population), label) in enumerate(GAP_CURVES.items()):
+                    if curve_measure == measure:
+                        _stairs(axis, rows[rows["population"] == population], label, f"C{index}")
+                axis.set_title(f"{variant}: {edit}", fontsize=PANEL_TITLE_SIZE)
+                axis.set_xlabel(MEASURE_LABELS[measure], fontsize=PANEL_TITLE_SIZE)
+                if column == 0:
+                    axis.set_ylabel("share")
+                    axis.legend(fontsize=LEGEND_SIZE)
+    figure.suptitle(f"Closing the modality gap: {subject}", fontsize=TITLE_SIZE)
+    return figure
+
+
+@FIGURES.register(
+    "vector_arithmetic",
+    scope="store",
+    tables=("arithmetic_histograms", "vector_arithmetic"),
+    paper="iso-energy",
+    applies=_applies("arithmetic"),
+)
+def draw_vector_arithmetic(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
+    """Per variant: each query kind's distance to its 10th nearest reference target (left;
+    the held-out targets' own distances are in distribution) and its OOD score and target R@1
+    (right)."""
+    histograms = _one_run_per_variant(tables["arithmetic_histograms"])
+    summary = _one_run_per_variant(tables["vector_arithmetic"])
+    variants = sorted(histograms["variant"].unique())
+    figure, axes = grid(len(variants), 2)
+    for row, variant in enumerate(variants):
+        left, right = axes[row]
+        rows = histograms[histograms["variant"] == variant]
+        for index, (population, label) in enumerate(ARITHMETIC_CURVES.items()):
+            colour = "black" if population == "target" else f"C{index}"
+            _stairs(left, rows[rows["population"] == population], label, colour)
+        left.set_xlabel("1 − cos to the 10th nearest target image", fontsize=PANEL_TITLE_SIZE)
+        left.set_ylabel("share")
+        left.set_title(variant, fontsize=PANEL_TITLE_SIZE)
+        left.legend(fontsize=LEGEND_SIZE)
+        scores = summary[summary["variant"] == variant].set_index("query")
+        kinds = [kind for kind in ARITHMETIC_CURVES if kind in scores.index]
+        positions = np.arange(len(kinds))
+        right.bar(positions - 0.2, scores.loc[kinds, "ood_auroc"], width=0.4, label="OOD AUROC")
+        right.bar(positions + 0.2, scores.loc[kinds, "recall_at_1"], width=0.4, label="target R@1")
+        right.set_xticks(positions, kinds, rotation=30, ha="right")
+        right.set_ylim(0, 1)
+        right.legend(fontsize=LEGEND_SIZE)
+        right.set_title(f"{variant}: lower OOD is in distribution", fontsize=PANEL_TITLE_SIZE)
+    figure.suptitle(f"Vector arithmetic: {subject}", fontsize=TITLE_SIZE)
+    return figure

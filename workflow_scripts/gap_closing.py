@@ -1,0 +1,29 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from vlmsae import sae
+from vlmsae.interventions import settings_of
+from vlmsae.interventions.edits import write_edited_store
+from vlmsae.manifest import verify_folders
+from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
+from vlmsae.store import EmbeddingStore
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    store = EmbeddingStore(snakemake.input.store, verify=True)
+    run = Path(snakemake.input.weights).parent
+    verify_folders([snakemake.input.atoms], "metrics")
+    model, atoms = sae.load(run, require_manifest=True), pd.read_parquet(snakemake.input.atoms)
+    reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
+    settings = settings_of(snakemake.config, "gap_closing")
+    output = snakemake.output
+    for i, edit in enumerate(snakemake.params.edits):
+        edited = write_edited_store(store, output.stores[i], edit, model, atoms, settings, str(run))
+        summary, tables = evaluate_store(
+            EmbeddingStore(edited), EvalSettings(**snakemake.params.evaluation),
+            reference_store=reference[0] if reference else None)
+        tables["cone_histograms"].to_parquet(output.cone_histograms[i], index=False)
+        tables["gap_histograms"].to_parquet(output.gap_histograms[i], index=False)
+        Path(output.summaries[i]).write_text(json.dumps(summary, indent=2, allow_nan=False))
