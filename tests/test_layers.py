@@ -12,7 +12,16 @@ LAYERS = [
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
     {"stores", "metrics", "interventions", "sweeps", "calibration"},
-    {"tables", "intervention_tables", "paper_tables", "synthetic_recovery", "figures", "explorer", "export", "fixtures"},
+    {
+        "tables",
+        "intervention_tables",
+        "paper_tables",
+        "synthetic_recovery",
+        "figures",
+        "explorer",
+        "export",
+        "fixtures",
+    },
     {"config", "workflow"},
     {"cli"},
 ]
