@@ -59,9 +59,10 @@ LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seco
 CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
 LOG_FILE = "train_log.csv"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
-# A run whose logged training R² falls below this has diverged: its reconstructions are further
-# from the rows than the rows' mean is, by a factor above 3 in MSE.
-DIVERGED_R2 = -2.0
+# A run whose logged training R² falls below −DIVERGENCE_PER_ATOM × n_atoms has diverged. A fresh
+# dictionary starts far above it: a ReLU SAE near −n_atoms (its many small codes add up), a TopK
+# one near −10; so slow starts and short runs are not mistaken for divergence.
+DIVERGENCE_PER_ATOM = 1000.0
 # A steered run whose final training L0 is off its target_l0 by more than this share warns.
 STEERING_TOLERANCE = 0.2
 # Settings that change how a run is watched, not what it computes: not part of its fingerprint.
@@ -480,7 +481,7 @@ def train(
                     )
                 )
                 window = {}
-                _stop_if_diverged(rows[-1], out_dir)
+                _stop_if_diverged(rows[-1], out_dir, -DIVERGENCE_PER_ATOM * n_atoms)
                 bar.set_postfix(
                     loss=f"{rows[-1]['loss']:.4f}",
                     r2=f"{rows[-1]['r2']:.3f}",
@@ -698,12 +699,12 @@ def _await_verification(verification: Future, out_dir: Path) -> None:
         raise
 
 
-def _stop_if_diverged(row: dict, out_dir: Path) -> None:
-    """TrainingDiverged when a logged loss is NaN or Inf or R² fell below DIVERGED_R2: nothing
+def _stop_if_diverged(row: dict, out_dir: Path, lowest_r2: float) -> None:
+    """TrainingDiverged when a logged loss is NaN or Inf or R² fell below `lowest_r2`: nothing
     more is trained, no weights are written."""
     losses = {name: value for name, value in row.items() if name.startswith("loss")}
     bad = [name for name, value in losses.items() if not math.isfinite(value)]
-    if bad or not math.isfinite(row["r2"]) or row["r2"] < DIVERGED_R2:
+    if bad or not math.isfinite(row["r2"]) or row["r2"] < lowest_r2:
         what = f"{bad[0]} is {losses[bad[0]]}" if bad else f"training R² is {row['r2']:.3g}"
         raise TrainingDiverged(
             f"{out_dir}: training diverged at step {row['step']} ({what}); no weights written; "
