@@ -117,6 +117,8 @@ def _rmtree(path: Path) -> None:
 
 
 def test_undamaged_outputs_verify(outputs, capsys):
+    assert main(["verify", str(outputs["results"])]) == 0
+    assert capsys.readouterr().out.count(": ok, ") == 3  # the store and the run's two folders
     assert main(["verify", str(outputs["store"])]) == 0
     assert main(["verify", RUN, "--results", str(outputs["results"])]) == 0
     assert main(["check-store", str(outputs["store"])]) == 0

@@ -336,16 +336,20 @@ def _verify(args: argparse.Namespace) -> None:
 
     path = args.path
     if (path / "zarr.json").is_file():
-        shapes = verify_store(path)
-        print(f"{path}: ok, {len(shapes)} arrays, every chunk matches the manifest")
-        return
-    if path.is_dir() and (path / "manifest.json").is_file():
-        folders = [path]
+        stores, folders = [path], []
+    elif (path / "embeddings").is_dir() or (path / "sae").is_dir():  # a results root
+        stores = sorted((path / "embeddings").glob("*/*.zarr"))
+        folders = sorted(m.parent for m in path.glob("*/*/*/*/*/seed*/manifest.json"))
+    elif path.is_dir() and (path / "manifest.json").is_file():
+        stores, folders = [], [path]
     else:
         run = resolve_run(str(path), args.results)
-        folders = [folder for folder in (run.sae, run.metrics) if folder.is_dir()]
+        stores, folders = [], [folder for folder in (run.sae, run.metrics) if folder.is_dir()]
         if not folders:
             raise InputFileError(str(path), "no such store or run", f"run `snakemake {run.sae}`")
+    for store in stores:
+        shapes = verify_store(store)
+        print(f"{store}: ok, {len(shapes)} arrays, every chunk matches the manifest")
     for folder in folders:
         rule = "metrics" if "metrics" in folder.parts else "train"
         sizes = verify_folder(folder, rule)
@@ -456,8 +460,8 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "path",
         type=Path,
-        help=f"a .zarr store, a results/sae/... or results/metrics/... "
-        f"folder, or a run ({RUN_FORM})",
+        help=f"a .zarr store, a results/sae/... or results/metrics/... folder, a run "
+        f"({RUN_FORM}), or a results root: every store and run folder in it",
     )
     command.set_defaults(handler=_verify)
 
