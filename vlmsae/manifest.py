@@ -3,10 +3,11 @@
 A store's manifest sits in its attrs (`attrs["manifest"]`): per array its shape, dtype, rows per
 chunk and a CRC-32 of each chunk's decoded values. A folder's manifest (`manifest.json`, written
 last, atomically) lists each file's size and CRC-32, and for safetensors files each tensor's
-shape, dtype and CRC-32. `verify_store` and `verify_folder` read every chunk or file back and
-check it against the manifest, and that embeddings and weights are finite (and embedding rows
-non-zero). A failed check raises `DamagedOutputError`: one line naming the file and the rule to
-re-run. Schema: docs/architecture.md, "Manifests".
+shape, dtype, CRC-32 and finiteness. `verify_store` and `verify_folder` read every chunk or file
+back and check it against the manifest, that embedding rows are finite (and non-zero in a store
+of normalised rows) and that tensors finite when written still are. A failed check raises
+`DamagedOutputError`: one line naming the file and the rule to re-run. Schema:
+docs/architecture.md, "Manifests".
 
 CRC-32 (zlib, about 2.4 GB/s on one core) detects the damage that happens to files (truncation,
 deleted chunks, flipped bits); it is not a defence against a forger.

@@ -19,7 +19,10 @@ reported; "val" is a seeded share of the train items (`ValSplit`, attrs["val_fra
 attrs["val_seed"]) on which the selection sweeps score, so selection never sees eval. Captions
 follow their image into val.
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
-folder and renames it into place, so an interrupted write never leaves a store that looks whole.
+folder, reads it back against its manifest (attrs["manifest"], vlmsae.manifest) and renames it
+into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
+are not finite real [N, d] numbers (zero rows too, in a store of normalised rows), pairs past
+the rows and an empty train or eval split.
 """
 
 from __future__ import annotations
