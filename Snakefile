@@ -54,6 +54,8 @@ localrules:
     stores_table,
     gap_closing_table,
     vector_arithmetic_table,
+    probe_concepts_table,
+    steering_table,
 
 
 rule all:

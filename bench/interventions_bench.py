@@ -84,6 +84,7 @@ def main() -> None:
             words=np.array([f"w{i}" for i in range(N_WORDS)]),
             vectors=words,
             true_row=np.full(N_WORDS, -1),
+            source="bench",
         )
         dictionary = model.W_dec.detach().numpy()
         results["naming_seconds"], _ = _timed(lambda: name_atoms(dictionary, vocabulary))

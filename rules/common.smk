@@ -66,6 +66,8 @@ TABLE_PATHS = {
     "gap_histograms": "results/tables/gap_histograms.csv",
     "vector_arithmetic": "results/tables/vector_arithmetic.csv",
     "arithmetic_histograms": "results/tables/arithmetic_histograms.csv",
+    "probe_concepts": "results/tables/probe_concepts.csv",
+    "steering": "results/tables/steering.csv",
 }
 # {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.synthetic_recovery).
 SYNTHETIC_TAU1 = synthetic_datasets(config)
@@ -214,8 +216,19 @@ INTERVENTION_RUNS = {
     name: [run for run in RUNS if intervention_applies(config, name, run.dataset)]
     for name in INTERVENTIONS.names()
 }
+# Steering retrieves by a named atom: it needs the vocabulary of naming.
+INTERVENTION_RUNS["steering"] = [
+    run for run in INTERVENTION_RUNS["steering"] if run in INTERVENTION_RUNS["naming"]
+]
 GAP_EDITS = intervention_settings(config, "gap_closing").edits
 INTERVENTION_DIR = "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+
+
+def vocabulary_input(wildcards):
+    """Rule metrics names atoms with the store's vocabulary where naming applies."""
+    if intervention_applies(config, "naming", wildcards.dataset):
+        return [f"results/vocabulary/{wildcards.dataset}/{wildcards.model}.zarr"]
+    return []
 
 
 def intervention_params(table):
@@ -253,6 +266,8 @@ INTERVENTION_TABLES = [
     for name, table in (
         ("gap_closing", "gap_closing"),
         ("arithmetic", "vector_arithmetic"),
+        ("probe", "probe_concepts"),
+        ("steering", "steering"),
     )
     if INTERVENTION_RUNS[name]
 ]

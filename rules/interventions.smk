@@ -1,5 +1,6 @@
 # Interventions (vlmsae.interventions): edited stores, each measured like any store (gap closing),
-# vector arithmetic, and their tables. Input functions and run lists: rules/common.smk.
+# vector arithmetic, the vocabulary that names atoms (read by rule metrics), probe decomposition,
+# steering, and their tables. Input functions and run lists: rules/common.smk.
 
 
 rule gap_closing:
@@ -29,6 +30,7 @@ rule gap_closing:
     params:
         edits=GAP_EDITS,
         evaluation=EVAL_SETTINGS,
+        settings=config["interventions"]["gap_closing"],
     script:
         "../workflow_scripts/gap_closing.py"
 
@@ -48,6 +50,9 @@ rule arithmetic:
     threads: config["resources"]["metrics"]["threads"]
     resources:
         **rule_resources("metrics"),
+    params:
+        settings=config["interventions"]["arithmetic"],
+        gap_closing=config["interventions"]["gap_closing"],
     script:
         "../workflow_scripts/arithmetic.py"
 
@@ -89,5 +94,103 @@ rule vector_arithmetic_table:
     params:
         runs=intervention_params("arithmetic"),
         table="vector_arithmetic",
+    script:
+        "../workflow_scripts/intervention_tables.py"
+
+
+rule vocabulary:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+        model_files=embed_inputs,
+    output:
+        directory("results/vocabulary/{dataset}/{model}.zarr"),
+    log:
+        "logs/vocabulary/{dataset}/{model}.log",
+    conda:
+        "../envs/embed.yaml"
+    threads: config["resources"]["embed"]["threads"]
+    resources:
+        mem_mb=rule_resources("embed")["mem_mb"],
+        runtime=rule_resources("embed")["runtime"],
+        gpu=embed_resources,
+    params:
+        naming=config["interventions"]["naming"],
+        source=lambda wildcards: config["datasets"][wildcards.dataset]["source"],
+        model_entry=lambda wildcards: config["models"].get(wildcards.model),
+        embed=config["embed"],
+    script:
+        "../workflow_scripts/vocabulary.py"
+
+
+rule probe_concepts:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
+    output:
+        f"{INTERVENTION_DIR}/probe_concepts.parquet",
+    log:
+        f"logs/interventions/{RUN_DIR}/probe_concepts.log",
+    conda:
+        "../envs/analysis.yaml"
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    params:
+        probe=config["interventions"]["probe"],
+    script:
+        "../workflow_scripts/probe_concepts.py"
+
+
+rule steering:
+    input:
+        store="results/embeddings/{dataset}/{model}.zarr",
+        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
+        vocabulary="results/vocabulary/{dataset}/{model}.zarr",
+    output:
+        summary=f"{INTERVENTION_DIR}/steering.parquet",
+        retrieved=f"{INTERVENTION_DIR}/steering_items.parquet",
+    log:
+        f"logs/interventions/{RUN_DIR}/steering.log",
+    conda:
+        "../envs/analysis.yaml"
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    params:
+        steering=config["interventions"]["steering"],
+    script:
+        "../workflow_scripts/steering.py"
+
+
+rule probe_concepts_table:
+    input:
+        tables=intervention_files("probe", "probe_concepts.parquet"),
+    output:
+        table="results/tables/probe_concepts.csv",
+    log:
+        "logs/tables/probe_concepts.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        runs=intervention_params("probe"),
+        table="probe_concepts",
+    script:
+        "../workflow_scripts/intervention_tables.py"
+
+
+rule steering_table:
+    input:
+        tables=intervention_files("steering", "steering.parquet"),
+    output:
+        table="results/tables/steering.csv",
+    log:
+        "logs/tables/steering.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        runs=intervention_params("steering"),
+        table="steering",
     script:
         "../workflow_scripts/intervention_tables.py"

@@ -8,6 +8,7 @@ rule metrics:
         reference=mms_reference,
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         config=f"results/sae/{RUN_DIR}/config.json",
+        vocabulary=vocabulary_input,
     output:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
         summary=f"results/metrics/{RUN_DIR}/summary.json",

@@ -125,10 +125,20 @@ def test_histograms_are_seeded():
 def test_summarise_reports_every_distribution():
     result = cones.summarise_store(make_context(IMAGE, TEXT), cones.ConeSettings())
     assert result.atom_columns == {}
-    assert set(result.summary) == {
+    assert set(result.summary) == {"cone_zero_pairs"} | {
         f"cone_cos_{name}_{stat}" for name in cones.DISTRIBUTIONS for stat in ("mean", "std")
     }
     assert result.summary["cone_cos_paired_mean"] == pytest.approx(1 / 3)
+    assert result.summary["cone_zero_pairs"] == 0
+
+
+def test_pairs_with_a_zero_row_are_left_out_and_counted():
+    image, text = IMAGE.copy(), TEXT.copy()
+    image[0] = 0.0
+    result = cones.summarise_store(make_context(image, text), cones.ConeSettings())
+    kept = cones.cone_statistics(IMAGE[1:], TEXT[1:])
+    assert result.summary["cone_zero_pairs"] == 1
+    assert result.summary["cone_cos_paired_mean"] == pytest.approx(kept["paired"].mean)
 
 
 def test_real_clip_pairs(coco_features):

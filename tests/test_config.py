@@ -139,6 +139,7 @@ def test_metric_and_figure_options_are_typed(default_config):
         "gap_test_fraction": 0.3,
         "gap_max_rows": 20000,
         "knn_k": 5,
+        "histogram_bins": 50,
     }
     assert config["figures"]["modality_scores"] == {"bins": 25}
     default_config["evaluation"]["metrics"] = {"gap": {"knn": 5}}

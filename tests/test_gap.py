@@ -155,7 +155,12 @@ def test_rotation_and_swapping_leave_the_gap_unchanged():
 
 def test_summarise_closes_the_gap_by_dropping_unimodal_atoms():
     summary = summarise(make_context(n=300))
-    assert set(summary) == {"gap_bimodal_atoms", "gap_bimodal_zero_rows"} | {
+    assert set(summary) == {
+        "gap_bimodal_atoms",
+        "gap_bimodal_zero_rows",
+        "gap_nn_auroc",
+        "gap_nn_median_difference",
+    } | {
         f"gap_{name}_{version}"
         for name in ("mean_distance", "separability", "knn_auroc")
         for version in gap.VERSIONS

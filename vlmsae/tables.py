@@ -48,6 +48,7 @@ METRIC_FAMILIES = (
     ("MMS", ("mms",)),
     ("zero-shot", ("zero_shot",)),
     ("recovery", ("recovery",)),
+    ("naming", ("naming",)),
     ("stability", ("stability",)),
 )
 OTHER_FAMILY = "other"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmsae import sae
-from vlmsae.interventions import settings_of
+from vlmsae.interventions import parse
 from vlmsae.interventions.arithmetic import measure, queries, store_triplets
 from vlmsae.interventions.edits import kept_atoms
 from vlmsae.manifest import verify_folders
@@ -11,10 +11,10 @@ from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    settings = settings_of(snakemake.config, "arithmetic")
+    settings = parse("arithmetic", snakemake.params.settings)
     model = sae.load(Path(snakemake.input.weights).parent, require_manifest=True)
     verify_folders([snakemake.input.atoms], "metrics")
-    keep = kept_atoms(pd.read_parquet(snakemake.input.atoms), settings_of(snakemake.config, "gap_closing"))
+    keep = kept_atoms(pd.read_parquet(snakemake.input.atoms), parse("gap_closing", snakemake.params.gap_closing))
     triplets = store_triplets(EmbeddingStore(snakemake.input.store, verify=True), settings)
     summary, histograms = measure(queries(model, triplets, keep, settings.batch_size), triplets, settings)
     summary.assign(bimodal_atoms=int(keep.sum())).to_parquet(snakemake.output.summary, index=False)

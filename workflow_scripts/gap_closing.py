@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmsae import sae
-from vlmsae.interventions import settings_of
+from vlmsae.interventions import parse
 from vlmsae.interventions.edits import write_edited_store
 from vlmsae.manifest import verify_folders
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
@@ -17,7 +17,7 @@ with logged(snakemake.log[0], snakemake.threads):
     verify_folders([snakemake.input.atoms], "metrics")
     model, atoms = sae.load(run, require_manifest=True), pd.read_parquet(snakemake.input.atoms)
     reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
-    settings = settings_of(snakemake.config, "gap_closing")
+    settings = parse("gap_closing", snakemake.params.settings)
     output = snakemake.output
     for i, edit in enumerate(snakemake.params.edits):
         edited = write_edited_store(store, output.stores[i], edit, model, atoms, settings, str(run))

@@ -1,5 +1,6 @@
-"""The interventions' figures: gap closing (iso-energy Fig. 4 right) and vector arithmetic
-(iso-energy Fig. 6), one run per variant (its first mixture and lowest seed)."""
+"""The interventions' figures: gap closing (iso-energy Fig. 4 right), vector arithmetic
+(iso-energy Fig. 6), probe decomposition (group-sparse Fig. 5), one run per variant (its first
+mixture and lowest seed), and steering retrieval over every run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, mixture_order
-from vlmsae.figures.style import LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
+from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.registry import Settings
 
@@ -126,4 +127,75 @@ def draw_vector_arithmetic(tables: dict[str, pd.DataFrame], settings: Settings, 
         right.legend(fontsize=LEGEND_SIZE)
         right.set_title(f"{variant}: lower OOD is in distribution", fontsize=PANEL_TITLE_SIZE)
     figure.suptitle(f"Vector arithmetic: {subject}", fontsize=TITLE_SIZE)
+    return figure
+
+
+@FIGURES.register(
+    "probe_concepts",
+    scope="store",
+    tables=("probe_concepts",),
+    paper="group-sparse",
+    applies=_applies("probe"),
+)
+def draw_probe_concepts(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
+    """Per variant: the atoms with the largest |α| = |D θ| of a logistic probe θ, named where
+    the run has names, coloured by kind (group-sparse Fig. 5): which concepts the probe reads."""
+    table = _one_run_per_variant(tables["probe_concepts"])
+    variants = sorted(table["variant"].unique())
+    figure, axes = grid(1, len(variants), panel_height=3.2)
+    for column, variant in enumerate(variants):
+        axis = axes[0][column]
+        rows = table[table["variant"] == variant].sort_values("rank", ascending=False)
+        names = rows["name"] if "name" in rows.columns else None
+        labels = [
+            f"{name} ({atom})" if isinstance(name, str) else str(atom)
+            for name, atom in zip(
+                names if names is not None else [None] * len(rows), rows["atom"], strict=True
+            )
+        ]
+        colours = [KIND_COLOURS.get(kind, "0.5") for kind in rows["atom_kind_sq"]]
+        axis.barh(np.arange(len(rows)), rows["alpha"], color=colours)
+        axis.set_yticks(np.arange(len(rows)), labels, fontsize=LEGEND_SIZE)
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.set_xlabel("α = d_k · θ")
+        accuracy = rows["probe_accuracy"].iloc[0]
+        axis.set_title(
+            f"{variant}: {rows['target'].iloc[0]} (probe acc. {accuracy:.2f})",
+            fontsize=PANEL_TITLE_SIZE,
+        )
+    figure.suptitle(f"Probe decomposed into atoms: {subject}", fontsize=TITLE_SIZE)
+    return figure
+
+
+@FIGURES.register(
+    "steering",
+    scope="store",
+    tables=("steering",),
+    paper="group-sparse",
+    applies=_applies("steering"),
+)
+def draw_steering(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
+    """Share of the top-k retrieved images that carry the steered atom's concept against the
+    strength added to the atom, a line per variant (mean ± std over seeds and mixtures); dotted:
+    the concept's share of all eval images."""
+    table = tables["steering"]
+    figure, axes = grid(1, 1, panel_width=4.5, panel_height=3.2)
+    axis = axes[0][0]
+    for index, (variant, rows) in enumerate(table.groupby("variant")):
+        stats = rows.groupby("strength")["share_with_concept"].agg(["mean", "std"]).fillna(0)
+        axis.errorbar(
+            stats.index,
+            stats["mean"],
+            yerr=stats["std"],
+            marker="o",
+            capsize=2,
+            color=f"C{index}",
+            label=variant,
+        )
+    axis.axhline(table["concept_base_rate"].mean(), color="black", linestyle=":", label="base rate")
+    words = ", ".join(sorted(table["word"].astype(str).unique()))
+    axis.set_xlabel(f"strength added to the atom of '{words}'")
+    axis.set_ylabel("share of top-k with the concept")
+    axis.legend(fontsize=LEGEND_SIZE)
+    axis.set_title(f"Steering retrieval: {subject}", fontsize=TITLE_SIZE)
     return figure

@@ -31,12 +31,12 @@ from sklearn.metrics import roc_auc_score
 
 from vlmsae.datasets.synthetic import swap_triplets
 from vlmsae.errors import ConfigError, InputFileError
-from vlmsae.interventions import INTERVENTIONS
+from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.gap import bimodal_only, distance_histograms, knn_distance
 from vlmsae.metrics.retrieval import recall_at
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings, setting
+from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
 
@@ -45,7 +45,7 @@ SCORES_PER_BLOCK = 1 << 24  # query × candidate cosines per block of the rankin
 
 
 @dataclass(frozen=True, kw_only=True)
-class ArithmeticSettings(Settings):
+class ArithmeticSettings(InterventionSettings):
     enabled: bool = setting(True, "measure vector arithmetic (vector_arithmetic.csv)")
     n_sources: int = setting(
         500,

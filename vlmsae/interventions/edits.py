@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from vlmsae.errors import InputFileError
-from vlmsae.interventions import INTERVENTIONS
+from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.metrics import modality
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.gap import bimodal_only
-from vlmsae.registry import Settings, setting
+from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import MODALITIES, EmbeddingStore, write_store
 
@@ -38,7 +38,7 @@ _COPIED = ("label", "attributes", "text_caption", "image_source", "triplets")
 
 
 @dataclass(frozen=True, kw_only=True)
-class GapClosingSettings(Settings):
+class GapClosingSettings(InterventionSettings):
     enabled: bool = setting(True, "write the edited stores and measure them (gap_closing.csv)")
     edits: list[str] = setting(
         list(EDITS), "edits to write, besides the dense store", items={"enum": list(EDITS)}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.store import TrueStructure
 
 
@@ -37,6 +38,8 @@ class StoreContext:
     truth: TrueStructure | None = None
     true_codes_image: sparse.csr_matrix | None = None
     true_codes_text: sparse.csr_matrix | None = None
+    # Words embedded in the store's space, to name atoms (interventions.naming), or None.
+    vocabulary: Vocabulary | None = None
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
+from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
@@ -184,10 +185,13 @@ def evaluate_run(
     store: EmbeddingStore,
     settings: EvalSettings,
     reference_store: EmbeddingStore | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
-    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run."""
+    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run;
+    `vocabulary` names its atoms (metric group `naming`)."""
     pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
     rows = _store_context(store, pairs, settings.seed, reference_store)
+    rows.vocabulary = vocabulary
     codes, recon = {}, {}
     for modality_index, m in enumerate(("image", "text")):
         codes[m], recon[m] = encode(model, getattr(rows, m), settings.batch_size, modality_index)

@@ -1,0 +1,186 @@
+"""Concept naming: names by hand, the blocked search against a brute-force one, naming accuracy
+against a known truth, and the metric group that writes names into atoms.parquet."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+
+from vlmsae import sae
+from vlmsae.interventions import naming
+from vlmsae.interventions.naming import (
+    name_atoms,
+    naming_accuracy,
+    naming_accuracy_by_usage,
+    true_row_words,
+)
+from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
+from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
+from vlmsae.store import SparseCodes, TrueStructure
+
+SQRT_HALF = np.sqrt(0.5)
+
+
+def _truth(merged: bool) -> TrueStructure:
+    """Rows: 2 bimodal concepts (one row each when merged, else image rows then text rows),
+    1 image-only atom, 2 text-only atoms; the unit vectors of d = 8."""
+    kind = ["bimodal"] * (2 if merged else 4) + ["image", "text", "text"]
+    concept = [0, 1] + ([] if merged else [0, 1]) + [2, 3, 4]
+    codes = SparseCodes(np.zeros((1, 1), np.int32), np.ones((1, 1), np.float32))
+    return TrueStructure(
+        np.eye(len(kind), 8, dtype=np.float32),
+        np.array(kind),
+        np.array(concept),
+        {"image": codes, "text": codes},
+    )
+
+
+def test_names_by_hand():
+    # Words e0, e1, (e0 + e1)/√2, e2; atoms e0, 2·e1 (not unit), (e0 + e2)/√2.
+    words = np.array([[1, 0, 0], [0, 1, 0], [SQRT_HALF, SQRT_HALF, 0], [0, 0, 1]])
+    vocabulary = make_vocabulary(["red", "blue", "purple", "loud"], words, "file")
+    atoms = np.array([[1.0, 0, 0], [0, 2.0, 0], [1.0, 0, 1.0]])
+    named = name_atoms(atoms, vocabulary)
+    assert named.columns.tolist() == ["atom", "name", "name_score", "runner_up", "runner_up_score"]
+    assert named["name"].tolist() == ["red", "blue", "red"]
+    # Atom 2 has cosine 1/√2 with both red and loud: the tie goes to the earlier word.
+    assert named["runner_up"].tolist() == ["purple", "purple", "loud"]
+    np.testing.assert_allclose(named["name_score"], [1.0, 1.0, SQRT_HALF], rtol=1e-6)
+    np.testing.assert_allclose(
+        named["runner_up_score"], [SQRT_HALF, SQRT_HALF, SQRT_HALF], rtol=1e-6
+    )
+
+
+def test_blocked_search_equals_brute_force(monkeypatch):
+    rng = np.random.default_rng(0)
+    words = rng.standard_normal((50, 6))
+    vocabulary = make_vocabulary([f"w{i}" for i in range(50)], words, "file")
+    atoms = rng.standard_normal((37, 6))
+    cosine = (atoms / np.linalg.norm(atoms, axis=1, keepdims=True)) @ vocabulary.vectors.T
+    order = np.argsort(-cosine, axis=1)
+    monkeypatch.setattr(naming, "NAMING_BLOCK_ELEMENTS", 50 * 4)  # blocks of 4 atoms
+    named = name_atoms(atoms, vocabulary)
+    assert named["name"].tolist() == vocabulary.words[order[:, 0]].tolist()
+    assert named["runner_up"].tolist() == vocabulary.words[order[:, 1]].tolist()
+    np.testing.assert_allclose(named["name_score"], cosine.max(axis=1), rtol=1e-5)
+
+
+def test_names_of_a_large_dictionary_match_a_brute_force_sample():
+    # A speed sanity, not timed: 4096 atoms × 5000 words go through several blocks.
+    rng = np.random.default_rng(1)
+    vocabulary = make_vocabulary(
+        [f"w{i}" for i in range(5000)], rng.standard_normal((5000, 64)), "file"
+    )
+    atoms = rng.standard_normal((4096, 64)).astype(np.float32)
+    named = name_atoms(atoms, vocabulary)
+    sample = rng.choice(4096, 20, replace=False)
+    cosine = (atoms[sample] / np.linalg.norm(atoms[sample], axis=1, keepdims=True)) @ (
+        vocabulary.vectors.T
+    )
+    assert named["name"].to_numpy()[sample].tolist() == vocabulary.words[cosine.argmax(1)].tolist()
+
+
+def test_naming_rotation_invariance():
+    # Rotating atoms and words together changes no cosine, so no name.
+    rng = np.random.default_rng(2)
+    words, atoms = rng.standard_normal((30, 5)), rng.standard_normal((12, 5))
+    rotation, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    names = [f"w{i}" for i in range(30)]
+    plain = name_atoms(atoms, make_vocabulary(names, words, "file"))
+    turned = name_atoms(atoms @ rotation, make_vocabulary(names, words @ rotation, "file"))
+    assert plain["name"].tolist() == turned["name"].tolist()
+
+
+def test_dimension_mismatch_is_refused():
+    vocabulary = make_vocabulary(["a", "b"], np.eye(2, 3), "file")
+    with pytest.raises(ValueError, match="another store"):
+        name_atoms(np.eye(2), vocabulary)
+
+
+def test_words_of_true_rows():
+    vocabulary = synthetic_vocabulary(_truth(merged=False), n_distractors=2, seed=0)
+    expected = ["concept-0", "concept-1", "concept-0", "concept-1", "", "text-0", "text-1"]
+    assert true_row_words(_truth(merged=False), vocabulary).tolist() == expected
+
+
+def test_naming_accuracy_by_hand():
+    truth = _truth(merged=True)  # rows: concept-0, concept-1, image-only, text-0, text-1
+    vocabulary = synthetic_vocabulary(truth, n_distractors=0, seed=0)
+    learned = truth.dictionary[[4, 2, 0, 1, 3]]
+    # Right: text-1, concept-0, text-0; wrong: concept-1 named text-0; atom 1 is image-only.
+    names = np.array(["text-1", "concept-0", "concept-0", "text-0", "text-0"])
+    accuracy = naming_accuracy(names, learned, truth, vocabulary)
+    assert accuracy == {
+        "naming_accuracy": 0.75,
+        "naming_accuracy_bimodal": 0.5,
+        "naming_scored_atoms": 4,
+        "naming_unnamable_atoms": 1,
+    }
+
+
+def test_naming_accuracy_by_usage_by_hand():
+    truth = _truth(merged=True)  # rows: concept-0, concept-1, image-only, text-0, text-1
+    vocabulary = synthetic_vocabulary(truth, n_distractors=0, seed=0)
+    # 5 rows, true row r fires on row r. Learned atom 0 fires with concept-1, atom 1 with text-0,
+    # atom 2 with text-1, whatever their decoder directions.
+    true_codes = sparse.identity(5, format="csr")
+    codes = sparse.csr_matrix(np.array([[0, 0, 0], [2, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 3]]))
+    # Atoms 0 and 2 are named right, atom 1 (text-0) wrong.
+    names = np.array(["concept-1", "concept-0", "text-1"])
+    assert naming_accuracy_by_usage(names, codes, true_codes, truth, vocabulary) == {
+        "naming_accuracy_usage": pytest.approx(2 / 3),
+        "naming_accuracy_bimodal_usage": 1.0,
+        "naming_scored_atoms_usage": 3,
+        "naming_unnamable_atoms_usage": 0,
+    }
+
+
+def test_both_instantiations_of_a_bimodal_concept_take_its_word():
+    truth = _truth(merged=False)
+    vocabulary = synthetic_vocabulary(truth, n_distractors=0, seed=0)
+    names = np.array(["concept-0", "concept-1", "concept-0", "concept-1", "x", "text-0", "text-1"])
+    accuracy = naming_accuracy(names, truth.dictionary, truth, vocabulary)
+    assert accuracy["naming_accuracy"] == 1.0 and accuracy["naming_scored_atoms"] == 6
+
+
+def test_undefined_shares_are_left_out():
+    truth = _truth(merged=True)
+    vocabulary = synthetic_vocabulary(truth, n_distractors=0, seed=0)
+    # One learned atom, matched to the image-only row: nothing to score.
+    accuracy = naming_accuracy(np.array(["x"]), truth.dictionary[[2]], truth, vocabulary)
+    assert accuracy == {"naming_scored_atoms": 0, "naming_unnamable_atoms": 1}
+
+
+def test_the_true_dictionary_is_named_perfectly(tiny_store):
+    truth = tiny_store.truth()
+    vocabulary = synthetic_vocabulary(truth, n_distractors=200, seed=0)
+    rng = np.random.default_rng(0)
+    # The true rows in another order, plus 5 spare atoms the matching leaves out.
+    learned = np.concatenate(
+        [truth.dictionary[rng.permutation(len(truth.dictionary))], rng.standard_normal((5, 32))]
+    )
+    names = name_atoms(learned, vocabulary)["name"].to_numpy()
+    accuracy = naming_accuracy(names, learned, truth, vocabulary)
+    n_image_only = int(np.sum(truth.atom_kind == "image"))
+    assert accuracy["naming_accuracy"] == 1.0 and accuracy["naming_accuracy_bimodal"] == 1.0
+    assert accuracy["naming_scored_atoms"] == len(truth.dictionary) - n_image_only
+    assert accuracy["naming_unnamable_atoms"] == n_image_only
+
+
+def test_evaluate_run_writes_names_and_accuracy(tiny_store):
+    truth = tiny_store.truth()
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=len(truth.dictionary), k=6)
+    with torch.no_grad():
+        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
+        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
+        model.b_dec.zero_()
+        model.b_enc.zero_()
+    settings = EvalSettings(max_pairs=100, train_pairs=50)
+    vocabulary = synthetic_vocabulary(truth, n_distractors=20, seed=0)
+    atoms, summary, _ = evaluate_run(model.eval(), tiny_store, settings, vocabulary=vocabulary)
+    columns = ["name", "name_score", "runner_up", "runner_up_score"]
+    assert set(columns) <= set(atoms.columns)
+    assert summary["naming_accuracy"] == 1.0 and summary["naming_accuracy_usage"] == 1.0
+    plain_atoms, plain_summary, _ = evaluate_run(model.eval(), tiny_store, settings)
+    assert not set(columns) & set(plain_atoms.columns)
+    assert not any(key.startswith("naming") for key in plain_summary)

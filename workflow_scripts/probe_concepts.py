@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import pandas as pd
+
+from vlmsae import sae
+from vlmsae.interventions.probe import ProbeSettings, probe_concepts
+from vlmsae.registry import parse_settings
+from vlmsae.store import EmbeddingStore
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    settings = parse_settings(ProbeSettings, snakemake.params.probe, "interventions.probe")
+    table = probe_concepts(
+        EmbeddingStore(snakemake.input.store),
+        sae.load(Path(snakemake.input.weights).parent),
+        pd.read_parquet(snakemake.input.atoms),
+        settings,
+    )
+    table.to_parquet(snakemake.output[0], index=False)

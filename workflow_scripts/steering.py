@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pandas as pd
+
+from vlmsae import sae
+from vlmsae.interventions.steering import SteeringSettings, steer_retrieval
+from vlmsae.interventions.vocabulary import read_vocabulary
+from vlmsae.registry import parse_settings
+from vlmsae.store import EmbeddingStore
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    settings = parse_settings(SteeringSettings, snakemake.params.steering, "interventions.steering")
+    summary, items = steer_retrieval(
+        EmbeddingStore(snakemake.input.store),
+        sae.load(Path(snakemake.input.weights).parent),
+        pd.read_parquet(snakemake.input.atoms),
+        read_vocabulary(snakemake.input.vocabulary),
+        settings,
+    )
+    summary.to_parquet(snakemake.output.summary, index=False)
+    items.to_parquet(snakemake.output.retrieved, index=False)

@@ -1,0 +1,17 @@
+import torch  # noqa: F401  (imported first, so that `logged` gives it the job's threads)
+
+from vlmsae.interventions.vocabulary import NamingSettings, build_vocabulary, write_vocabulary
+from vlmsae.registry import parse_settings
+from vlmsae.store import EmbeddingStore
+from vlmsae.workflow import logged
+
+with logged(snakemake.log[0], snakemake.threads):
+    settings = parse_settings(NamingSettings, snakemake.params.naming, "interventions.naming")
+    vocabulary = build_vocabulary(
+        EmbeddingStore(snakemake.input.store),
+        snakemake.params.source,
+        settings,
+        model_entry=snakemake.params.model_entry,
+        embed=snakemake.params.embed,
+    )
+    write_vocabulary(vocabulary, snakemake.output[0])
