@@ -38,7 +38,7 @@ def _store(path: Path) -> Path:
         pairs=np.stack([np.arange(ROWS)] * 2, axis=1),
         image_split=split,
         text_split=split,
-        attrs={"dataset": "tiny", "model": "generator"},
+        attrs={"dataset": "tiny", "model": "generator", "normalised": True},
         label=np.arange(ROWS) % 4,
     )
 

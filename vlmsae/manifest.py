@@ -4,8 +4,8 @@ A store's manifest sits in its attrs (`attrs["manifest"]`): per array its shape,
 chunk and a CRC-32 of each chunk's decoded values. A folder's manifest (`manifest.json`, written
 last, atomically) lists each file's size and CRC-32, and for safetensors files each tensor's
 shape, dtype, CRC-32 and finiteness. `verify_store` and `verify_folder` read every chunk or file
-back and check it against the manifest, that embedding rows are finite (and non-zero in a store
-of normalised rows) and that tensors finite when written still are. A failed check raises
+back and check it against the manifest, that embedding rows are finite (and non-zero where
+attrs["normalised"] is true) and that tensors finite when written still are. A failed check raises
 `DamagedOutputError`: one line naming the file and the rule to re-run. Schema:
 docs/architecture.md, "Manifests".
 
@@ -144,7 +144,8 @@ def _read_chunks(
 
 def verify_store(path: str | Path) -> dict[str, list[int]]:
     """Read every chunk of the store at `path` and check it against the store's manifest; check
-    that embedding rows (each modality and class prompts) are finite and non-zero.
+    that embedding rows (each modality and class prompts) are finite, and non-zero where
+    attrs["normalised"] is true.
 
     Returns each array's shape. Raises DamagedOutputError naming the first damaged part.
     """
@@ -157,8 +158,8 @@ def verify_store(path: str | Path) -> dict[str, list[int]]:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise _store_damage(path, "the store has no manifest (written by an older vlmsae?)")
     embeddings = {*attrs.get("modalities", ["image", "text"]), "class_prompts"}
-    # A derived store (e.g. an intervention's edited rows) may hold zero rows on purpose.
-    nonzero = bool(attrs.get("normalised", True))
+    # Only rows said to be normalised cannot be zero: an intervention's edited rows may be.
+    nonzero = attrs.get("normalised") is True
     shapes = {}
     for name, record in manifest["arrays"].items():
         where = path / name

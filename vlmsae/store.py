@@ -21,8 +21,8 @@ follow their image into val.
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
 folder, reads it back against its manifest (attrs["manifest"], vlmsae.manifest) and renames it
 into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
-are not finite real [N, d] numbers (zero rows too, in a store of normalised rows), pairs past
-the rows and an empty train or eval split.
+are not finite real [N, d] numbers (zero rows too, where attrs["normalised"] is true), pairs
+past the rows and, in a store built from a source, an empty train or eval split.
 """
 
 from __future__ import annotations
@@ -178,9 +178,12 @@ def invalid_rows(rows: np.ndarray) -> np.ndarray:
     return ~finite | (norms < MIN_ROW_NORM)
 
 
-def _check_store_arrays(where: str, image, text, pairs, image_split, nonzero: bool) -> None:
+def _check_store_arrays(
+    where: str, image, text, pairs, image_split, nonzero: bool, splits: bool
+) -> None:
     """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
-    pairs in range, non-empty splits. Messages name `where` (the source's files, or the store)."""
+    pairs in range, and with `splits` a train and an eval split that are not empty. Messages name
+    `where` (the source's files, or the store)."""
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
         bad = np.flatnonzero(invalid_rows(rows) if nonzero else ~np.isfinite(rows).all(axis=1))
@@ -201,7 +204,7 @@ def _check_store_arrays(where: str, image, text, pairs, image_split, nonzero: bo
         raise InputFileError(where, f"pairs has shape {list(pairs.shape)}", "give [P, 2] pairs")
     if pairs.min() < 0 or (pairs.max(axis=0) >= [len(image), len(text)]).any():
         raise InputFileError(where, "a pair points past the rows", "give pairs of existing rows")
-    for split in ("train", "eval"):
+    for split in ("train", "eval") if splits else ():
         if not (np.asarray(image_split)[pairs[:, 0]] == SPLITS.index(split)).any():
             raise InputFileError(
                 where,
@@ -244,9 +247,11 @@ def write_store(
     another, whose attrs then carry the val attrs) and are written as given.
     """
     path = Path(path)
-    # Zero rows are refused unless attrs say the rows are not normalised (a derived store).
-    nonzero = bool(attrs.get("normalised", True))
-    _check_store_arrays(str(attrs.get("files", path)), image, text, pairs, image_split, nonzero)
+    # Zero rows cannot be normalised: refused where attrs say the rows are. Splits are checked in
+    # stores from a source (val given); a derived store (val None) copies checked ones.
+    nonzero = attrs.get("normalised") is True
+    where = str(attrs.get("files", path))
+    _check_store_arrays(where, image, text, pairs, image_split, nonzero, splits=val is not None)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")
