@@ -7,6 +7,10 @@ character trigrams) stands in for a model here; tests/test_models.py runs the re
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -16,10 +20,12 @@ import torch
 import zarr
 from PIL import Image
 
+import vlmsae
 from vlmsae import embedding
 from vlmsae.datasets.raw import FileMedia, RawDataset
 from vlmsae.embedding import EmbedSettings, embed_dataset
 from vlmsae.errors import InputFileError
+from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.models.base import Encoder, ModelSpec
 from vlmsae.store import SPLITS, EmbeddingStore, ValSplit
 
@@ -102,9 +108,13 @@ def _arrays(path) -> dict:
 
 
 def assert_same_arrays(first, second) -> None:
+    """The two stores hold the same arrays, item sources compared by file name (the stores may
+    come from copies of the dataset in two folders)."""
     a, b = _arrays(first), _arrays(second)
     assert a.keys() == b.keys()
     for name in a:
+        if name == "image_source":
+            a[name], b[name] = ([Path(p).name for p in store[name]] for store in (a, b))
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
@@ -354,3 +364,111 @@ def test_build_store_embeds_a_raw_source_with_its_model(tmp_path, monkeypatch):
     assert store.attrs["val_fraction"] == 0.25 and len(store.split_rows("image", "val")) > 0
     with pytest.raises(ConfigError, match="'datasets.d.models': 'clap' embeds audio but coco"):
         build_store("d", "clap", spec, tmp_path / "other.zarr", embed=embed)
+
+
+# A child process builds the store of `_raw(data, n=13, corrupt=(6,))` and is killed at a fault
+# point (vlmsae.faults): os._exit, so nothing of the process's own clean-up runs.
+KILLED_BUILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_embedding import SETTINGS, ThumbnailEncoder, _raw
+from vlmsae.embedding import embed_dataset
+raw = _raw(Path({data!r}), n=13, corrupt=(6,))
+embed_dataset(raw, ThumbnailEncoder(), {path!r}, SETTINGS, {{}})
+"""
+
+
+def _build_killed_at(point: str, data: Path, path: Path) -> int:
+    code = KILLED_BUILD.format(tests=str(Path(__file__).parent), data=str(data), path=str(path))
+    package_root = str(Path(vlmsae.__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        FAULT_VARIABLE: point,
+        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode
+
+
+@pytest.fixture(scope="module")
+def whole_and_older(tmp_path_factory) -> tuple[Path, Path]:
+    """An uninterrupted build of the 13-image dataset, and a store of other data (5 images)."""
+    folder = tmp_path_factory.mktemp("reference")
+    whole, older = folder / "whole.zarr", folder / "older.zarr"
+    (folder / "data").mkdir()
+    embed_dataset(
+        _raw(folder / "data", n=13, corrupt=(6,)), ThumbnailEncoder(), whole, SETTINGS, {}
+    )
+    (folder / "other").mkdir()
+    embed_dataset(_raw(folder / "other", n=5), ThumbnailEncoder(), older, SETTINGS, {})
+    return whole, older
+
+
+KILLS = [(point, True) for point in embedding.FINALISE_POINTS] + [
+    ("remove:moved-aside", False),  # with no older store, the first removal is the partial's
+    ("remove:half-deleted", False),
+]
+
+
+@pytest.mark.parametrize(("point", "replaces_older"), KILLS)
+def test_a_kill_at_any_finalisation_point_then_a_rerun_equals_an_uninterrupted_run(
+    tmp_path, whole_and_older, point, replaces_older
+):
+    whole, older = whole_and_older
+    data, path = tmp_path / "data", tmp_path / "store.zarr"
+    data.mkdir()
+    if replaces_older:
+        shutil.copytree(older, path)
+    assert _build_killed_at(point, data, path) == FAULT_EXIT
+    # Whatever the kill left under the store's name is a whole store, old or new.
+    if path.exists():
+        EmbeddingStore(path).verify()
+    embed_dataset(_raw(data, n=13, corrupt=(6,)), ThumbnailEncoder(), path, SETTINGS, {})
+    assert_same_arrays(whole, path)
+    EmbeddingStore(path).verify()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "store.zarr"]
+
+
+def _killed_after_every_block(raw, path) -> None:
+    """Build `path` and die just before finalisation: every block done."""
+    real = embedding._finalise
+
+    def dying(*args, **kwargs):
+        raise Killed
+
+    embedding._finalise = dying
+    try:
+        with pytest.raises(Killed):
+            embed_dataset(raw, ThumbnailEncoder(), path, SETTINGS, {})
+    finally:
+        embedding._finalise = real
+
+
+@pytest.mark.parametrize("damage", ["chunk deleted", "chunk garbled", "flags deleted"])
+def test_damaged_blocks_of_a_partial_store_are_embedded_again_never_read_as_zeros(
+    tmp_path, whole_and_older, damage
+):
+    raw = _raw(tmp_path, n=13, corrupt=(6,))
+    path = tmp_path / "store.zarr"
+    _killed_after_every_block(raw, path)
+    partial = tmp_path / "store.zarr.partial"
+    if damage == "chunk deleted":
+        (partial / "image" / "c" / "1" / "0").unlink()
+    elif damage == "chunk garbled":
+        chunk = partial / "_text_unique" / "c" / "2" / "0"
+        chunk.write_bytes(chunk.read_bytes()[:-5])
+    else:
+        shutil.rmtree(partial / "_ok_image")
+    encoder = ThumbnailEncoder()
+    forwarded = []
+    real_encode = encoder.encode_media
+    encoder.encode_media = lambda batch: forwarded.append(len(batch)) or real_encode(batch)
+    embed_dataset(raw, encoder, path, SETTINGS, {})
+    assert_same_arrays(whole_and_older[0], path)
+    whole_skipped = EmbeddingStore(whole_and_older[0]).attrs["skipped"]
+    counts = {reason: entry["count"] for reason, entry in whole_skipped.items()}
+    skipped = EmbeddingStore(path).attrs["skipped"]
+    assert {reason: entry["count"] for reason, entry in skipped.items()} == counts
+    # Only what the damage reached is embedded again: images from block 1 on, or every image.
+    expected = {"chunk deleted": 8, "chunk garbled": 0, "flags deleted": 12}[damage]
+    assert sum(forwarded) == expected

@@ -7,8 +7,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vlmsae"
 
 # Lowest first; a module may import its own layer and the ones below (docs/architecture.md).
 LAYERS = [
-    {"errors", "registry", "devices"},
-    {"store"},
+    {"errors", "registry", "devices", "faults"},
+    {"store", "manifest"},
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
     {"stores", "metrics", "interventions", "sweeps", "calibration"},

@@ -1,8 +1,15 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
 
+import vlmsae
 from vlmsae.errors import InputFileError
+from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.store import (
     SPLITS,
     EmbeddingStore,
@@ -162,3 +169,33 @@ def test_a_store_without_val_is_refused_by_name(tmp_path):
     assert len(store.split_pairs("eval")) == 2
     with pytest.raises(InputFileError, match="no 'val' split"):
         store.split_pairs("val")
+
+
+# A child process replaces the store at `path` (seed 1's arrays over seed 0's) and is killed at a
+# fault point (vlmsae.faults).
+KILLED_WRITE = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_store import _arrays
+from vlmsae.store import write_store
+write_store({path!r}, **_arrays(seed=1), attrs={{}})
+"""
+
+
+@pytest.mark.parametrize(
+    "point", ["publish:old-moved-aside", "publish:renamed", "remove:half-deleted"]
+)
+def test_a_kill_while_a_store_is_replaced_leaves_a_whole_store(tmp_path, point):
+    path = tmp_path / "s.zarr"
+    write_store(path, **_arrays(seed=0), attrs={})
+    code = KILLED_WRITE.format(tests=str(Path(__file__).parent), path=str(path))
+    package_root = str(Path(vlmsae.__file__).resolve().parents[1])
+    env = {**os.environ, FAULT_VARIABLE: point, "PYTHONPATH": package_root}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == FAULT_EXIT
+    if path.exists():  # the old store or the new one, never a part of either
+        EmbeddingStore(path).verify()
+    write_store(path, **_arrays(seed=1), attrs={})
+    rows = EmbeddingStore(path, verify=True).rows("image")
+    expected = _arrays(seed=1)["image"]
+    np.testing.assert_allclose(rows, expected, rtol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]

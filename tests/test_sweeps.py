@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import zarr
 
 from vlmsae import sae
 from vlmsae.store import EVAL, EmbeddingStore, assign_pair_splits, write_store
@@ -99,20 +100,25 @@ def test_resolution_order_and_points():
 
 
 def _store_with_eval_rows(path, eval_rows: str) -> EmbeddingStore:
-    """A store of 1000 random pairs (20 % eval) whose eval rows are NaN or another draw."""
+    """A store of 1000 random pairs (20 % eval) whose eval rows are NaN or another draw.
+
+    NaN rows are written behind the store's back (write_store refuses them), so the store
+    fails verification: it is opened without it."""
     rng = np.random.default_rng(0)
     image, text = rng.standard_normal((2, 1000, 16)).astype(np.float32)
     split = assign_pair_splits(1000, 0.2, seed=0)
     is_eval = split == EVAL
-    if eval_rows == "nan":
-        image[is_eval] = text[is_eval] = np.nan
-    else:
-        other = np.random.default_rng(1)
-        image[is_eval], text[is_eval] = other.standard_normal((2, is_eval.sum(), 16))
+    other = np.random.default_rng(1)
+    image[is_eval], text[is_eval] = other.standard_normal((2, is_eval.sum(), 16))
     pairs = np.stack([np.arange(1000)] * 2, axis=1)
     write_store(
         path, image=image, text=text, pairs=pairs, image_split=split, text_split=split, attrs={}
     )
+    if eval_rows == "nan":
+        root = zarr.open_group(path, mode="r+")
+        for name, rows in (("image", image), ("text", text)):
+            rows[is_eval] = np.nan
+            root[name][...] = rows
     return EmbeddingStore(path)
 
 

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from vlmsae.cli import main
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TINY = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
@@ -83,6 +85,8 @@ def test_end_to_end_outputs(finished):
     assert gap[["gap_nn_auroc", "recall_at1_i2t_dense"]].notna().all().all()
     edited = finished / "results/interventions/tiny/generator/topk/5-1/seed0/edits/bimodal.zarr"
     assert (edited / "zarr.json").exists()
+    # Every store and run folder carries a manifest that its files still match.
+    assert main(["verify", str(finished / "results")]) == 0
     arithmetic = pd.read_csv(finished / "results/tables/vector_arithmetic.csv")
     assert len(arithmetic) == 4 * 6 and arithmetic["ood_auroc"].between(0, 1).all()
     for figure in ("gap_closing", "vector_arithmetic"):

@@ -1,4 +1,4 @@
-"""`vlmsae`: what Snakemake does not do: list runs, read and compare runs, check a store, export.
+"""`vlmsae`: what Snakemake does not do: list, read, compare and export runs; verify outputs.
 
 Every handler imports what it needs itself: torch, pandas, zarr and snakemake take seconds to
 import, and `vlmsae --help` should not wait for them. Expected errors (missing or unreadable
@@ -139,18 +139,12 @@ def read_config(path: Path) -> dict[str, Any]:
     return check_config(config)
 
 
-def open_store(path: Path) -> EmbeddingStore:
-    """The embedding store at `path`; InputFileError when it is not a zarr store."""
-    import zarr
-
+def open_store(path: Path, verify: bool = False) -> EmbeddingStore:
+    """The embedding store at `path` (every chunk checked against its manifest with `verify`);
+    InputFileError when it is not a zarr store, DamagedOutputError when it is damaged."""
     from vlmsae.store import EmbeddingStore
 
-    try:
-        return EmbeddingStore(path)
-    except zarr.errors.NodeNotFoundError as error:
-        raise InputFileError(
-            str(path), "not a zarr embedding store", "give a results/embeddings/... .zarr folder"
-        ) from error
+    return EmbeddingStore(path, verify=verify)
 
 
 def _format(value: Any) -> str:
@@ -311,7 +305,7 @@ def _captions(store: EmbeddingStore, rows: np.ndarray) -> dict[int, str]:
 def _check_store(args: argparse.Namespace) -> None:
     from vlmsae.store import MODALITIES
 
-    store = open_store(args.store)
+    store = open_store(args.store, verify=True)
     splits = list(store.attrs.get("splits", ["train", "eval"]))
     for role, name in zip(MODALITIES, store.modalities, strict=True):
         counts = "\t".join(f"{len(store.split_rows(role, split))} {split}" for split in splits)
@@ -319,6 +313,11 @@ def _check_store(args: argparse.Namespace) -> None:
     pair_counts = "\t".join(f"{len(store.split_pairs(split))} {split}" for split in splits)
     print(f"pairs\t{len(store.pairs)}\t{pair_counts}\ndim\t{store.dim}")
     print(f"truth\t{'yes' if store.truth() is not None else 'no'}")
+    for name in ("label", "class_prompts"):
+        shape = store.root[name].shape if name in store.root else "none"
+        print(f"{name}\t{shape}")
+    n_chunks = sum(len(r["crc32"]) for r in store.attrs["manifest"]["arrays"].values())
+    print(f"verified\t{n_chunks} chunks match the manifest; embedding rows finite and non-zero")
     for key in (
         "dataset",
         "model",
@@ -330,6 +329,31 @@ def _check_store(args: argparse.Namespace) -> None:
     ):
         if key in store.attrs:
             print(f"{key}\t{store.attrs[key]}")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from vlmsae.manifest import verify_folder, verify_store
+
+    path = args.path
+    if (path / "zarr.json").is_file():
+        stores, folders = [path], []
+    elif (path / "embeddings").is_dir() or (path / "sae").is_dir():  # a results root
+        stores = sorted((path / "embeddings").glob("*/*.zarr"))
+        folders = sorted(m.parent for m in path.glob("*/*/*/*/*/seed*/manifest.json"))
+    elif path.is_dir() and (path / "manifest.json").is_file():
+        stores, folders = [], [path]
+    else:
+        run = resolve_run(str(path), args.results)
+        stores, folders = [], [folder for folder in (run.sae, run.metrics) if folder.is_dir()]
+        if not folders:
+            raise InputFileError(str(path), "no such store or run", f"run `snakemake {run.sae}`")
+    for store in stores:
+        shapes = verify_store(store)
+        print(f"{store}: ok, {len(shapes)} arrays, every chunk matches the manifest")
+    for folder in folders:
+        rule = "metrics" if "metrics" in folder.parts else "train"
+        sizes = verify_folder(folder, rule)
+        print(f"{folder}: ok, {len(sizes)} files match the manifest")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -429,6 +453,19 @@ def _parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=_check_store)
 
     command = commands.add_parser(
+        "verify",
+        parents=[paths],
+        help="check a store or a run's folders against their manifests (every chunk and file)",
+    )
+    command.add_argument(
+        "path",
+        type=Path,
+        help=f"a .zarr store, a results/sae/... or results/metrics/... folder, a run "
+        f"({RUN_FORM}), or a results root: every store and run folder in it",
+    )
+    command.set_defaults(handler=_verify)
+
+    command = commands.add_parser(
         "export", parents=[paths], help="write a run's SAE in another library's layout"
     )
     command.add_argument("run", help=run_help)
@@ -455,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except VlmsaeError as error:
         print(f"vlmsae: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # a file that vanished or cannot be read while a command ran
+        where = error.filename or "a file"
+        print(f"vlmsae: {where}: {error.strerror or error}; fix: check the path", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

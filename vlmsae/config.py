@@ -175,6 +175,9 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError("plugins", "must be a list of module names or .py files", "fix it")
     load_plugins(plugins, base_dir)
+    # Set by the user, not the default [10, 100], which small dictionaries cannot hold.
+    usage = ((config.get("evaluation") or {}).get("metrics") or {}).get("atom_usage") or {}
+    explicit_top_m = usage.get("energy_top_m") if isinstance(usage, dict) else None
     error = jsonschema.exceptions.best_match(_validator(full_schema()).iter_errors(config))
     if error is not None:
         raise _schema_error(error)
@@ -192,7 +195,84 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
             parse_mixture(mixture)
         except ValueError as error:
             raise ConfigError("mixtures", str(error), "write ratios like '1-1' or '5-1'") from error
+    _check_across_sections(config, explicit_top_m)
     return config
+
+
+def _check_across_sections(config: dict, explicit_top_m: list[int] | None) -> None:
+    """What one section asks of another, checked before any job runs: a paired variant needs
+    mixture 1-1, top-m atoms fit in every dictionary, an MP SAE's k fits in the data's d, and
+    the devices and precisions do not contradict the resources."""
+    for name, variant in config["variants"].items():
+        if is_paired(variant) and PAIRED_MIXTURE not in config["mixtures"]:
+            raise ConfigError(
+                f"variants.{name}",
+                f"has a regulariser, so it trains on aligned pairs (mixture {PAIRED_MIXTURE} "
+                f"only), but 'mixtures' is {config['mixtures']}",
+                f"add '{PAIRED_MIXTURE}' to mixtures, or remove the variant's regulariser",
+            )
+        top_m = max(explicit_top_m or [0])
+        if top_m > variant["n_atoms"]:
+            raise ConfigError(
+                "evaluation.metrics.atom_usage.energy_top_m",
+                f"{top_m} exceeds variant '{name}''s n_atoms={variant['n_atoms']}",
+                "list top-m values no larger than the smallest n_atoms",
+            )
+        if variant["type"] == "mp":
+            for dataset, spec in config["datasets"].items():
+                for model, dim in _known_dims(spec, config["models"]).items():
+                    if variant["k"] > dim:
+                        raise ConfigError(
+                            f"variants.{name}.k",
+                            f"{variant['k']} exceeds the dimension d={dim} of dataset "
+                            f"'{dataset}' ({model}); matching pursuit picks at most d atoms",
+                            f"set k ≤ {dim}",
+                        )
+    _check_devices(config)
+
+
+def _known_dims(spec: dict, model_entries: dict) -> dict[str, int]:
+    """{model: d} of a dataset's stores, where d is known before embedding (synthetic d, a
+    precomputed .npy header, a registered model's dimension)."""
+    import numpy as np
+
+    source, section = spec["source"], spec[spec["source"]]
+    if source == "synthetic":
+        return dict.fromkeys(spec["models"], int(section["d"]))
+    if source == "precomputed":
+        path = section.get("path") or section.get("image_path")
+        if not str(path).endswith(".npy"):
+            return {}
+        try:
+            shape = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError):
+            return {}  # the embed job reports an unreadable file, naming it
+        return dict.fromkeys(spec["models"], int(shape[-1])) if len(shape) >= 2 else {}
+    if datasets.needs_model(source):
+        from vlmsae import models
+
+        return {m: models.resolve(m, model_entries.get(m)).dim for m in spec["models"]}
+    return {}
+
+
+def _check_devices(config: dict) -> None:
+    """A CUDA device or half precision asked for where the rule asks no GPU, or on the CPU.
+
+    Whether CUDA is visible is not checked here: on a cluster the jobs run on other machines
+    than the one that reads the config (vlmsae.devices checks it in the job, first thing)."""
+    for rule in ("embed", "train"):
+        device = str(config[rule].get("device", "auto"))
+        if device.startswith("cuda") and config["resources"][rule].get("gpu", 0) == 0:
+            raise ConfigError(
+                f"{rule}.device",
+                f"'{device}' but resources.{rule}.gpu is 0, so no job of rule {rule} gets a GPU",
+                f"set resources.{rule}.gpu: 1, or {rule}.device: auto",
+            )
+    precision = config["embed"].get("precision", "auto")
+    if precision in ("bf16", "fp16") and config["embed"].get("device") == "cpu":
+        raise ConfigError(
+            "embed.precision", f"'{precision}' needs CUDA but embed.device is 'cpu'", "use fp32"
+        )
 
 
 def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:

@@ -4,13 +4,20 @@ Media items are decoded and preprocessed in DataLoader workers; the main process
 (bf16 autocast on CUDA unless told otherwise), L2-normalises and hands each finished block of
 `write_rows` rows to a writer thread, so decoding, the forward pass and the zarr writes overlap.
 
-Resume: the store is built in `<path>.partial`. After each block is written, the partial
-store's `progress.json` records how many blocks are done; a re-run with the same fingerprint
-(dataset, model and every setting that changes the numbers) skips them. Batches never straddle a
-block, so a resumed run feeds the model exactly the batches an uninterrupted run does and, on the
-same device, writes the same values. Only when every block, the deduplicated captions and the
-class prompts are done are the rows of undecodable items removed, `complete: true` set and the
-folder renamed into place.
+Resume: the blocks are embedded into `<path>.partial`. After each block is written, the partial
+store's `progress.json` records how many blocks are done and a CRC-32 of each; a re-run with the
+same fingerprint (dataset, model and every setting that changes the numbers) first reads the done
+blocks back and embeds again from the first one that is missing or differs from its checksum, then
+skips the rest. Batches never straddle a block, so a resumed run feeds the model exactly the
+batches an uninterrupted run does and, on the same device, writes the same values.
+
+Finalisation never changes the partial store: when every block, the deduplicated captions and the
+class prompts are done, the final store (undecodable items' rows dropped, captions expanded,
+manifest, `complete: true`) is built beside it in `<path>.staging`, read back against its manifest,
+and published with one rename; only then is the partial store deleted (renamed aside first, so a
+half-deleted one is never read). A kill at any point leaves either the partial store, from which
+the next run finishes, or the published store. `FINALISE_POINTS` name those points
+(vlmsae.faults); tests/test_embedding.py kills at each.
 
 Items that cannot be decoded are skipped and counted by reason in the store's attrs
 (`skipped`), together with what the adapter skipped while reading the layout; their pairs go too.
@@ -24,6 +31,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -40,13 +48,38 @@ from tqdm import tqdm
 from vlmsae.datasets.raw import RawDataset, SkipReport, text_split_of
 from vlmsae.decode import UndecodableMedia, decode_audio, decode_image
 from vlmsae.errors import InputFileError
+from vlmsae.faults import fault
+from vlmsae.manifest import array_record, checksum, store_manifest, verify_store
 from vlmsae.models.base import Encoder
-from vlmsae.store import DEFAULT_VAL, SPLITS, ValSplit, package_versions, read_rows, write_array
+from vlmsae.store import (
+    DEFAULT_VAL,
+    DISCARDED_SUFFIX,
+    SPLITS,
+    ValSplit,
+    package_versions,
+    publish,
+    read_rows,
+    remove_folder,
+    write_array,
+)
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROGRESS_FILE = "progress.json"
+STAGING_SUFFIX = ".staging"  # the final store while it is built from the partial one
+# Where a kill can fall while a finished partial store becomes the final store, in order.
+FINALISE_POINTS = (
+    "finalise:media-written",
+    "finalise:text-written",
+    "finalise:arrays-written",
+    "finalise:attrs-written",
+    "finalise:verified",
+    "publish:old-moved-aside",
+    "publish:renamed",
+    "remove:moved-aside",
+    "remove:half-deleted",
+)
 # Short side kept by JPEG draft decoding when the encoder does not say its input size.
 DEFAULT_DECODE_SIDE = 448
 LINEAR_STRUCTURE_SIDE = 256  # that preprocessing resizes the short side to 256 before cropping
@@ -177,23 +210,31 @@ class _PartialStore:
     """The store under construction, with its per-block progress in `PROGRESS_FILE`.
 
     Progress lives in its own small file, replaced atomically, rather than in the group's attrs:
-    zarr rewrites zarr.json in place, and a kill during that write would lose every block.
+    zarr rewrites zarr.json in place, and a kill during that write would lose every block. The
+    file also holds, per progress key, the arrays written under it and a CRC-32 of each block.
     """
 
     def __init__(self, path: Path, run_id: str):
         self.path = path
         self.progress_path = path / PROGRESS_FILE
         state = self._read_state()
-        if state is not None and state.get("fingerprint") == run_id:
+        if state is not None and state.get("fingerprint") == run_id and "checksums" in state:
             self.root = zarr.open_group(path, mode="r+")
             self.state = state
             self.resumed = True
+            self._rewind_to_damaged_blocks()
         else:
             if path.exists():
                 log.info("discarding %s: it was started with other settings", path)
-            shutil.rmtree(path, ignore_errors=True)
+                remove_folder(path)
             self.root = zarr.open_group(path, mode="w")
-            self.state = {"fingerprint": run_id, "progress": {}, "skipped": {}}
+            self.state = {
+                "fingerprint": run_id,
+                "progress": {},
+                "skipped": {},
+                "arrays": {},
+                "checksums": {},
+            }
             self._write_state()
             self.resumed = False
 
@@ -208,28 +249,77 @@ class _PartialStore:
         temporary.write_text(json.dumps(self.state))
         os.replace(temporary, self.progress_path)
 
-    def array(self, name: str, shape: tuple[int, ...], dtype, chunk_rows: int) -> zarr.Array:
+    def _rewind_to_damaged_blocks(self) -> None:
+        """Read every done block back; embed again from the first one that is missing or
+        differs from its checksum (a block read back as zeros is never trusted)."""
+        for key, names in self.state["arrays"].items():
+            recorded = self.state["checksums"].get(key, [])
+            for number in range(self.blocks_done(key)):
+                try:
+                    arrays = [self.root[name] for name in names]
+                    digest = _block_checksum(arrays, number)
+                except Exception:  # a deleted or garbled array or chunk: zarr raises many kinds
+                    digest = None
+                if number >= len(recorded) or digest != recorded[number]:
+                    log.warning(
+                        "%s: block %d of %s is damaged; embedding again from it",
+                        self.path,
+                        number,
+                        key,
+                    )
+                    self._rewind(key, number)
+                    break
+
+    def _rewind(self, key: str, block: int) -> None:
+        self.state["progress"][key] = min(self.blocks_done(key), block)
+        self.state["checksums"][key] = self.state["checksums"].get(key, [])[:block]
+        self.state["skipped"][key] = self.state["skipped"].get(key, [])[:block]
+        self._write_state()
+
+    def array(self, name: str, shape: tuple[int, ...], dtype, chunk_rows: int, key: str):
+        """Array `name`, whose blocks count under progress `key`; a missing one, or one of
+        another shape, is created afresh and `key`'s blocks are embedded again."""
+        names = self.state["arrays"].setdefault(key, [])
+        if name not in names:
+            names.append(name)
+            self._write_state()
         if name in self.root:
-            return self.root[name]
+            existing = self.root[name]
+            if existing.shape == shape and existing.dtype == np.dtype(dtype):
+                return existing
+        self._rewind(key, 0)
         chunks = (max(1, min(chunk_rows, shape[0])),) + shape[1:]
-        return self.root.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
+        return self.root.create_array(name, shape=shape, dtype=dtype, chunks=chunks, overwrite=True)
 
-    def blocks_done(self, name: str) -> int:
-        return int(self.state["progress"].get(name, 0))
+    def blocks_done(self, key: str) -> int:
+        return int(self.state["progress"].get(key, 0))
 
-    def mark_block(self, name: str, done: int, failures: SkipReport | None = None) -> None:
-        self.state["progress"][name] = done
-        if failures is not None and failures.total:
-            report = _report_from_attrs(self.state["skipped"])
-            report.merge(failures)
-            self.state["skipped"] = report.as_attrs()
+    def mark_block(
+        self, key: str, done: int, digest: int, failures: SkipReport | None = None
+    ) -> None:
+        # Kept per block, so that a block embedded again replaces its own skips.
+        skipped = failures.as_attrs() if failures is not None else {}
+        self.state["progress"][key] = done
+        self.state["checksums"][key] = self.state["checksums"].get(key, [])[: done - 1] + [digest]
+        self.state["skipped"][key] = self.state["skipped"].get(key, [])[: done - 1] + [skipped]
         self._write_state()
 
     def skipped(self) -> SkipReport:
-        return _report_from_attrs(self.state["skipped"])
+        report = SkipReport()
+        for blocks in self.state["skipped"].values():
+            for block in blocks:
+                report.merge(_report_from_attrs(block))
+        return report
 
-    def discard_progress(self) -> None:
-        self.progress_path.unlink(missing_ok=True)
+
+def _block_checksum(arrays: list[zarr.Array], number: int) -> int:
+    """CRC-32 of block `number` of each array (one chunk of rows each), chained."""
+    digest = 0
+    for array in arrays:
+        rows = array.chunks[0]
+        values = array[number * rows : (number + 1) * rows]
+        digest = zlib.crc32(np.ascontiguousarray(values).reshape(-1).view(np.uint8), digest)
+    return digest
 
 
 def _report_from_attrs(skipped: dict) -> SkipReport:
@@ -248,13 +338,14 @@ class _BlockWriter:
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending: Future | None = None
 
-    def submit(self, write: Callable[[], None], block: int, failures: SkipReport) -> None:
+    def submit(self, write: Callable[[], int], block: int, failures: SkipReport) -> None:
+        """Run `write` (which returns the block's checksum) on the writer thread."""
         self.wait()
         self.pending = self.pool.submit(self._write, write, block, failures)
 
-    def _write(self, write: Callable[[], None], block: int, failures: SkipReport) -> None:
-        write()
-        self.partial.mark_block(self.name, block + 1, failures)
+    def _write(self, write: Callable[[], int], block: int, failures: SkipReport) -> None:
+        digest = write()
+        self.partial.mark_block(self.name, block + 1, digest, failures)
 
     def wait(self) -> None:
         if self.pending is not None:
@@ -270,9 +361,12 @@ class _BlockWriter:
             self.pool.shutdown(wait=True)
 
 
-def _write_block(array: zarr.Array, ok: zarr.Array, start: int, rows: np.ndarray, valid) -> None:
+def _write_block(array: zarr.Array, ok: zarr.Array, start: int, rows: np.ndarray, valid) -> int:
+    """Write one block of rows and their decoded flags; return the block's chained CRC-32."""
     array[start : start + len(rows)] = rows
     ok[start : start + len(rows)] = valid
+    digest = zlib.crc32(np.ascontiguousarray(rows).reshape(-1).view(np.uint8))
+    return zlib.crc32(np.ascontiguousarray(valid).view(np.uint8), digest)
 
 
 def _embed_media(
@@ -285,8 +379,8 @@ def _embed_media(
 ) -> None:
     n_items, dim, block = len(raw.media), encoder.spec.dim, settings.write_rows
     name = raw.modality
-    array = partial.array(name, (n_items, dim), np.float32, block)
-    ok = partial.array(f"_ok_{name}", (n_items,), np.bool_, block)
+    array = partial.array(name, (n_items, dim), np.float32, block, key=name)
+    ok = partial.array(f"_ok_{name}", (n_items,), np.bool_, block, key=name)
     start = partial.blocks_done(name) * block
     if start >= n_items:
         return
@@ -350,7 +444,7 @@ def _embed_texts(
 ) -> zarr.Array:
     """Embed `texts` (distinct strings) into array `name`, block by block, resumably."""
     block = settings.write_rows
-    array = partial.array(name, (len(texts), encoder.spec.dim), np.float32, block)
+    array = partial.array(name, (len(texts), encoder.spec.dim), np.float32, block, key=name)
     # Timings describe the media stage: the text writer's waits are not counted.
     writer = _BlockWriter(partial, name, Timings())
     start_block = partial.blocks_done(name)
@@ -368,8 +462,9 @@ def _embed_texts(
                 out[offset : offset + len(embeddings)] = _normalised(embeddings)
                 progress.update(len(embeddings))
 
-            def write(s=start, values=out) -> None:
+            def write(s=start, values=out) -> int:
                 array[s : s + len(values)] = values
+                return zlib.crc32(values.reshape(-1).view(np.uint8))
 
             writer.submit(write, number, SkipReport())
     finally:
@@ -378,11 +473,24 @@ def _embed_texts(
     return array
 
 
-def _copy_rows(source: zarr.Array, target: zarr.Array, keep: np.ndarray, block: int) -> None:
-    """target[i] = source[keep[i]], block by block (keep is sorted or arbitrary)."""
-    for start in range(0, len(keep), block):
-        wanted = keep[start : start + block]
-        target[start : start + len(wanted)] = read_rows(source, wanted)
+def _copy_rows(
+    source: zarr.Array, group: zarr.Group, name: str, keep: np.ndarray, block: int
+) -> dict:
+    """Array `name` of `group` with row i = source[keep[i]] (keep sorted or arbitrary), written
+    `block` rows at a time; return its manifest record."""
+    chunk_rows = max(1, min(block, len(keep)))
+    target = group.create_array(
+        name,
+        shape=(len(keep), source.shape[1]),
+        dtype=np.float32,
+        chunks=(chunk_rows,) + tuple(source.shape[1:]),
+    )
+    checksums = []
+    for start in range(0, len(keep), chunk_rows):
+        rows = read_rows(source, keep[start : start + chunk_rows])
+        target[start : start + len(rows)] = rows
+        checksums.append(checksum(rows))
+    return array_record(target, checksums)
 
 
 @dataclass
@@ -421,42 +529,23 @@ def _layout(raw: RawDataset, media_ok: np.ndarray) -> _Layout:
     )
 
 
-def _compact_media(root: zarr.Group, partial: _PartialStore, name: str, keep, block: int) -> None:
-    """Drop the rows of undecodable items from the media array; safe to repeat after a kill."""
-    compact_name = f"_{name}_compact"
-    if name not in root and compact_name in root:  # killed between the delete and the rename
-        (partial.path / compact_name).rename(partial.path / name)
-        return
-    if len(keep) == root[name].shape[0]:
-        return
-    source = root[name]
-    compact = root.create_array(
-        compact_name,
-        shape=(len(keep), source.shape[1]),
-        dtype=np.float32,
-        chunks=source.chunks,
-        overwrite=True,
-    )
-    _copy_rows(source, compact, keep, block)
-    del root[name]
-    (partial.path / compact_name).rename(partial.path / name)
-
-
 def _finalise(
     raw: RawDataset,
     partial: _PartialStore,
+    staging: Path,
     text_inverse: np.ndarray,
     class_prompts: np.ndarray | None,
     attrs: dict,
     block: int,
     val: ValSplit,
 ) -> dict:
-    """Turn the finished blocks into the final arrays; return the skip report.
+    """Build the final store at `staging` from the finished blocks; return the skip report.
 
-    Every step can be repeated, so a kill here leaves a partial store the next run finishes.
+    The partial store is only read, so a kill here loses nothing: the next run builds `staging`
+    again from the start.
     """
-    root, name = partial.root, raw.modality
-    media_ok = root[f"_ok_{name}"][...]
+    source, name = partial.root, raw.modality
+    media_ok = source[f"_ok_{name}"][...]
     skipped = SkipReport()
     skipped.merge(raw.skipped)
     skipped.merge(partial.skipped())
@@ -465,17 +554,16 @@ def _finalise(
         skipped.add(f"caption of an undecodable {name}", f"text row {row}: {raw.texts[row][:80]}")
     if not len(layout.pairs):
         _no_usable_items(raw, skipped)
-    _compact_media(root, partial, name, layout.media_keep, block)
+    if staging.exists():
+        remove_folder(staging)
+    root = zarr.open_group(staging, mode="w")
+    records = {name: _copy_rows(source[name], root, name, layout.media_keep, block)}
+    fault("finalise:media-written")
     # Text rows from the distinct strings they repeat.
-    unique = root["_text_unique"]
-    text = root.create_array(
-        "text",
-        shape=(len(layout.text_keep), unique.shape[1]),
-        dtype=np.float32,
-        chunks=(max(1, min(block, len(layout.text_keep))), unique.shape[1]),
-        overwrite=True,
+    records["text"] = _copy_rows(
+        source["_text_unique"], root, "text", text_inverse[layout.text_keep], block
     )
-    _copy_rows(unique, text, text_inverse[layout.text_keep], block)
+    fault("finalise:text-written")
 
     # Val is carved from every item the adapter listed, before undecodable ones go, so an item's
     # split does not depend on which others failed to decode.
@@ -499,9 +587,8 @@ def _finalise(
     if class_prompts is not None:
         arrays["class_prompts"] = class_prompts
     for array_name, data in arrays.items():
-        write_array(root, array_name, data, block)
-    del root["_text_unique"]
-    del root[f"_ok_{name}"]
+        records[array_name] = write_array(root, array_name, data, block)
+    fault("finalise:arrays-written")
 
     report = skipped.as_attrs()
     final_attrs = {
@@ -514,6 +601,7 @@ def _finalise(
         "skipped": report,
         "skipped_total": skipped.total,
         "package_versions": package_versions(),
+        "manifest": store_manifest(records),
         "complete": True,
     }
     if raw.class_names is not None:
@@ -521,8 +609,8 @@ def _finalise(
         final_attrs["templates"] = list(raw.templates or [])
     if raw.attribute_names is not None:
         final_attrs["attribute_names"] = list(raw.attribute_names)
-    # The finished store keeps no trace of how it was built in blocks.
     root.attrs.put(final_attrs)
+    fault("finalise:attrs-written")
     return report
 
 
@@ -559,6 +647,31 @@ def _no_usable_items(raw: RawDataset, skipped: SkipReport) -> None:
     )
 
 
+def _check_labels(raw: RawDataset) -> None:
+    """Labels, when the dataset has them: one integer per item, in [0, classes) when the classes
+    are named; checked before anything is embedded."""
+    if raw.label is None:
+        return
+    label = np.asarray(raw.label)
+    where = str(raw.attrs.get("root", "the dataset"))
+    if label.shape != (len(raw.media),) or label.dtype.kind not in "iu":
+        raise InputFileError(
+            where,
+            f"labels are {label.dtype} of shape {list(label.shape)}; expected "
+            f"{len(raw.media)} integers, one per item",
+            "check the dataset's label files",
+        )
+    n_classes = len(raw.class_names) if raw.class_names is not None else None
+    outside = np.flatnonzero((label < 0) | (label >= (n_classes or np.iinfo(np.int64).max)))
+    if len(outside):
+        raise InputFileError(
+            where,
+            f"label {label[outside[0]]} of item {raw.media.describe(int(outside[0]))} is "
+            f"outside 0..{(n_classes or 1) - 1}",
+            "check the dataset's label files and class names",
+        )
+
+
 def embed_dataset(
     raw: RawDataset,
     encoder: Encoder,
@@ -576,6 +689,9 @@ def embed_dataset(
     path = Path(path)
     if not len(raw.pairs):
         _no_usable_items(raw, raw.skipped)
+    _check_labels(raw)
+    for folder in (path, path.with_name(path.name + ".partial")):  # left by a killed deletion
+        shutil.rmtree(folder.with_name(folder.name + DISCARDED_SUFFIX), ignore_errors=True)
     device = encoder.device
     precision = settings.resolved_precision(device)
     run_id = fingerprint(raw, encoder, settings, precision)
@@ -591,9 +707,11 @@ def embed_dataset(
     texts = [str(t) for t in unique_texts]
     _embed_texts(texts, "_text_unique", encoder, settings, partial, autocast)
     class_prompts = _class_prompts(raw, encoder, settings, autocast)
+    staging = path.with_name(path.name + STAGING_SUFFIX)
     report = _finalise(
         raw,
         partial,
+        staging,
         text_inverse,
         class_prompts,
         {
@@ -608,10 +726,10 @@ def embed_dataset(
     )
     if report:
         log.warning("skipped items: %s", json.dumps(report))
-    partial.discard_progress()
-    if path.exists():
-        shutil.rmtree(path)
-    partial.path.rename(path)
+    verify_store(staging)
+    fault("finalise:verified")
+    publish(staging, path)
+    remove_folder(partial.path)
     log.info(
         "embedded %d %s items in %.1f s (%.1f items/s; forward %.0f%% of that time, waiting for "
         "data %.0f%%, for writes %.0f%%) and %d distinct texts",

@@ -19,3 +19,12 @@ class InputFileError(VlmsaeError):
     def __init__(self, path: str, problem: str, fix: str):
         super().__init__(f"{path}: {problem}; fix: {fix}")
         self.path = path
+
+
+class DamagedOutputError(InputFileError):
+    """A pipeline output is missing, truncated or fails its manifest's checks (vlmsae.manifest).
+    The fix is to rebuild it with the rule that wrote it."""
+
+    def __init__(self, path: str, problem: str, rule: str):
+        super().__init__(path, problem, f"re-run with `snakemake --forcerun {rule}`")
+        self.rule = rule

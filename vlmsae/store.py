@@ -19,7 +19,10 @@ reported; "val" is a seeded share of the train items (`ValSplit`, attrs["val_fra
 attrs["val_seed"]) on which the selection sweeps score, so selection never sees eval. Captions
 follow their image into val.
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
-folder and renames it into place, so an interrupted write never leaves a store that looks whole.
+folder, reads it back against its manifest (attrs["manifest"], vlmsae.manifest) and renames it
+into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
+are not finite real [N, d] numbers (zero rows too, where attrs["normalised"] is true), pairs
+past the rows and, in a store built from a source, an empty train or eval split.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ import zarr
 from scipy import sparse
 
 from vlmsae.errors import InputFileError
+from vlmsae.faults import fault
+from vlmsae.manifest import (
+    MIN_ROW_NORM,
+    array_record,
+    data_checksums,
+    open_group,
+    store_manifest,
+    verify_store,
+)
 
 MODALITIES = ("image", "text")
 # Codes index this tuple; "val" comes last so the train and eval codes of stores written before
@@ -46,6 +58,7 @@ VAL_FRACTION = 0.1
 _VAL_STREAM = 1
 ATOM_KINDS = ("bimodal", "image", "text")
 ROW_CHUNK = 8192
+DISCARDED_SUFFIX = ".discarded"  # a folder being deleted: never read again
 
 
 @dataclass(frozen=True)
@@ -140,14 +153,76 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def check_embedding_array(where: str, name: str, rows: np.ndarray) -> None:
+    """InputFileError (naming `where`) unless `rows` is a real [N, d] array with N ≥ 1, d ≥ 2."""
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "fiu":
+        kind = "complex" if getattr(rows, "dtype", np.dtype(object)).kind == "c" else "non-real"
+        got = getattr(rows, "dtype", type(rows).__name__)
+        raise InputFileError(
+            where,
+            f"{name} rows are {kind} ({got}); embeddings must be real numbers",
+            "save the real-valued float32 embeddings",
+        )
+    if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] < 2:
+        raise InputFileError(
+            where,
+            f"{name} has shape {list(rows.shape)}; expected [N, d] with N ≥ 1 rows and d ≥ 2",
+            "give one embedding per row",
+        )
+
+
+def invalid_rows(rows: np.ndarray) -> np.ndarray:
+    """[N] bool: rows holding NaN or Inf, or of (near) zero norm, which cannot be normalised."""
+    finite = np.isfinite(rows).all(axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], rows, 0.0), axis=1)
+    return ~finite | (norms < MIN_ROW_NORM)
+
+
+def _check_store_arrays(
+    where: str, image, text, pairs, image_split, nonzero: bool, splits: bool
+) -> None:
+    """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
+    pairs in range, and with `splits` a train and an eval split that are not empty. Messages name
+    `where` (the source's files, or the store)."""
+    for name, rows in (("image", image), ("text", text)):
+        check_embedding_array(where, name, rows)
+        bad = np.flatnonzero(invalid_rows(rows) if nonzero else ~np.isfinite(rows).all(axis=1))
+        if len(bad):
+            raise InputFileError(
+                where,
+                f"{len(bad)} {name} rows hold NaN/Inf or are zero (first: row {bad[0]})",
+                "fix the source's rows, or drop them (precomputed: drop_bad_pairs: true)",
+            )
+    if image.shape[1] != text.shape[1]:
+        raise InputFileError(
+            where,
+            f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}",
+            "embed both modalities with one model",
+        )
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or not len(pairs):
+        raise InputFileError(where, f"pairs has shape {list(pairs.shape)}", "give [P, 2] pairs")
+    if pairs.min() < 0 or (pairs.max(axis=0) >= [len(image), len(text)]).any():
+        raise InputFileError(where, "a pair points past the rows", "give pairs of existing rows")
+    for split in ("train", "eval") if splits else ():
+        if not (np.asarray(image_split)[pairs[:, 0]] == SPLITS.index(split)).any():
+            raise InputFileError(
+                where,
+                f"the '{split}' split has no pair ({len(pairs)} pairs in all)",
+                "give more pairs, or change eval_fraction",
+            )
+
+
 def write_array(
     group: zarr.Group, name: str, data: np.ndarray, chunk_rows: int = ROW_CHUNK
-) -> None:
-    """Write `data` as array `name` of `group` (replacing one of that name), chunked by rows."""
+) -> dict:
+    """Write `data` as array `name` of `group` (replacing one of that name), chunked by rows;
+    return its manifest record (vlmsae.manifest)."""
     chunks = (min(chunk_rows, max(1, data.shape[0])),) + data.shape[1:]
     dtype = str if data.dtype.kind in "OUT" else data.dtype  # strings: zarr's variable-length UTF-8
     array = group.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks, overwrite=True)
     array[...] = data
+    return array_record(array, data_checksums(data, chunks[0]))
 
 
 def write_store(
@@ -172,35 +247,41 @@ def write_store(
     another, whose attrs then carry the val attrs) and are written as given.
     """
     path = Path(path)
-    if image.shape[1] != text.shape[1]:
-        raise ValueError(f"image and text dimensions differ: {image.shape[1]} vs {text.shape[1]}")
+    # Zero rows cannot be normalised: refused where attrs say the rows are. Splits are checked in
+    # stores from a source (val given); a derived store (val None) copies checked ones.
+    nonzero = attrs.get("normalised") is True
+    where = str(attrs.get("files", path))
+    _check_store_arrays(where, image, text, pairs, image_split, nonzero, splits=val is not None)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     root = zarr.open_group(partial, mode="w")
-    write_array(root, "image", np.ascontiguousarray(image, dtype=np.float32))
-    write_array(root, "text", np.ascontiguousarray(text, dtype=np.float32))
-    write_array(root, "pairs", np.asarray(pairs, dtype=np.int64))
     if val is not None:
         image_split = val.carve(image_split)
         text_split = follow_items(np.asarray(pairs), image_split, text_split)
-    write_array(root, "image_split", np.asarray(image_split, dtype=np.int8))
-    write_array(root, "text_split", np.asarray(text_split, dtype=np.int8))
-    if label is not None:
-        write_array(root, "label", np.asarray(label, dtype=np.int64))
-    if class_prompts is not None:
-        write_array(root, "class_prompts", np.asarray(class_prompts, dtype=np.float32))
-    for name, data in (extra or {}).items():
-        write_array(root, name, data)
+    arrays = {
+        "image": np.ascontiguousarray(image, dtype=np.float32),
+        "text": np.ascontiguousarray(text, dtype=np.float32),
+        "pairs": np.asarray(pairs, dtype=np.int64),
+        "image_split": np.asarray(image_split, dtype=np.int8),
+        "text_split": np.asarray(text_split, dtype=np.int8),
+        **({} if label is None else {"label": np.asarray(label, dtype=np.int64)}),
+        **(
+            {}
+            if class_prompts is None
+            else {"class_prompts": np.asarray(class_prompts, dtype=np.float32)}
+        ),
+        **(extra or {}),
+    }
     if truth is not None:
-        group = root.create_group("truth")
-        write_array(group, "dictionary", truth.dictionary.astype(np.float32))
+        root.create_group("truth").attrs["atom_kinds"] = list(ATOM_KINDS)
         kind_codes = np.array([ATOM_KINDS.index(k) for k in truth.atom_kind], dtype=np.int8)
-        write_array(group, "atom_kind", kind_codes)
-        write_array(group, "atom_concept", truth.atom_concept.astype(np.int64))
+        arrays["truth/dictionary"] = truth.dictionary.astype(np.float32)
+        arrays["truth/atom_kind"] = kind_codes
+        arrays["truth/atom_concept"] = truth.atom_concept.astype(np.int64)
         for modality, codes in truth.codes.items():
-            write_array(group, f"codes_{modality}_indices", codes.indices.astype(np.int32))
-            write_array(group, f"codes_{modality}_values", codes.values.astype(np.float32))
-        group.attrs["atom_kinds"] = list(ATOM_KINDS)
+            arrays[f"truth/codes_{modality}_indices"] = codes.indices.astype(np.int32)
+            arrays[f"truth/codes_{modality}_values"] = codes.values.astype(np.float32)
+    records = {name: write_array(root, name, data) for name, data in arrays.items()}
     root.attrs.update(
         {
             **attrs,
@@ -208,13 +289,45 @@ def write_store(
             "dim": int(image.shape[1]),
             "splits": list(SPLITS),
             "package_versions": package_versions(),
+            "manifest": store_manifest(records),
             "complete": True,
         }
     )
-    if path.exists():
-        shutil.rmtree(path)
-    partial.rename(path)
+    verify_store(partial)  # what is published has been read back whole
+    publish(partial, path)
     return path
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete `folder`: first renamed aside (one atomic step), so that a kill halfway through
+    never leaves a half-deleted folder under a name that is read."""
+    aside = folder.with_name(folder.name + DISCARDED_SUFFIX)
+    shutil.rmtree(aside, ignore_errors=True)
+    folder.rename(aside)
+    fault("remove:moved-aside")
+    for number, child in enumerate(sorted(aside.iterdir())):
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+        if number == 0:
+            fault("remove:half-deleted")
+    aside.rmdir()
+
+
+def publish(staging: Path, path: Path) -> None:
+    """Move the finished folder `staging` to `path` with one rename (an older one at `path` is
+    moved aside first, and deleted after). Fault points: vlmsae.embedding.FINALISE_POINTS."""
+    aside = path.with_name(path.name + ".replaced")
+    if path.exists():
+        if aside.exists():
+            remove_folder(aside)
+        path.rename(aside)
+        fault("publish:old-moved-aside")
+    staging.rename(path)
+    fault("publish:renamed")
+    if aside.exists():
+        remove_folder(aside)
 
 
 def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
@@ -227,13 +340,15 @@ def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
 class EmbeddingStore:
     """Read access to a complete store; arrays are read lazily from zarr."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, verify: bool = False):
+        """`verify`: read every chunk and check it against the manifest first (the workflow's
+        rules do), raising DamagedOutputError naming the damaged array."""
         self.path = Path(path)
         if not self.path.exists():
             raise InputFileError(
                 str(self.path), "embedding store not found", "build it with `snakemake <path>`"
             )
-        self.root = zarr.open_group(self.path, mode="r")
+        self.root = open_group(self.path)
         if not self.root.attrs.get("complete", False):
             raise InputFileError(
                 str(self.path),
@@ -241,8 +356,15 @@ class EmbeddingStore:
                 "delete it and re-run snakemake",
             )
         self.attrs = dict(self.root.attrs)
+        if verify:
+            self.verify()
         # The store's own names of the two modalities, e.g. ("audio", "text").
         self.modalities = tuple(self.attrs.get("modalities", MODALITIES))
+
+    def verify(self) -> None:
+        """Read every chunk and check it against the store's manifest (vlmsae.manifest); raise
+        DamagedOutputError naming the damaged array and the rule that rebuilds it."""
+        verify_store(self.path)
 
     @property
     def dim(self) -> int:

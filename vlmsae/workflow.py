@@ -1,4 +1,9 @@
-"""What every workflow script needs: its log file and its thread count."""
+"""What every workflow script needs: its log file and its thread count.
+
+A job that stops on an expected error (VlmsaeError: bad input, a damaged input file) writes its
+one line to the log and to the terminal and exits with status 2; any other error keeps its
+traceback in the log.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from vlmsae.errors import VlmsaeError
+
+EXIT_ERROR = 2
 
 
 @contextlib.contextmanager
@@ -30,7 +39,10 @@ def logged(log_path: str | Path, threads: int = 1) -> Iterator[None]:
         )
         try:
             yield
+        except VlmsaeError as error:
+            logging.error("%s", error)
+            print(f"vlmsae: {error}", file=sys.__stderr__)
+            raise SystemExit(EXIT_ERROR) from error
         except Exception:
             logging.exception("failed")
             raise
-

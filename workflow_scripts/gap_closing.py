@@ -6,15 +6,17 @@ import pandas as pd
 from vlmsae import sae
 from vlmsae.interventions import parse
 from vlmsae.interventions.edits import write_edited_store
+from vlmsae.manifest import verify_folders
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
 from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    store = EmbeddingStore(snakemake.input.store)
+    store = EmbeddingStore(snakemake.input.store, verify=True)
     run = Path(snakemake.input.weights).parent
-    model, atoms = sae.load(run), pd.read_parquet(snakemake.input.atoms)
-    reference = [EmbeddingStore(path) for path in snakemake.input.reference]
+    verify_folders([snakemake.input.atoms], "metrics")
+    model, atoms = sae.load(run, require_manifest=True), pd.read_parquet(snakemake.input.atoms)
+    reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
     settings = parse("gap_closing", snakemake.params.settings)
     output = snakemake.output
     for i, edit in enumerate(snakemake.params.edits):

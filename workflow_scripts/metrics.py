@@ -3,19 +3,23 @@ from pathlib import Path
 
 from vlmsae import sae
 from vlmsae.interventions.vocabulary import read_vocabulary
+from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    model = sae.load(Path(snakemake.input.weights).parent)
-    reference = [EmbeddingStore(path) for path in snakemake.input.reference]
+    model = sae.load(Path(snakemake.input.weights).parent, require_manifest=True)
+    reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
     # A vocabulary exists only where interventions.naming applies: an empty list elsewhere.
     vocabulary = [read_vocabulary(path) for path in snakemake.input.get("vocabulary", [])]
     atoms, summary, tables = evaluate_run(
-        model, EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation),
+        model, EmbeddingStore(snakemake.input.store, verify=True),
+        EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None,
         vocabulary=vocabulary[0] if vocabulary else None)
     atoms.to_parquet(snakemake.output.atoms, index=False)
     tables["bridge_top"].to_parquet(snakemake.output.bridge_top, index=False)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))
+    write_folder_manifest(Path(snakemake.output.summary).parent,
+                          [Path(path).name for path in snakemake.output])

@@ -4,15 +4,17 @@ import pandas as pd
 
 from vlmsae import sae
 from vlmsae.interventions.probe import ProbeSettings, probe_concepts
+from vlmsae.manifest import verify_folders
 from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
+    verify_folders([snakemake.input.atoms], "metrics")
     settings = parse_settings(ProbeSettings, snakemake.params.probe, "interventions.probe")
     table = probe_concepts(
-        EmbeddingStore(snakemake.input.store),
-        sae.load(Path(snakemake.input.weights).parent),
+        EmbeddingStore(snakemake.input.store, verify=True),
+        sae.load(Path(snakemake.input.weights).parent, require_manifest=True),
         pd.read_parquet(snakemake.input.atoms),
         settings,
     )

@@ -1,10 +1,13 @@
 import pandas as pd
 from safetensors.numpy import load_file
 
+from vlmsae.manifest import verify_folders
 from vlmsae.metrics.stability import stability_table
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
+    verify_folders(snakemake.input.weights, "train")
+    verify_folders(snakemake.input.atoms, "metrics")
     runs = [
         {**run, "dictionary": load_file(weights)["W_dec"],
          "energy": pd.read_parquet(atoms, columns=["energy"])["energy"].to_numpy()}

@@ -6,9 +6,10 @@ from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    reference = [EmbeddingStore(path) for path in snakemake.input.reference]
+    reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
     summary, tables = evaluate_store(
-        EmbeddingStore(snakemake.input.store), EvalSettings(**snakemake.params.evaluation),
+        EmbeddingStore(snakemake.input.store, verify=True),
+        EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None)
     for name, path in snakemake.output.items():
         if name != "summary":

@@ -1,10 +1,13 @@
 import pandas as pd
 
+from vlmsae.manifest import verify_folders
 from vlmsae.tables import atoms_table, long_table, runs_table, summary_table
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0]):
     runs = snakemake.params.runs
+    verify_folders(snakemake.input.summaries, "metrics")
+    verify_folders(snakemake.input.configs, "train")
     stability = pd.concat([pd.read_parquet(path) for path in snakemake.input.stability],
                           ignore_index=True)
     stability.to_csv(snakemake.output.stability, index=False)

@@ -8,7 +8,7 @@ from vlmsae.training.trainer import TrainSettings, train
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
-    store = EmbeddingStore(snakemake.input.store)
+    store = EmbeddingStore(snakemake.input.store, verify=True)
     parameter, value = snakemake.wildcards.parameter, float(snakemake.wildcards.value)
     variant = point_variant(snakemake.params.variant, parameter, value,
                             read_chosen(snakemake.input.chosen))

@@ -13,4 +13,5 @@ with logged(snakemake.log[0], snakemake.threads):
         mixture=snakemake.wildcards.mixture,
         seed=int(snakemake.wildcards.seed),
         out_dir=Path(snakemake.output.weights).parent,
+        verify_store=True,
     )

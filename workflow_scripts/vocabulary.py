@@ -8,7 +8,7 @@ from vlmsae.workflow import logged
 with logged(snakemake.log[0], snakemake.threads):
     settings = parse_settings(NamingSettings, snakemake.params.naming, "interventions.naming")
     vocabulary = build_vocabulary(
-        EmbeddingStore(snakemake.input.store),
+        EmbeddingStore(snakemake.input.store, verify=True),
         snakemake.params.source,
         settings,
         model_entry=snakemake.params.model_entry,

@@ -65,6 +65,14 @@ def _load(path: Path, year: int) -> tuple[dict[int, str], list[dict]]:
             f"not a COCO caption file ({type(error).__name__}: {error})",
             COCO_FIX.format(year=year),
         ) from error
+    if len(images) != len(data["images"]):
+        ids = [image["id"] for image in data["images"]]
+        repeated = next(image_id for image_id in ids if ids.count(image_id) > 1)
+        raise InputFileError(
+            str(path),
+            f"image id {repeated} is listed {ids.count(repeated)} times (ids must be unique)",
+            "fix the file's images list, or download it again",
+        )
     return images, captions
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vlmsae.errors import DamagedOutputError
+from vlmsae.manifest import MANIFEST_FILE, verify_folder, write_folder_manifest
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.registry import VARIANTS, SAESettings, register
 
@@ -35,8 +39,15 @@ def build(variant: str, d: int, n_atoms: int, **hyper) -> SparseAutoencoder:
     return cls(d, cls.Settings(n_atoms=n_atoms, **hyper))
 
 
-def save(model: SparseAutoencoder, directory: str | Path, extra: dict | None = None) -> None:
-    """Write sae.safetensors (weights and buffers) and config.json (how to rebuild it)."""
+def save(
+    model: SparseAutoencoder,
+    directory: str | Path,
+    extra: dict | None = None,
+    with_files: Sequence[str] = (),
+) -> None:
+    """Write sae.safetensors (weights and buffers), config.json (how to rebuild it) and last the
+    folder's manifest.json (vlmsae.manifest), which also covers the folder's files `with_files`
+    (the trainer's train_log.csv)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -45,12 +56,26 @@ def save(model: SparseAutoencoder, directory: str | Path, extra: dict | None = N
     save_file(state, directory / WEIGHTS_FILE)
     config = {"sae": model.config(), **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    write_folder_manifest(directory, [WEIGHTS_FILE, CONFIG_FILE, *with_files])
 
 
-def load(directory: str | Path, device: str = "cpu") -> SparseAutoencoder:
-    """Rebuild an SAE saved by `save`, in eval mode."""
+def load(
+    directory: str | Path, device: str = "cpu", require_manifest: bool = False
+) -> SparseAutoencoder:
+    """Rebuild an SAE saved by `save`, in eval mode, after checking the folder against its
+    manifest (required with `require_manifest`, as the workflow's rules ask). Raises
+    DamagedOutputError, naming the file and the rule `train`, for a damaged folder."""
     directory = Path(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())["sae"]
-    model = build(**config)
-    model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=device))
+    if require_manifest or (directory / MANIFEST_FILE).is_file():
+        verify_folder(directory, "train")
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text())["sae"]
+        model = build(**config)
+        model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=device))
+    except FileNotFoundError as error:
+        raise DamagedOutputError(str(error.filename), "not found", "train") from error
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, RuntimeError) as error:
+        raise DamagedOutputError(
+            str(directory), f"unreadable SAE folder ({type(error).__name__})", "train"
+        ) from error
     return model.to(device).eval()

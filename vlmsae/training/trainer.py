@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from vlmsae import sae as sae_registry
 from vlmsae.devices import resolve_device
-from vlmsae.errors import InputFileError
+from vlmsae.errors import InputFileError, VlmsaeError
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.batchtopk import BatchTopK
 from vlmsae.sae.penalty import STEERED_SHARE, Penalised
@@ -56,7 +57,12 @@ log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seconds")
 # The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
 CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
+LOG_FILE = "train_log.csv"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
+# A run whose logged training R² falls below −DIVERGENCE_PER_ATOM × n_atoms has diverged. A fresh
+# dictionary starts far above it: a ReLU SAE near −n_atoms (its many small codes add up), a TopK
+# one near −10; so slow starts and short runs are not mistaken for divergence.
+DIVERGENCE_PER_ATOM = 1000.0
 # A steered run whose final training L0 is off its target_l0 by more than this share warns.
 STEERING_TOLERANCE = 0.2
 # Settings that change how a run is watched, not what it computes: not part of its fingerprint.
@@ -398,14 +404,19 @@ def train(
     seed: int,
     out_dir: str | Path,
     progress: bool = True,
+    verify_store: bool = False,
 ) -> SparseAutoencoder:
     """Train `variant` ({"type": name, "n_atoms": p, hyper..., regularisers...}) on the train split.
 
     Writes sae.safetensors, config.json and train_log.csv into `out_dir`; resumes from
     `out_dir/checkpoint.json` (and .safetensors) when one with the same fingerprint is there.
+    `verify_store`: check every chunk of the store against its manifest on a background thread
+    while training (so that it costs no wall time on a GPU); a damaged store stops the run before
+    any weights are written, and its checkpoint is removed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    verification = _verify_in_background(store) if verify_store else None
     torch.manual_seed(seed)
     device = resolve_device(settings.device, "train.device")
     variant_type, n_atoms, hyper, regularisers = split_variant(variant)
@@ -470,6 +481,7 @@ def train(
                     )
                 )
                 window = {}
+                _stop_if_diverged(rows[-1], out_dir, -DIVERGENCE_PER_ATOM * n_atoms)
                 bar.set_postfix(
                     loss=f"{rows[-1]['loss']:.4f}",
                     r2=f"{rows[-1]['r2']:.3f}",
@@ -484,13 +496,22 @@ def train(
                 _save_checkpoint(snapshot(done), out_dir)
 
     model.eval()
+    if verification is not None:
+        _await_verification(verification, out_dir)
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise TrainingDiverged(
+                f"{out_dir}: training diverged: parameter '{name}' holds NaN or Inf; no weights "
+                "written; fix: lower 'train.lr', and check the store with `vlmsae verify`"
+            )
     calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
     if calibrated:
         log.info("calibrated: %s", calibrated)
-    _write_log(out_dir / "train_log.csv", rows)
+    _write_log(out_dir / LOG_FILE, rows)
     sae_registry.save(
         model,
         out_dir,
+        with_files=[LOG_FILE],
         extra={
             "training": {
                 **dataclasses.asdict(settings),
@@ -516,6 +537,10 @@ def train(
         rows[-1]["seconds"],
     )
     return model
+
+
+class TrainingDiverged(VlmsaeError):
+    """The loss became NaN or Inf, or the reconstructions diverged; the message names the step."""
 
 
 def _load_checkpoint(directory: Path, run_id: str) -> dict | None:
@@ -655,6 +680,37 @@ def _log_row(
         seconds=round(seconds, 3),
     )
     return row
+
+
+def _verify_in_background(store: EmbeddingStore) -> Future:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-store")
+    future = pool.submit(store.verify)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _await_verification(verification: Future, out_dir: Path) -> None:
+    """Wait for the store's verification; when it failed, remove the run's checkpoint (it was
+    trained on damaged rows) and raise its DamagedOutputError."""
+    try:
+        verification.result()
+    except VlmsaeError:
+        _remove_checkpoint(out_dir)
+        raise
+
+
+def _stop_if_diverged(row: dict, out_dir: Path, lowest_r2: float) -> None:
+    """TrainingDiverged when a logged loss is NaN or Inf or R² fell below `lowest_r2`: nothing
+    more is trained, no weights are written."""
+    losses = {name: value for name, value in row.items() if name.startswith("loss")}
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad or not math.isfinite(row["r2"]) or row["r2"] < lowest_r2:
+        what = f"{bad[0]} is {losses[bad[0]]}" if bad else f"training R² is {row['r2']:.3g}"
+        raise TrainingDiverged(
+            f"{out_dir}: training diverged at step {row['step']} ({what}); no weights written; "
+            "fix: lower 'train.lr' (or raise 'train.warmup_steps'), and check the store with "
+            "`vlmsae verify`"
+        )
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
