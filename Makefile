@@ -50,6 +50,8 @@ lint: $(STAMP)
 # the full metric suite at p = 8192, 100k pairs, d = 768: results/bench/metrics_scale.json;
 # the embedding stage's time outside the model forward (and GPU images/s when CUDA is
 # visible): results/bench/embed_overhead.json.
+# The tiny config through the local SLURM cluster (scripts/local-slurm.sh start) against
+# --cores 2, overhead per job: results/bench/slurm.json (the reason, without a cluster).
 # The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
 # version changes.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -61,6 +63,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/metrics_scale.py --out results/bench/metrics_scale.json
 	$(BIN)/python bench/embed_overhead.py --out results/bench/embed_overhead.json
 	$(BIN)/python bench/explorer_bench.py --out results/bench/explorer.json
+	$(BIN)/python bench/slurm_bench.py --out results/bench/slurm.json
 
 clean:
 	rm -rf results logs .snakemake

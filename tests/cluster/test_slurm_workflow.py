@@ -9,9 +9,9 @@ job); both resume from their checkpoint. The cluster's outputs must equal the lo
 
 import re
 import subprocess
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from slurm_cluster import SLURM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -29,17 +30,6 @@ STEPS = 800
 CONFIG = {**TINY, "train": {**TINY["train"], "steps": STEPS, "checkpoint_every": 50}}
 CANCELLED = "tiny/generator/topk/1-1/seed0"
 REQUEUED = "tiny/generator/batchtopk/5-1/seed0"
-# The command line of the README's "Running on a cluster" on a cluster without accounting; the
-# first status check 2 s after a submission (40 s by default), and every job's SLURM log kept.
-SLURM_ARGS = [
-    "--profile",
-    str(REPO / "profiles" / "slurm"),
-    "--slurm-status-command",
-    "squeue",
-    "--slurm-init-seconds-before-status-checks",
-    "2",
-    "--slurm-keep-successful-logs",
-]
 TIMEOUT = 900
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -60,9 +50,9 @@ def snakemake(workdir: Path, *args: str) -> list[str]:
         str(REPO / "Snakefile"),
         "--directory",
         str(workdir),
+        *args,
         "--configfile",
         str(config),
-        *args,
     ]
 
 
@@ -135,11 +125,17 @@ def cluster_run(slurm_cluster, tmp_path_factory) -> ClusterRun:
     started = time.monotonic()
     with open(local_dir / "snakemake.out", "w") as local_out:
         local = subprocess.Popen(
-            snakemake(local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT
+            snakemake(local_dir, "--cores", "2"),
+            stdout=local_out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         with open(slurm_dir / "snakemake.out", "w") as slurm_out:
             cluster = subprocess.Popen(
-                snakemake(slurm_dir, *SLURM_ARGS), stdout=slurm_out, stderr=subprocess.STDOUT
+                snakemake(slurm_dir, *SLURM_ARGS),
+                stdout=slurm_out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
             run = ClusterRun(slurm_dir, local_dir, run_id="", output="")
             pending = {
@@ -276,14 +272,15 @@ def test_a_partition_that_does_not_exist_fails_the_job_with_the_slurm_reason(
     result = subprocess.run(
         snakemake(
             tmp_path,
+            "results/embeddings/tiny/generator.zarr",
             *SLURM_ARGS,
             "--set-resources",
             "embed:slurm_partition=nowhere",
-            "results/embeddings/tiny/generator.zarr",
         ),
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=REPO,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
