@@ -7,7 +7,7 @@
 #   scripts/local-slurm.sh stop     cancel every job of this cluster and stop the daemons
 #   scripts/local-slurm.sh status   the daemons and the partitions
 #
-# Both commands are idempotent: `start` on a running cluster with an unchanged config does
+# start and stop are idempotent: `start` on a running cluster with an unchanged config does
 # nothing; with a changed one (say, more memory) it restarts the daemons. The config names the
 # profile's partitions: `cpu` (the default) and `gpu`, both on this node. Without a GPU the node
 # advertises LOCAL_SLURM_GPUS (default 2) stand-in GPUs, so that jobs asking for `--gpus=1` are
@@ -38,9 +38,11 @@ die() {
 }
 
 install_packages() {
-    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then
-        return
-    fi
+    local tool
+    for tool in slurmctld slurmd munged; do
+        command -v "$tool" >/dev/null || break
+    done
+    command -v "$tool" >/dev/null && return 0
     [ "$(id -u)" = 0 ] || die "slurm-wlm and munge are missing; run as root to install them"
     command -v apt-get >/dev/null || die "slurm-wlm and munge are missing and there is no apt-get"
     say "installing slurm-wlm and munge"
@@ -77,13 +79,14 @@ node_line() {
     detected=$(slurmd -C | head -n 1)
     memory=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$detected")
     gpus=$(gpu_files | wc -l)
-    sed -e "s/RealMemory=[0-9]*/RealMemory=$((memory * 9 / 10))/" <<<"$detected" |
-        sed -e "s/^NodeName=[^ ]*/NodeName=$NODE NodeAddr=127.0.0.1/" -e "s/\$/ Gres=gpu:$gpus State=UNKNOWN/"
+    sed -e "s/RealMemory=[0-9]*/RealMemory=$((memory * 9 / 10))/" \
+        -e "s/^NodeName=[^ ]*/NodeName=$NODE NodeAddr=127.0.0.1/" \
+        -e "s/\$/ Gres=gpu:$gpus State=UNKNOWN/" <<<"$detected"
 }
 
 write_config() { # -> status 0 when slurm.conf or gres.conf changed
     if [ -e "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
-        die "$CONF exists and was not written by this script; not overwriting a real cluster's config"
+        die "$CONF exists and was not written by this script: not overwriting a cluster's config"
     fi
     mkdir -p "$CONF_DIR"
     local new_conf new_gres changed=1
@@ -122,7 +125,8 @@ EOF
     new_gres="$MARKER
 AutoDetect=off
 $(gpu_files | sed 's/^/Name=gpu File=/')"
-    if [ "$new_conf" != "$(cat "$CONF" 2>/dev/null)" ] || [ "$new_gres" != "$(cat "$GRES_CONF" 2>/dev/null)" ]; then
+    if [ "$new_conf" != "$(cat "$CONF" 2>/dev/null)" ] ||
+        [ "$new_gres" != "$(cat "$GRES_CONF" 2>/dev/null)" ]; then
         printf '%s\n' "$new_conf" >"$CONF"
         printf '%s\n' "$new_gres" >"$GRES_CONF"
         changed=0
@@ -207,7 +211,11 @@ stop() {
 status() {
     local pid_file
     for pid_file in "$MUNGE_PID" "$CTLD_PID" "$SLURMD_PID"; do
-        if running "$pid_file"; then say "$(basename "$pid_file" .pid) running"; else say "$(basename "$pid_file" .pid) stopped"; fi
+        if running "$pid_file"; then
+            say "$(basename "$pid_file" .pid) running"
+        else
+            say "$(basename "$pid_file" .pid) stopped"
+        fi
     done
     if running "$CTLD_PID"; then sinfo; fi
 }
