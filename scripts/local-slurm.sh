@@ -51,7 +51,21 @@ install_packages() {
 }
 
 running() { # pid file -> status 0 when its process is alive
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+    [ -s "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
+}
+
+# Start a daemon unless its pid file names a live process; it forks, so wait for the new pid file.
+start_daemon() { # pid file, log file, command...
+    local pid_file=$1 log_file=$2
+    shift 2
+    running "$pid_file" && return 0
+    rm -f "$pid_file"
+    "$@"
+    for _ in $(seq 50); do
+        running "$pid_file" && return 0
+        sleep 0.2
+    done
+    die "$1 did not start: $(tail -n 1 "$log_file")"
 }
 
 FAKE_GPU_DIR=$RUN_DIR/fake-gpu
@@ -102,7 +116,11 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+# Memory use is sampled every 2 s and a job over its --mem is killed (state OUT_OF_MEMORY), as on
+# clusters that enforce memory limits.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
+JobAcctGatherParams=OverMemoryKill
 GresTypes=gpu
 # Finished jobs stay visible to squeue (Snakemake's status command without accounting) for an hour.
 MinJobAge=3600
@@ -141,19 +159,17 @@ start_munge() {
         chown munge:munge "$MUNGE_KEY"
         chmod 0400 "$MUNGE_KEY"
     fi
-    if ! running "$MUNGE_PID"; then
-        mkdir -p /run/munge
-        chown munge:munge /run/munge
-        runuser -u munge -- /usr/sbin/munged
-    fi
+    mkdir -p /run/munge
+    chown munge:munge /run/munge
+    start_daemon "$MUNGE_PID" /var/log/munge/munged.log runuser -u munge -- /usr/sbin/munged
     munge -n | unmunge >/dev/null || die "munge does not work; see /var/log/munge/munged.log"
 }
 
 start_slurm() {
     mkdir -p "$STATE_DIR" "$SPOOL_DIR" "$LOG_DIR" "$RUN_DIR"
     chown slurm:slurm "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
-    running "$CTLD_PID" || slurmctld
-    running "$SLURMD_PID" || slurmd
+    start_daemon "$CTLD_PID" "$LOG_DIR/slurmctld.log" slurmctld
+    start_daemon "$SLURMD_PID" "$LOG_DIR/slurmd.log" slurmd
 }
 
 stop_daemons() {

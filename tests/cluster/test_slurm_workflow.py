@@ -265,8 +265,18 @@ def test_requeued_train_job_saves_its_state_and_resumes(cluster_run):
     assert 0 < resumed_step(cluster_run, REQUEUED) < STEPS
 
 
-def test_a_partition_that_does_not_exist_fails_the_job_with_the_slurm_reason(
-    slurm_cluster, tmp_path
+@pytest.mark.parametrize(
+    "resource,message,logged",
+    [
+        # sbatch refuses the job: its reason is in Snakemake's message.
+        ("slurm_partition=nowhere", "invalid partition specified: nowhere", None),
+        # SLURM kills the job (OverMemoryKill): the job's state, and the reason in its SLURM log.
+        ("mem_mb=50", "SLURM status is: 'FAILED'", "exceeded memory limit"),
+    ],
+    ids=["partition", "memory"],
+)
+def test_a_job_slurm_refuses_or_kills_fails_with_the_slurm_reason(
+    slurm_cluster, tmp_path, resource, message, logged
 ):
     result = subprocess.run(
         snakemake(
@@ -274,15 +284,17 @@ def test_a_partition_that_does_not_exist_fails_the_job_with_the_slurm_reason(
             "results/embeddings/tiny/generator.zarr",
             *SLURM_ARGS,
             "--set-resources",
-            "embed:slurm_partition=nowhere",
+            f"embed:{resource}",
         ),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=REPO,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert re.search(r"Error in rule embed:", output), output[-3000:]
-    assert "invalid partition specified: nowhere" in output, output[-3000:]
+    assert "Error in rule embed:" in output and message in output, output[-3000:]
+    if logged is not None:
+        slurm_log = re.search(r"(\S+/slurm_logs/\S+\.log)", output).group(1)
+        assert logged in Path(slurm_log).read_text()
     assert not (tmp_path / "results" / "embeddings" / "tiny" / "generator.zarr").exists()
