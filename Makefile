@@ -49,13 +49,12 @@ lint: $(STAMP)
 # Training throughput against overcomplete 0.3.0 (CPU, fp32): results/bench/train_throughput.json;
 # the full metric suite at p = 8192, 100k pairs, d = 768: results/bench/metrics_scale.json;
 # the embedding stage's time outside the model forward (and GPU images/s when CUDA is
-<<<<<<< HEAD
 # visible): results/bench/embed_overhead.json; the share of the embed and train jobs' time spent
-# checksumming and verifying (vlmsae.manifest): results/bench/checksum.json.
-=======
-# visible): results/bench/embed_overhead.json; the explorer: results/bench/explorer.json; the
-# interventions at 100k pairs, p = 8192: results/bench/interventions.json.
->>>>>>> main
+# checksumming and verifying (vlmsae.manifest): results/bench/checksum.json; the explorer:
+# results/bench/explorer.json; the interventions at 100k pairs, p = 8192:
+# results/bench/interventions.json; the tiny config through the local SLURM cluster
+# (scripts/local-slurm.sh start) against --cores 2, overhead per job: results/bench/slurm.json
+# (the reason, without a cluster).
 # The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
 # version changes.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -67,11 +66,9 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/metrics_scale.py --out results/bench/metrics_scale.json
 	$(BIN)/python bench/embed_overhead.py --out results/bench/embed_overhead.json
 	$(BIN)/python bench/explorer_bench.py --out results/bench/explorer.json
-<<<<<<< HEAD
 	$(BIN)/python bench/checksum_overhead.py --out results/bench/checksum.json
-=======
 	$(BIN)/python bench/interventions_bench.py --out results/bench/interventions.json
->>>>>>> main
+	$(BIN)/python bench/slurm_bench.py --out results/bench/slurm.json
 
 clean:
 	rm -rf results logs .snakemake
