@@ -16,9 +16,14 @@ def image_concepts(truth: TrueStructure) -> np.ndarray:
     return np.asarray(truth.atom_concept)[truth.codes["image"].indices]
 
 
-def most_frequent_bimodal_concept(truth: TrueStructure, image_rows: np.ndarray) -> int:
-    """The bimodal concept active in most of the given image rows (the smallest id on a tie)."""
+def most_frequent_bimodal_concept(
+    truth: TrueStructure, image_rows: np.ndarray, among: np.ndarray | None = None
+) -> int:
+    """The bimodal concept active in most of the given image rows (the smallest id on a tie),
+    among the concepts `among` when given and not empty."""
     bimodal = np.unique(np.asarray(truth.atom_concept)[np.asarray(truth.atom_kind) == "bimodal"])
+    if among is not None and np.isin(bimodal, among).any():
+        bimodal = bimodal[np.isin(bimodal, among)]
     if len(bimodal) == 0:
         raise ValueError("the store's truth has no bimodal concept")
     concepts = image_concepts(truth)[image_rows].ravel()

@@ -118,15 +118,21 @@ def concept_judge(
     return images_with_caption_word(pairs, has_word, n_images)
 
 
-def default_word(store: EmbeddingStore, vocabulary: Vocabulary, pairs: np.ndarray) -> str:
-    """The word of the bimodal concept most frequent among the eval images (synthetic stores)."""
+def default_word(
+    store: EmbeddingStore, vocabulary: Vocabulary, pairs: np.ndarray, atoms: pd.DataFrame
+) -> str:
+    """The word of the bimodal concept most frequent among the eval images (synthetic stores),
+    among the concepts a live atom is named after when there are any (a weak SAE may name none:
+    the most frequent concept then, and steering_atom reports it)."""
     truth = store.truth()
     if truth is None:
         raise ConfigError(KEY, "is required for a store without ground truth", "set a word")
-    concept = most_frequent_bimodal_concept(truth, np.unique(pairs[:, 0]))
     has_row = vocabulary.true_row >= 0
     concept_of_word = np.full(len(vocabulary), -1)
     concept_of_word[has_row] = np.asarray(truth.atom_concept)[vocabulary.true_row[has_row]]
+    live = atoms[(atoms["frequency_image"] + atoms["frequency_text"]) > 0]
+    named = concept_of_word[np.isin(vocabulary.words, live["name"].to_numpy())]
+    concept = most_frequent_bimodal_concept(truth, np.unique(pairs[:, 0]), named[named >= 0])
     words = vocabulary.words[concept_of_word == concept]
     if len(words) == 0:
         raise ConfigError(KEY, f"no word names concept {concept}", "set a word")
@@ -154,7 +160,11 @@ def steer_retrieval(
             "atoms.parquet", "the run's atoms have no names", "enable interventions.naming"
         )
     pairs = store.split_pairs("eval")
-    word = settings.atom if settings.atom is not None else default_word(store, vocabulary, pairs)
+    word = (
+        settings.atom
+        if settings.atom is not None
+        else default_word(store, vocabulary, pairs, atoms)
+    )
     if word not in set(vocabulary.words):
         fix = f"use a vocabulary word such as: {', '.join(vocabulary.words[:LISTED_NAMES])}"
         raise ConfigError(KEY, f"'{word}' is not in the vocabulary", fix)
