@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, mixture_order
@@ -158,6 +159,9 @@ def draw_probe_concepts(tables: dict[str, pd.DataFrame], settings: Settings, sub
         axis.set_yticks(np.arange(len(rows)), labels, fontsize=LEGEND_SIZE)
         axis.axvline(0, color="black", linewidth=0.8)
         axis.set_xlabel("α = d_k · θ")
+        kinds = list(dict.fromkeys(rows["atom_kind_sq"]))
+        handles = [Patch(color=KIND_COLOURS.get(kind, "0.5"), label=kind) for kind in kinds]
+        axis.legend(handles=handles, fontsize=LEGEND_SIZE, title="kind", title_fontsize=LEGEND_SIZE)
         accuracy = rows["probe_accuracy"].iloc[0]
         axis.set_title(
             f"{variant}: {rows['target'].iloc[0]} (probe acc. {accuracy:.2f})",
