@@ -5,7 +5,7 @@ import pandas as pd
 
 from vlmsae import sae
 from vlmsae.interventions import parse
-from vlmsae.interventions.edits import write_edited_store
+from vlmsae.interventions.edits import store_codes, write_edited_store
 from vlmsae.manifest import verify_folders
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
 from vlmsae.store import EmbeddingStore
@@ -19,8 +19,12 @@ with logged(snakemake.log[0], snakemake.threads):
     reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]
     settings = parse("gap_closing", snakemake.params.settings)
     output = snakemake.output
+    # The SAE edits share one encoding of every row.
+    sae_edits = [edit for edit in snakemake.params.edits if edit != "mean-shift"]
+    codes = store_codes(model, store, settings.batch_size) if sae_edits else None
     for i, edit in enumerate(snakemake.params.edits):
-        edited = write_edited_store(store, output.stores[i], edit, model, atoms, settings, str(run))
+        edited = write_edited_store(
+            store, output.stores[i], edit, model, atoms, settings, str(run), codes)
         summary, tables = evaluate_store(
             EmbeddingStore(edited), EvalSettings(**snakemake.params.evaluation),
             reference_store=reference[0] if reference else None)

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from vlmsae.errors import InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
@@ -69,17 +70,27 @@ def kept_atoms(atoms: pd.DataFrame, settings: GapClosingSettings) -> np.ndarray:
     return modality.atom_kind(score, settings.modality_epsilon) == "bimodal"
 
 
-def _edited_rows(
-    model: SparseAutoencoder,
-    rows: np.ndarray,
-    modality_index: int,
-    keep: np.ndarray | None,
-    batch_size: int,
+def store_codes(
+    model: SparseAutoencoder, store: EmbeddingStore, batch_size: int
+) -> dict[str, sparse.csr_matrix]:
+    """{image, text, class_prompts (when the store has them)}: the SAE's codes of every row,
+    computed once for every SAE edit of the store."""
+    rows = {m: store.rows(m) for m in MODALITIES}
+    prompts = store.optional("class_prompts")
+    if prompts is not None:
+        rows["class_prompts"] = prompts.reshape(-1, prompts.shape[-1])
+    return {
+        name: encode(
+            model, np.ascontiguousarray(x, dtype=np.float32), batch_size, int(name != "image")
+        )[0]
+        for name, x in rows.items()
+    }
+
+
+def _decoded(
+    codes: sparse.csr_matrix, model: SparseAutoencoder, keep: np.ndarray | None
 ) -> np.ndarray:
-    """(Z ⊙ δ)D of rows [n, d] (δ = keep, or every atom when None), float32."""
-    codes, _ = encode(
-        model, np.ascontiguousarray(rows, dtype=np.float32), batch_size, modality_index
-    )
+    """(Z ⊙ δ)D (δ = keep, or every atom when None), float32."""
     dictionary = model.W_dec.detach().float().cpu().numpy()
     mask = np.ones(model.n_atoms) if keep is None else keep.astype(np.float64)
     return bimodal_only(codes, dictionary, mask).astype(np.float32)
@@ -110,8 +121,12 @@ def edited_arrays(
     model: SparseAutoencoder | None,
     keep: np.ndarray | None,
     batch_size: int,
+    codes: dict[str, sparse.csr_matrix] | None = None,
 ) -> dict[str, np.ndarray]:
-    """{image, text, class_prompts (when the store has them)}: the store's rows under `edit`."""
+    """{image, text, class_prompts (when the store has them)}: the store's rows under `edit`.
+
+    codes: `store_codes` of the model, when already computed (several edits of one store).
+    """
     prompts = store.optional("class_prompts")
     if edit == "mean-shift":
         shifted = _mean_shifted(store)
@@ -120,13 +135,10 @@ def edited_arrays(
             out["class_prompts"] = prompts + shifted["shift"]
         return out
     mask = keep if edit == "bimodal" else None
-    out = {
-        m: _edited_rows(model, store.rows(m), index, mask, batch_size)
-        for index, m in enumerate(MODALITIES)
-    }
+    codes = codes if codes is not None else store_codes(model, store, batch_size)
+    out = {name: _decoded(z, model, mask) for name, z in codes.items()}
     if prompts is not None:
-        flat = prompts.reshape(-1, prompts.shape[-1])
-        out["class_prompts"] = _edited_rows(model, flat, 1, mask, batch_size).reshape(prompts.shape)
+        out["class_prompts"] = out["class_prompts"].reshape(prompts.shape)
     return out
 
 
@@ -138,8 +150,10 @@ def write_edited_store(
     atoms: pd.DataFrame | None,
     settings: GapClosingSettings,
     run: str,
+    codes: dict[str, sparse.csr_matrix] | None = None,
 ) -> Path:
-    """Write `store` under `edit` at `path` (a complete store, built beside and renamed in)."""
+    """Write `store` under `edit` at `path` (a complete store, built beside and renamed in);
+    codes: the model's `store_codes`, when already computed."""
     if edit not in EDITS:
         raise ValueError(f"unknown edit '{edit}'; use one of {', '.join(EDITS)}")
     for m in MODALITIES:
@@ -150,7 +164,7 @@ def write_edited_store(
                 "disable interventions.gap_closing for this dataset",
             )
     keep = kept_atoms(atoms, settings) if edit == "bimodal" else None
-    arrays = edited_arrays(store, edit, model, keep, settings.batch_size)
+    arrays = edited_arrays(store, edit, model, keep, settings.batch_size, codes)
     attrs = {
         key: value
         for key, value in store.attrs.items()
