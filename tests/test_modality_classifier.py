@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import rows_context
+from metric_context import rows_context
 
 from vlmsae.metrics import modality_classifier as mc
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import rows_context
+from metric_context import rows_context
 from scipy.stats import ortho_group
 
 from vlmsae.metrics import probing
