@@ -57,6 +57,7 @@ def runs_of_store(wildcards):
 TABLE_PATHS = {
     "summary": "results/tables/summary.csv",
     "stability": "results/tables/stability.csv",
+    "atom_stability": "results/tables/atom_stability.parquet",
     "bridge_top": "results/tables/bridge_top.csv",
     "stores": "results/tables/stores.csv",
     "runs": "results/tables/runs.csv",

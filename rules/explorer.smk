@@ -39,6 +39,10 @@ rule explorer:
             f"results/metrics/{run.path}/atom_map.parquet"
             for run in runs_of_store(wildcards)
         ],
+        atom_stability=lambda wildcards: [
+            f"results/metrics/{run.dataset}/{run.model}/{run.variant}/atom_stability.parquet"
+            for run in runs_of_store(wildcards)
+        ],
     output:
         directory("results/explorer/{dataset}/{model}"),
     log:

@@ -32,6 +32,9 @@ rule summary_table:
         stability=[
             f"results/metrics/{path}/stability.parquet" for path in VARIANT_PATHS
         ],
+        atom_stability=[
+            f"results/metrics/{path}/atom_stability.parquet" for path in VARIANT_PATHS
+        ],
         bridge_top=[f"results/metrics/{run.path}/bridge_top.parquet" for run in RUNS],
         configs=[f"results/sae/{run.path}/config.json" for run in RUNS],
     output:
@@ -39,6 +42,7 @@ rule summary_table:
         long="results/tables/metrics_long.csv",
         runs="results/tables/runs.csv",
         stability="results/tables/stability.csv",
+        atom_stability="results/tables/atom_stability.parquet",
         bridge_top="results/tables/bridge_top.csv",
     log:
         "logs/tables/summary.log",
@@ -61,7 +65,8 @@ rule stability:
             for run in runs_of_variant(wildcards)
         ],
     output:
-        "results/metrics/{dataset}/{model}/{variant}/stability.parquet",
+        pairs="results/metrics/{dataset}/{model}/{variant}/stability.parquet",
+        atoms="results/metrics/{dataset}/{model}/{variant}/atom_stability.parquet",
     log:
         "logs/metrics/{dataset}/{model}/{variant}/stability.log",
     conda:

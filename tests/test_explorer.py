@@ -31,6 +31,7 @@ from vlmsae.explorer import RunFiles, atom_map, build_explorer
 from vlmsae.explorer.data import histograms, nearest_atoms, top_rows, value_range
 from vlmsae.explorer.inputs import read_decoder
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_run
+from vlmsae.metrics.stability import stability_tables
 from vlmsae.store import EmbeddingStore, write_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,6 +96,30 @@ def make_run(store: EmbeddingStore, files: RunFiles, seed: int) -> None:
     atom_map(read_decoder(files.weights)).to_parquet(files.atom_map, index=False)
 
 
+def write_stability(runs: list[RunFiles]) -> None:
+    """The stability rule's two files of each variant of `runs` (vlmsae.metrics.stability)."""
+    for variant in dict.fromkeys(files.variant for files in runs):
+        of_variant = [files for files in runs if files.variant == variant]
+        pairs, atoms = stability_tables(
+            [
+                {
+                    "dataset": "tiny",
+                    "model": "generator",
+                    "variant": variant,
+                    "mixture": files.mixture,
+                    "seed": files.seed,
+                    "dictionary": read_decoder(files.weights),
+                    "energy": pd.read_parquet(files.atoms)["energy"].to_numpy(),
+                }
+                for files in of_variant
+            ],
+            [],
+        )
+        path = of_variant[0].atom_stability
+        pairs.to_parquet(path.with_name("stability.parquet"), index=False)
+        atoms.to_parquet(path, index=False)
+
+
 @functools.cache
 def tiny_explorer_at(root: Path) -> TinyExplorer:
     store = captioned_store(root / "store.zarr", root / "images")
@@ -103,6 +128,7 @@ def tiny_explorer_at(root: Path) -> TinyExplorer:
         files = RunFiles.of_run(f"tiny/generator/{run}", root / "results")
         make_run(store, files, files.seed)
         runs.append(files)
+    write_stability(runs)
     named = pd.read_parquet(runs[2].atoms).drop(columns="classifier_accuracy")
     named["name"] = [f"concept name {atom}" for atom in named["atom"]]
     named.to_parquet(runs[2].atoms, index=False)
@@ -214,12 +240,16 @@ def test_table_columns_follow_what_each_run_has(tiny_explorer):
     np.testing.assert_allclose(columns["frequency"], frequency, rtol=1e-3)
     assert columns["atom_kind"] == atoms["atom_kind"].tolist()
     assert "classifier_accuracy" in columns and "name" not in columns
-    # Two seeds of a variant: each atom's matched cosine in the other seed, the same both ways.
-    assert seed0["stability_partner"] == RUNS[1] and seed1["stability_partner"] == RUNS[0]
+    # Two seeds of a variant: each atom's matched cosine in the other seed, the same both ways,
+    # as atom_stability.parquet holds it.
+    assert seed0["stability_seeds"] == seed1["stability_seeds"] == 1
     assert sorted(seed0["columns"]["stability"]) == pytest.approx(
         sorted(seed1["columns"]["stability"]), abs=1e-3
     )
-    assert named["stability_partner"] is None and "stability" not in named["columns"]
+    table = pd.read_parquet(tiny_explorer.runs[0].atom_stability)
+    seed0_rows = table[(table["mixture"] == "1-1") & (table["seed"] == 0)].sort_values("atom")
+    np.testing.assert_allclose(seed0["columns"]["stability"], seed0_rows["stability"], rtol=1e-3)
+    assert named["stability_seeds"] == 0 and "stability" not in named["columns"]
     assert "classifier_accuracy" not in named["columns"]
     assert named["columns"]["name"][5] == "concept name 5"
 
@@ -298,6 +328,7 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
             )
             make_run(store_files, files, 0)
             runs.append(files)
+    write_stability(runs)
     good = runs[1].atoms.read_bytes()
     runs[1].atoms.write_bytes(b"PAR1 truncated")
     command = [

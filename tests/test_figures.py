@@ -19,7 +19,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import StepPatch
 
 from vlmsae.figures import FIGURES, draw_registered, figure_targets, input_paths
-from vlmsae.figures.stability import mixture_matrix
+from vlmsae.figures.stability import energy_bin_medians, mixture_matrix
 from vlmsae.paper_tables import seed_statistics
 
 STORES = [("synthetic-iso", "generator"), ("coco", "clip")]
@@ -137,7 +137,16 @@ def tables() -> dict[str, pd.DataFrame]:
         "bridge_top": bridge_top,
         "cone_histograms": cone_histograms,
         "stability": _stability(rng),
+        "atom_stability": _atom_stability(atoms, rng),
     }
+
+
+def _atom_stability(atoms: pd.DataFrame, rng) -> pd.DataFrame:
+    """Every atom of every run: each run here has another seed of its variant and mixture."""
+    table = atoms[[*RUN_KEYS, "atom", "energy"]].copy()
+    table["stability"] = rng.uniform(0, 1, len(table))
+    table["partners"] = len(SEEDS) - 1
+    return table
 
 
 def _stability(rng) -> pd.DataFrame:
@@ -213,6 +222,31 @@ def test_stability_shows_every_pair_and_top_m_means(tables):
     assert np.allclose(lefts[0].lines[0].get_ydata(), coco.iloc[0].to_numpy())
     assert [t.get_text() for t in lefts[0].get_xticklabels()] == ["top 5", "top 10", "all atoms"]
     assert "stability" in lefts[0].get_ylabel() and "stability" in rights[0].get_ylabel()
+
+
+def test_energy_stability_plots_each_live_atom_and_the_binned_medians(tables):
+    store = store_tables(tables)
+    figure = draw("energy_stability", store, bins=3)
+    axis = _panel(figure.axes, "topk-k16", "5-1")
+    atoms = store["atom_stability"]
+    run = atoms[(atoms["variant"] == "topk-k16") & (atoms["mixture"] == "5-1")]
+    live = run[run["energy"] > 0]
+    offsets = axis.collections[0].get_offsets()
+    assert len(offsets) == len(live) == 2 * N_ATOMS * 3 // 4  # two seeds, a quarter dead
+    assert sorted(offsets[:, 1]) == pytest.approx(sorted(live["stability"]))
+    assert f"{len(run) - len(live)} dead atoms" in axis.get_xlabel()
+    (line,) = axis.lines
+    assert len(line.get_xdata()) == 3
+    x, y = energy_bin_medians(live["energy"].to_numpy(), live["stability"].to_numpy(), 3)
+    assert np.allclose(line.get_ydata(), y) and np.allclose(line.get_xdata(), x)
+    assert axis.get_xscale() == "log" and "stability" in axis.get_ylabel()
+
+
+def test_energy_bin_medians_by_hand():
+    energy = np.array([4.0, 1.0, 3.0, 2.0, 5.0, 6.0])
+    stability = np.array([0.4, 0.1, 0.3, 0.2, 0.5, 0.9])
+    x, y = energy_bin_medians(energy, stability, 2)
+    assert x.tolist() == [2.0, 5.0] and y.tolist() == pytest.approx([0.2, 0.5])
 
 
 def test_mixture_heat_map_cells_equal_the_stability_table():

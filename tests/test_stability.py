@@ -2,7 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmsae.metrics.stability import matched_atoms, stability, stability_table, top_atoms
+from vlmsae.metrics.stability import (
+    ATOM_COLUMNS,
+    matched_atoms,
+    stability,
+    stability_tables,
+    top_atoms,
+)
 
 
 @pytest.fixture
@@ -97,7 +103,7 @@ def test_stability_table_pairs_runs_that_differ_in_one_factor(dictionary):
         _run("5-1", 1, other),  # differs from the first in both mixture and seed: no pair
         _run("1-1", 0, other, variant="relu"),  # another variant: never paired with topk
     ]
-    table = stability_table(runs, [3])
+    table, atoms = stability_tables(runs, [3])
     assert list(table.columns) == [
         "dataset",
         "model",
@@ -126,6 +132,42 @@ def test_stability_table_pairs_runs_that_differ_in_one_factor(dictionary):
 
 
 def test_stability_table_without_pairs_is_empty_with_columns(dictionary):
-    table = stability_table([_run("1-1", 0, dictionary)], [32])
+    table, atoms = stability_tables([_run("1-1", 0, dictionary)], [32])
     assert isinstance(table, pd.DataFrame) and table.empty
     assert "stability_top32" in table.columns
+    assert atoms.empty and list(atoms.columns) == ATOM_COLUMNS
+
+
+def test_atom_stability_is_each_atoms_matched_cosine_averaged_over_the_other_seeds():
+    # Three seeds of one mixture, 2 atoms in 2-D; c = cos 30° = 0.866. Seed 1 turns seed 0's
+    # atom 1 by 30° towards atom 0; seed 2 is (e2, −e2). Matchings by hand: 0–1 keeps the order
+    # (1, c); 0–2 swaps (seed 0's atom 0 at 0, atom 1 at 1); 1–2 swaps (atom 0 at 0, atom 1 at c).
+    c = np.cos(np.pi / 6)
+    dictionaries = (np.eye(2), np.array([[1.0, 0.0], [0.5, c]]), np.array([[0, 1.0], [0, -1.0]]))
+    runs = [_run("1-1", seed, d) for seed, d in enumerate(dictionaries)]
+    runs.append(_run("5-1", 0, dictionaries[0]))  # another mixture: no seed partner, no rows
+    _, atoms = stability_tables(runs, [])
+    assert list(atoms.columns) == ATOM_COLUMNS
+    assert (atoms["mixture"] == "1-1").all() and (atoms["partners"] == 2).all()
+    by_run = atoms.set_index(["seed", "atom"])["stability"]
+    expected = {
+        (0, 0): (1 + 0) / 2,
+        (0, 1): (c + 1) / 2,
+        (1, 0): (1 + 0) / 2,
+        (1, 1): (c + c) / 2,
+        (2, 0): (1 + c) / 2,
+        (2, 1): (0 + 0) / 2,
+    }
+    assert by_run.to_dict() == pytest.approx(expected)
+    assert atoms.set_index(["seed", "atom"]).loc[(1, 1), "energy"] == 1.0
+
+
+def test_atom_stability_follows_its_atom_when_a_dictionary_is_permuted():
+    rng = np.random.default_rng(3)
+    base, other = rng.standard_normal((2, 7, 5))
+    permutation = rng.permutation(7)
+    plain = stability_tables([_run("1-1", 0, base), _run("1-1", 1, other)], [])[1]
+    permuted = stability_tables([_run("1-1", 0, base[permutation]), _run("1-1", 1, other)], [])[1]
+    seed0 = plain[plain["seed"] == 0]["stability"].to_numpy()
+    seed0_permuted = permuted[permuted["seed"] == 0]["stability"].to_numpy()
+    np.testing.assert_allclose(seed0_permuted, seed0[permutation])

@@ -2,7 +2,7 @@ import pandas as pd
 from safetensors.numpy import load_file
 
 from vlmsae.manifest import verify_folders
-from vlmsae.metrics.stability import stability_table
+from vlmsae.metrics.stability import stability_tables
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):
@@ -14,4 +14,6 @@ with logged(snakemake.log[0], snakemake.threads):
         for run, weights, atoms in zip(snakemake.params.runs, snakemake.input.weights,
                                        snakemake.input.atoms, strict=True)
     ]
-    stability_table(runs, snakemake.params.top_m).to_parquet(snakemake.output[0], index=False)
+    pairs, atoms = stability_tables(runs, snakemake.params.top_m)
+    pairs.to_parquet(snakemake.output.pairs, index=False)
+    atoms.to_parquet(snakemake.output.atoms, index=False)

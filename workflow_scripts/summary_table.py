@@ -11,6 +11,8 @@ with logged(snakemake.log[0]):
     stability = pd.concat([pd.read_parquet(path) for path in snakemake.input.stability],
                           ignore_index=True)
     stability.to_csv(snakemake.output.stability, index=False)
+    pd.concat([pd.read_parquet(path) for path in snakemake.input.atom_stability],
+              ignore_index=True).to_parquet(snakemake.output.atom_stability, index=False)
     summary = summary_table(runs, snakemake.input.summaries, stability)
     summary.to_csv(snakemake.output.summary, index=False)
     long_table(summary).to_csv(snakemake.output.long, index=False)

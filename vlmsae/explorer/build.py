@@ -20,7 +20,7 @@ import zarr
 
 from vlmsae.errors import InputFileError
 from vlmsae.explorer import data
-from vlmsae.explorer.inputs import load_model, read_decoder, read_table
+from vlmsae.explorer.inputs import load_model, read_table
 from vlmsae.explorer.items import store_items
 from vlmsae.explorer.js import write_global
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
@@ -46,6 +46,8 @@ class RunFiles:
     atoms: Path  # results/metrics/<run>/atoms.parquet
     bridge_top: Path  # results/metrics/<run>/bridge_top.parquet
     atom_map: Path  # results/metrics/<run>/atom_map.parquet
+    # results/metrics/<dataset>/<model>/<variant>/atom_stability.parquet; None: not computed
+    atom_stability: Path | None = None
 
     @property
     def id(self) -> str:
@@ -64,6 +66,7 @@ class RunFiles:
             metrics / "atoms.parquet",
             metrics / "bridge_top.parquet",
             metrics / "atom_map.parquet",
+            metrics.parent.parent / "atom_stability.parquet",
         )
 
 
@@ -90,17 +93,21 @@ def _atom_order(table, path: Path, n_atoms: int, what: str):
     return table
 
 
-def _stability_partner(run: RunFiles, runs: Sequence[RunFiles]) -> RunFiles | None:
-    """The first other seed of the run's variant and mixture: the atoms' stability partner."""
-    for other in runs:
-        if (other.variant, other.mixture) == (run.variant, run.mixture) and other.seed != run.seed:
-            return other
-    return None
+def _atom_stability(run: RunFiles, n_atoms: int) -> tuple[np.ndarray | None, int]:
+    """(stability [p] of the run's atoms, the number of other seeds it is averaged over) from
+    the variant's atom_stability.parquet; (None, 0) when the run has no other seed."""
+    if run.atom_stability is None:
+        return None, 0
+    table = read_table(run.atom_stability)
+    rows = table[(table["mixture"] == run.mixture) & (table["seed"] == run.seed)]
+    if rows.empty:
+        return None, 0
+    rows = _atom_order(rows, run.atom_stability, n_atoms, "its rows of atom_stability.parquet")
+    return rows["stability"].to_numpy(), int(rows["partners"].max())
 
 
 def run_data(
     run: RunFiles,
-    runs: Sequence[RunFiles],
     rows: dict[str, np.ndarray],
     settings: EvalSettings,
     top_k: int,
@@ -114,9 +121,9 @@ def run_data(
     coordinates = _atom_order(read_table(run.atom_map), run.atom_map, n_atoms, "atom_map.parquet")
     bridge = read_table(run.bridge_top)
     columns = data.table_columns(atoms)
-    partner = _stability_partner(run, runs)
-    if "stability" not in columns and partner is not None:
-        columns["stability"] = data.matched_stability(dictionary, read_decoder(partner.weights))
+    stability, stability_seeds = _atom_stability(run, n_atoms)
+    if stability is not None:
+        columns["stability"] = stability
     codes = {
         m: encode(model, rows[m], settings.batch_size, index)[0] for index, m in enumerate(rows)
     }
@@ -129,7 +136,7 @@ def run_data(
         "mixture": run.mixture,
         "seed": run.seed,
         "n_atoms": n_atoms,
-        "stability_partner": None if partner is None else partner.id,
+        "stability_seeds": stability_seeds,
         "columns": columns,
         "map": {
             "x": coordinates["x"].to_numpy(),
@@ -191,7 +198,7 @@ def build_explorer(
         index, used = [], {m: np.zeros(len(rows[m]), dtype=bool) for m in MODALITIES}
         for number, run in enumerate(runs):
             start = time.perf_counter()
-            run_entry = run_data(run, runs, x, settings, top_k, bins)
+            run_entry = run_data(run, x, settings, top_k, bins)
             for m in MODALITIES:
                 items = run_entry["top"][m]["items"]
                 used[m][items[items >= 0]] = True

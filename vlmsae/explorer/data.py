@@ -14,7 +14,6 @@ import pandas as pd
 from scipy import sparse
 
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.metrics.stability import matched_atoms
 
 # atoms.parquet columns shown as they are, when the run has them (labels live in the page).
 OPTIONAL_COLUMNS = (
@@ -92,15 +91,6 @@ def nearest_atoms(dictionary: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
         atoms[own] = np.take_along_axis(candidates, order, axis=1)
         cosines[own] = np.take_along_axis(found, order, axis=1)
     return atoms, cosines
-
-
-def matched_stability(dictionary: np.ndarray, partner: np.ndarray) -> np.ndarray:
-    """[p] each atom's cosine with its partner in the Hungarian matching of the two decoders
-    (linear-structure §4: the per-concept stability); NaN for an atom left without one."""
-    matched = matched_atoms(dictionary, partner)
-    stability = np.full(len(dictionary), np.nan)
-    stability[matched["atom_a"].to_numpy()] = matched["cosine"].to_numpy()
-    return stability
 
 
 def table_columns(atoms: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -1,19 +1,20 @@
 """Dictionary stability across seeds and mixtures (linear-structure Fig. 2).
 
 Read from stability.csv (one row per pair of runs of a variant that differ in seed only or in
-mixture only; vlmsae.metrics.stability). Per-atom stability is not among the DAG's outputs, so
-the energy–stability relation of Fig. 2 (left) is shown through `stability_top{m}`: the
-stability of the m most energetic atoms of each run against m.
+mixture only) and atom_stability.parquet (one row per atom of each run with another seed: its
+matched cosine averaged over those seeds; vlmsae.metrics.stability).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
 import pandas as pd
 
 from vlmsae.figures import FIGURES
-from vlmsae.figures.panels import mixture_order
+from vlmsae.figures.panels import mixture_order, variant_mixture_grid
 from vlmsae.figures.style import (
     LEGEND_SIZE,
     MARKERS,
@@ -21,7 +22,7 @@ from vlmsae.figures.style import (
     TITLE_SIZE,
     grid,
 )
-from vlmsae.registry import Settings
+from vlmsae.registry import Settings, setting
 
 KIND_LABELS = {"seed": "across seeds", "mixture": "across mixtures"}
 KIND_STYLES = {"seed": "-", "mixture": "--"}
@@ -44,6 +45,10 @@ def _any_pairs(config: dict, runs: list[dict]) -> bool:
 
 def _mixture_pairs(config: dict, runs: list[dict]) -> bool:
     return _pairs_exist(runs, ("seed",))
+
+
+def _seed_pairs(config: dict, runs: list[dict]) -> bool:
+    return _pairs_exist(runs, ("mixture",))
 
 
 def top_columns(stability: pd.DataFrame) -> list[str]:
@@ -161,4 +166,65 @@ def draw_mixtures(tables: dict[str, pd.DataFrame], settings: Settings, subject: 
         axis.set_title(variant, fontsize=PANEL_TITLE_SIZE)
     figure.colorbar(image, ax=axes[0].tolist(), label="stability (mean matched cosine)")
     figure.suptitle(f"Stability across mixtures: {subject}", fontsize=TITLE_SIZE)
+    return figure
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyStabilitySettings(Settings):
+    bins: int = setting(
+        10, "energy bins (equal counts of live atoms) of the median line", minimum=1
+    )
+
+
+def energy_bin_medians(
+    energy: np.ndarray, stability: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(median energy, median stability) of `bins` groups of atoms of equal size by energy."""
+    order = np.argsort(energy, kind="stable")
+    groups = [group for group in np.array_split(order, bins) if len(group)]
+    return (
+        np.array([np.median(energy[group]) for group in groups]),
+        np.array([np.median(stability[group]) for group in groups]),
+    )
+
+
+@FIGURES.register(
+    "energy_stability",
+    EnergyStabilitySettings,
+    scope="store",
+    tables=("atom_stability",),
+    paper="linear-structure",
+    applies=_seed_pairs,
+)
+def draw_energy_stability(
+    tables: dict[str, pd.DataFrame], settings: EnergyStabilitySettings, subject: str
+):
+    """One panel per (variant, mixture), every seed's atoms pooled: each live atom's energy
+    (log) against its stability across the other seeds, and the median stability per energy
+    bin (black). Dead atoms (energy 0) have no place on a log axis: the x label counts them."""
+    atoms = tables["atom_stability"]
+    figure, panels = variant_mixture_grid(atoms, panel_width=3.6, panel_height=3.0)
+    for axis, _, _, run in panels:
+        live = run[run["energy"] > 0]
+        axis.scatter(
+            live["energy"],
+            live["stability"],
+            s=3,
+            alpha=0.4,
+            color="C0",
+            rasterized=True,
+            label="atom",
+        )
+        if len(live):
+            x, y = energy_bin_medians(
+                live["energy"].to_numpy(), live["stability"].to_numpy(), settings.bins
+            )
+            axis.plot(x, y, color="black", marker="o", markersize=3, label="median per bin")
+            axis.set_xscale("log")
+        dead = len(run) - len(live)
+        axis.set_xlabel(f"energy (mean code); {dead} dead atoms not shown")
+        axis.set_ylabel("stability across seeds")
+        axis.set_ylim(-0.05, 1.05)
+    panels[0][0].legend(fontsize=LEGEND_SIZE, markerscale=2)
+    figure.suptitle(f"Energy against stability per atom: {subject}", fontsize=TITLE_SIZE)
     return figure

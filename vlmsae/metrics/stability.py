@@ -7,6 +7,9 @@ they are different concepts. Row scale does not matter. Restricted to each run's
 atoms, the two top-m subsets are matched to each other (linear-structure §4.1: the high-energy
 atoms are the stable ones). With dictionaries of different sizes every atom of the smaller one
 gets a partner and the mean is over those min(p, p') pairs.
+
+Per atom (linear-structure §4.1, energy against stability per concept): an atom's stability is
+its matched cosine in another seed of the same variant and mixture, averaged over those seeds.
 """
 
 from __future__ import annotations
@@ -60,18 +63,22 @@ def stability(
     energy_a: np.ndarray,
     energy_b: np.ndarray,
     top_m: Sequence[int],
+    matched: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """`stability` (eq. 4 over all atoms) and `stability_top{m}` for each m in top_m.
 
     dictionary_a [p, d] and dictionary_b [p', d] are decoder rows of two runs; energy_a [p] and
-    energy_b [p'] their atoms' energies, which pick each run's top-m atoms.
+    energy_b [p'] their atoms' energies, which pick each run's top-m atoms. `matched`: the
+    matching of all atoms (`matched_atoms(dictionary_a, dictionary_b)`) when already computed.
     """
-    result = {"stability": float(matched_atoms(dictionary_a, dictionary_b)["cosine"].mean())}
+    if matched is None:
+        matched = matched_atoms(dictionary_a, dictionary_b)
+    result = {"stability": float(matched["cosine"].mean())}
     for m in top_m:
-        matched = matched_atoms(
+        top = matched_atoms(
             dictionary_a, dictionary_b, top_atoms(energy_a, m), top_atoms(energy_b, m)
         )
-        result[f"stability_top{m}"] = float(matched["cosine"].mean())
+        result[f"stability_top{m}"] = float(top["cosine"].mean())
     return result
 
 
@@ -86,16 +93,23 @@ def _pair_kind(run_a: dict, run_b: dict) -> str | None:
     return None
 
 
-def stability_table(runs: Sequence[dict], top_m: Sequence[int]) -> pd.DataFrame:
-    """One row per unordered pair of runs of one (dataset, model, variant) differing in one factor.
+ATOM_COLUMNS = [*RUN_KEYS, "mixture", "seed", "atom", "energy", "stability", "partners"]
+
+
+def stability_tables(
+    runs: Sequence[dict], top_m: Sequence[int]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pairs, atoms) of the runs of one or more (dataset, model, variant).
 
     Each run is a dict with keys dataset, model, variant, mixture, seed, dictionary [p, d] and
-    energy [p]. Pairs that differ in seed only have kind 'seed' (same mixture); pairs that differ
-    in mixture only have kind 'mixture' (same seed); run a comes before run b in `runs`.
-    Columns: dataset, model, variant, kind, mixture_a, mixture_b, seed_a, seed_b, stability,
-    stability_top{m} for each m.
+    energy [p]. `pairs`: one row per unordered pair of runs of one (dataset, model, variant) that
+    differ in one factor: kind 'seed' (same mixture) or 'mixture' (same seed), run a before run
+    b in `runs`; columns dataset, model, variant, kind, mixture_a, mixture_b, seed_a, seed_b,
+    stability, stability_top{m} for each m. `atoms`: one row per atom of each run that has
+    another seed of its variant and mixture; `stability` is the atom's matched cosine averaged
+    over those seeds (`partners` of them), `energy` the run's; columns ATOM_COLUMNS.
     """
-    columns = [
+    pair_columns = [
         *RUN_KEYS,
         "kind",
         "mixture_a",
@@ -105,12 +119,15 @@ def stability_table(runs: Sequence[dict], top_m: Sequence[int]) -> pd.DataFrame:
         "stability",
         *(f"stability_top{m}" for m in top_m),
     ]
-    rows = []
-    for run_a, run_b in combinations(runs, 2):
+    pairs = []
+    cosine_sums = [np.zeros(len(run["dictionary"])) for run in runs]
+    partners = [np.zeros(len(run["dictionary"]), dtype=int) for run in runs]
+    for (a, run_a), (b, run_b) in combinations(enumerate(runs), 2):
         kind = _pair_kind(run_a, run_b)
         if kind is None or any(run_a[key] != run_b[key] for key in RUN_KEYS):
             continue
-        rows.append(
+        matched = matched_atoms(run_a["dictionary"], run_b["dictionary"])
+        pairs.append(
             {
                 **{key: run_a[key] for key in RUN_KEYS},
                 "kind": kind,
@@ -124,7 +141,27 @@ def stability_table(runs: Sequence[dict], top_m: Sequence[int]) -> pd.DataFrame:
                     run_a["energy"],
                     run_b["energy"],
                     top_m,
+                    matched,
                 ),
             }
         )
-    return pd.DataFrame(rows, columns=columns)
+        if kind == "seed":
+            cosine = matched["cosine"].to_numpy()
+            for run, atom in ((a, matched["atom_a"]), (b, matched["atom_b"])):
+                cosine_sums[run][atom.to_numpy()] += cosine
+                partners[run][atom.to_numpy()] += 1
+    atoms = [
+        pd.DataFrame(
+            {
+                **{key: run[key] for key in (*RUN_KEYS, "mixture", "seed")},
+                "atom": np.flatnonzero(count),
+                "energy": np.asarray(run["energy"], dtype=float)[count > 0],
+                "stability": sums[count > 0] / count[count > 0],
+                "partners": count[count > 0],
+            }
+        )
+        for run, sums, count in zip(runs, cosine_sums, partners, strict=True)
+        if count.any()
+    ]
+    atoms = pd.concat(atoms, ignore_index=True) if atoms else pd.DataFrame(columns=ATOM_COLUMNS)
+    return pd.DataFrame(pairs, columns=pair_columns), atoms[ATOM_COLUMNS]

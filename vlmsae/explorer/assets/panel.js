@@ -13,8 +13,9 @@
     for (const [key, values] of Object.entries(run.columns)) {
       list.append(V.el("dt", {}, LABELS[key] || key), V.el("dd", {}, V.format(values[atom])));
     }
-    if (run.stability_partner && "stability" in run.columns) {
-      list.append(V.el("dt", {}, "stability against"), V.el("dd", {}, run.stability_partner));
+    if (run.stability_seeds && "stability" in run.columns) {
+      const seeds = `${run.stability_seeds} other seed${run.stability_seeds > 1 ? "s" : ""}`;
+      list.append(V.el("dt", {}, "stability over"), V.el("dd", {}, seeds));
     }
     return list;
   }
