@@ -12,10 +12,13 @@ from vlmsae.interventions.naming import (
     name_atoms,
     naming_accuracy,
     naming_accuracy_by_usage,
+    naming_accuracy_random_dictionary,
+    random_dictionary,
     true_row_words,
 )
 from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
+from vlmsae.metrics.rows import unit_rows
 from vlmsae.store import SparseCodes, TrueStructure
 
 SQRT_HALF = np.sqrt(0.5)
@@ -167,6 +170,18 @@ def test_the_true_dictionary_is_named_perfectly(tiny_store):
     assert accuracy["naming_unnamable_atoms"] == n_image_only
 
 
+def test_the_random_dictionary_level_is_naming_accuracy_of_seeded_gaussian_rows(tiny_store):
+    truth = tiny_store.truth()
+    vocabulary = synthetic_vocabulary(truth, n_distractors=50, seed=0)
+    level = naming_accuracy_random_dictionary((40, tiny_store.dim), truth, vocabulary, seed=0)
+    dictionary = random_dictionary((40, tiny_store.dim), seed=0)
+    # Not the generator's own draw: with the store's seed that would be the true dictionary.
+    assert np.abs(unit_rows(dictionary[:3]) @ truth.dictionary[:3].T).max() < 0.9
+    names = name_atoms(dictionary, vocabulary)["name"].to_numpy()
+    expected = naming_accuracy(names, dictionary, truth, vocabulary)
+    assert level == {f"{key}_random_dictionary": value for key, value in expected.items()}
+
+
 def test_evaluate_run_writes_names_and_accuracy(tiny_store):
     truth = tiny_store.truth()
     model = sae.build("topk", d=tiny_store.dim, n_atoms=len(truth.dictionary), k=6)
@@ -181,6 +196,15 @@ def test_evaluate_run_writes_names_and_accuracy(tiny_store):
     columns = ["name", "name_score", "runner_up", "runner_up_score"]
     assert set(columns) <= set(atoms.columns)
     assert summary["naming_accuracy"] == 1.0 and summary["naming_accuracy_usage"] == 1.0
+    # The chance level: a Gaussian dictionary of the run's shape, seeded by the run's seed.
+    random_level = naming_accuracy_random_dictionary(
+        (len(truth.dictionary), tiny_store.dim), truth, vocabulary, settings.seed
+    )
+    assert (
+        summary["naming_accuracy_random_dictionary"]
+        == random_level["naming_accuracy_random_dictionary"]
+        < 1.0
+    )
     plain_atoms, plain_summary, _ = evaluate_run(model.eval(), tiny_store, settings)
     assert not set(columns) & set(plain_atoms.columns)
     assert not any(key.startswith("naming") for key in plain_summary)

@@ -158,3 +158,15 @@ def test_probe_applies_to_labelled_sources():
     assert not applies({"source": "precomputed", "precomputed": {"path": "f.npy"}}, settings)
     labelled = {"source": "precomputed", "precomputed": {"path": "f.npy", "labels_path": "l.npy"}}
     assert applies(labelled, settings)
+
+
+def test_the_default_class_is_the_most_frequent_one_both_splits_can_probe():
+    from vlmsae.interventions.probe import default_class
+
+    # Class 0 is the most frequent in train but on no eval row; classes 1 and 2 are on some eval
+    # rows and not all: the more frequent in train, 1, is chosen.
+    label = np.array([0, 0, 0, 1, 1, 2, 1, 2, 1])
+    train, held_out = np.arange(6), np.arange(6, 9)
+    assert default_class(label, train, held_out) == 1
+    # Every eval row carries class 1 and no other class is on any: nothing qualifies.
+    assert default_class(np.array([0, 0, 1, 1, 1]), np.arange(3), np.arange(3, 5)) is None

@@ -18,6 +18,7 @@ from vlmsae.metrics.rows import unit_rows
 from vlmsae.store import TrueStructure
 
 NAMING_BLOCK_ELEMENTS = 1 << 24  # 64 MiB of float32 cosines per block
+RANDOM_DICTIONARY_STREAM = 0x6E616D65  # entropy beside the seed: a stream no other draw uses
 
 
 def name_atoms(dictionary: np.ndarray, vocabulary: Vocabulary) -> pd.DataFrame:
@@ -100,7 +101,11 @@ def name_agreement(
 
 
 def naming_accuracy(
-    names: np.ndarray, dictionary: np.ndarray, truth: TrueStructure, vocabulary: Vocabulary
+    names: np.ndarray,
+    dictionary: np.ndarray,
+    truth: TrueStructure,
+    vocabulary: Vocabulary,
+    suffix: str = "",
 ) -> dict[str, float | int]:
     """`name_agreement` of names [p] of dictionary [p, d], atoms matched to the true rows by
     decoder direction (the matching of `recovery_w_matched`: linear_sum_assignment maximising
@@ -110,10 +115,32 @@ def naming_accuracy(
     both follow decoder directions: an atom matched to a row is likely named after it even when
     the match is poor, and with p ≫ K even a random dictionary scores high (0.71 for a random
     TopK SAE with p = 1024 on K = 256 true rows in d = 128). `naming_accuracy_by_usage` matches
-    by codes instead and is lower there (0.42); read both against a random dictionary's.
+    by codes instead and is lower there (0.42); read both against a random dictionary's
+    (`naming_accuracy_random_dictionary`).
     """
     learned, true, _ = matched_cosines(dictionary, truth.dictionary)
-    return name_agreement(names, learned, true, truth, vocabulary)
+    return name_agreement(names, learned, true, truth, vocabulary, suffix)
+
+
+def naming_accuracy_random_dictionary(
+    shape: tuple[int, int], truth: TrueStructure, vocabulary: Vocabulary, seed: int
+) -> dict[str, float | int]:
+    """`naming_accuracy` (keys ending in `_random_dictionary`) of a dictionary of seeded
+    Gaussian rows of `shape` [p, d], named with the same vocabulary: the level a dictionary
+    that learned nothing reaches, to read a run's `naming_accuracy` against."""
+    dictionary = random_dictionary(shape, seed)
+    names = name_atoms(dictionary, vocabulary)["name"].to_numpy()
+    return naming_accuracy(names, dictionary, truth, vocabulary, "_random_dictionary")
+
+
+def random_dictionary(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Seeded Gaussian rows [p, d] from a stream of their own: the synthetic generator draws its
+    true dictionary from `default_rng(seed)`, which would hand the baseline the truth."""
+    return (
+        np.random.default_rng((seed, RANDOM_DICTIONARY_STREAM))
+        .standard_normal(shape)
+        .astype(np.float32)
+    )
 
 
 def naming_accuracy_by_usage(

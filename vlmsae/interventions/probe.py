@@ -44,7 +44,7 @@ class ProbeSettings(InterventionSettings):
     target: int | None = setting(
         None,
         "the probed class index, or on synthetic stores a true bimodal concept id; default the "
-        "most frequent one among the train images",
+        "most frequent one among the train images (classes: of those some eval images carry)",
         minimum=0,
     )
     attribute: str = setting("Blond_Hair", "stores with attributes (CelebA): the probed one")
@@ -71,9 +71,24 @@ class ProbeTarget:
     concept: int | None  # synthetic stores: the true concept id
 
 
-def probe_target(store: EmbeddingStore, settings: ProbeSettings, train: np.ndarray) -> ProbeTarget:
-    """The binary labels of every image row and the target's name; defaults are taken from the
-    `train` image rows."""
+def default_class(label: np.ndarray, train: np.ndarray, held_out: np.ndarray) -> int | None:
+    """The class most frequent among the `train` image rows of those that some but not all of
+    the `held_out` rows carry (a probe needs both outcomes on each split); None when no class
+    qualifies."""
+    n_classes = int(label.max()) + 1
+    in_train = np.bincount(label[train], minlength=n_classes)
+    in_eval = np.bincount(label[held_out], minlength=n_classes)
+    usable = (in_train > 0) & (in_train < len(train)) & (in_eval > 0) & (in_eval < len(held_out))
+    if not usable.any():
+        return None
+    return int(np.argmax(np.where(usable, in_train, -1)))
+
+
+def probe_target(
+    store: EmbeddingStore, settings: ProbeSettings, train: np.ndarray, held_out: np.ndarray
+) -> ProbeTarget:
+    """The binary labels of every image row and the target's name; a default class is chosen
+    from the `train` and `held_out` image rows (`default_class`)."""
     key = "interventions.probe"
     truth = store.truth()
     if truth is not None:
@@ -100,7 +115,12 @@ def probe_target(store: EmbeddingStore, settings: ProbeSettings, train: np.ndarr
         raise ConfigError(key, f"{store.path} has no labels, attributes or truth", fix)
     target = settings.target
     if target is None:
-        target = int(np.argmax(np.bincount(label[train])))
+        target = default_class(label, train, held_out)
+        if target is None:
+            problem = (
+                f"no class of {store.path} is carried by some but not all images of both splits"
+            )
+            raise ConfigError(key, problem, "disable interventions.probe for this dataset")
     class_names = store.attrs.get("class_names")
     name = class_names[target] if class_names and target < len(class_names) else str(target)
     return ProbeTarget(label == target, name, None)
@@ -124,7 +144,7 @@ def probe_concepts(
     rng = np.random.default_rng(settings.seed)
     train = _sample(store.split_rows("image", "train"), settings.max_train, rng)
     held_out = _sample(store.split_rows("image", "eval"), settings.max_eval, rng)
-    target = probe_target(store, settings, train)
+    target = probe_target(store, settings, train, held_out)
     y_train, y_eval = target.labels[train], target.labels[held_out]
     for split, y in (("train", y_train), ("eval", y_eval)):
         if y.all() or not y.any():

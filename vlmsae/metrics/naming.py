@@ -4,15 +4,21 @@ store has a vocabulary (rule `vocabulary`, `interventions.naming`).
 Atom columns `name`, `name_score`, `runner_up`, `runner_up_score`; on synthetic stores the
 summary keys `naming_accuracy`, `naming_accuracy_bimodal`, `naming_scored_atoms` and
 `naming_unnamable_atoms` (atoms matched to true rows by decoder direction, `naming_accuracy`),
-and the same four ending in `_usage` (matched by what they fire on over the eval rows of both
-modalities, `naming_accuracy_by_usage`).
+the same four ending in `_usage` (matched by what they fire on over the eval rows of both
+modalities, `naming_accuracy_by_usage`) and ending in `_random_dictionary` (direction-matched,
+for a seeded Gaussian dictionary of the run's shape: the chance level).
 """
 
 from __future__ import annotations
 
 from scipy import sparse
 
-from vlmsae.interventions.naming import name_atoms, naming_accuracy, naming_accuracy_by_usage
+from vlmsae.interventions.naming import (
+    name_atoms,
+    naming_accuracy,
+    naming_accuracy_by_usage,
+    naming_accuracy_random_dictionary,
+)
 from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.registry import Settings
@@ -35,6 +41,9 @@ def summarise(context: EvalContext, settings: Settings) -> MetricResult:
             **naming_accuracy(atom_names, context.dictionary, context.truth, context.vocabulary),
             **naming_accuracy_by_usage(
                 atom_names, codes, true_codes, context.truth, context.vocabulary
+            ),
+            **naming_accuracy_random_dictionary(
+                context.dictionary.shape, context.truth, context.vocabulary, context.seed
             ),
         }
     columns = {name: names[name].to_numpy() for name in names.columns if name != "atom"}
