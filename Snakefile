@@ -31,6 +31,21 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Before any job: a CUDA device or half precision asked of jobs that will run here, on a machine
+# without CUDA, is one line now rather than a failed job after hours of embedding. Jobs a
+# cluster profile submits run elsewhere and check their own node (vlmsae.devices).
+onstart:
+    if workflow.local_exec:
+        try:
+            check_local_devices(
+                config, local_device_sections(workflow.dag.needrun_jobs())
+            )
+        except VlmsaeError as error:
+            sys.exit(f"vlmsae: {error}")
+
+
 include: "rules/embed.smk"
 include: "rules/sweeps.smk"
 include: "rules/train.smk"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from vlmsae.config import check_config, runs
 from vlmsae.datasets import needs_model
+from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError
 from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
@@ -22,6 +23,21 @@ except VlmsaeError as error:
     sys.exit(f"vlmsae: {error}")
 
 RUNS = runs(config)
+
+
+def local_device_sections(jobs):
+    """Config sections (`embed`, `train`) whose device the local jobs among `jobs` resolve:
+    embedding jobs that run a model, and training jobs (sweep points included)."""
+    sections = set()
+    for job in jobs:
+        if job.rule.name == "embed":
+            if needs_model(config["datasets"][job.wildcards.dataset]["source"]):
+                sections.add("embed")
+        elif job.rule.name in ("train", "train_sweep_point"):
+            sections.add("train")
+    return sections
+
+
 STORE_PATHS = sorted({f"{run.dataset}/{run.model}" for run in RUNS})
 VARIANT_PATHS = sorted({f"{run.dataset}/{run.model}/{run.variant}" for run in RUNS})
 RUN_DIR = "{dataset}/{model}/{variant}/{mixture}/seed{seed}"

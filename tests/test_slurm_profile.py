@@ -52,8 +52,9 @@ def preset(name: str, **changes) -> dict:
     "config,gpu_rules",
     [
         (preset("iso-energy.yaml"), {"train", "train_sweep_point"}),  # β is swept
-        # Raw datasets, embedded on a GPU (the preset itself asks for none: CI has no GPU).
-        (preset("tiny-real-path.yaml", resources={}), {"train", "embed"}),
+        # Raw datasets, embedded on a GPU (the preset itself asks for none: CI has no GPU); the
+        # vocabulary is embedded by the same text encoders.
+        (preset("tiny-real-path.yaml", resources={}), {"train", "embed", "vocabulary"}),
     ],
     ids=["iso-energy", "tiny-real-path"],
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from vlmsae.cli import main
@@ -165,6 +166,20 @@ def test_bad_input_is_one_clear_line(tmp_path, edit, expected):
     assert lines and re.match(r"Using workflow specific profile \S*profiles/default ", lines[0])
     lines = lines[1:]
     assert len(lines) == 1 and expected in lines[0] and "fix:" in lines[0], lines
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_of_local_jobs_without_cuda_stops_before_any_job(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["train"]["device"] = "cuda"
+    config["resources"] = {"train": {"gpu": 1}}  # so that the config itself is consistent
+    result = snakemake(tmp_path, config=config)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    # After Snakemake's job counts: one line naming the key and the fix, no traceback.
+    assert lines[-1].startswith("vlmsae: config key 'train.device': 'cuda' but no CUDA device")
+    assert "fix:" in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
 
 

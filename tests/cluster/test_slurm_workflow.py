@@ -177,7 +177,20 @@ def release_requeued(run: ClusterRun) -> None:
 
 # Rules of the tiny config that run as SLURM jobs; the others (tables, figures) are localrules,
 # run by the submitting Snakemake itself.
-SUBMITTED = {"embed", "store_metrics", "train", "metrics", "atom_map", "stability", "explorer"}
+SUBMITTED = {
+    "embed",
+    "store_metrics",
+    "train",
+    "metrics",
+    "atom_map",
+    "stability",
+    "explorer",
+    "vocabulary",
+    "gap_closing",
+    "arithmetic",
+    "probe_concepts",
+    "steering",
+}
 
 
 def test_every_job_but_the_local_ones_runs_as_a_slurm_job(cluster_run):

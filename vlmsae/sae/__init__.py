@@ -10,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vlmsae.errors import DamagedOutputError
+from vlmsae.faults import fault
 from vlmsae.manifest import MANIFEST_FILE, verify_folder, write_folder_manifest
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.registry import VARIANTS, SAESettings, register
@@ -54,8 +55,10 @@ def save(
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
     save_file(state, directory / WEIGHTS_FILE)
+    fault("sae:weights-written")
     config = {"sae": model.config(), **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    fault("sae:config-written")
     write_folder_manifest(directory, [WEIGHTS_FILE, CONFIG_FILE, *with_files])
 
 

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from vlmsae import sae as sae_registry
 from vlmsae.devices import resolve_device
 from vlmsae.errors import InputFileError, VlmsaeError
+from vlmsae.faults import fault
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.batchtopk import BatchTopK
 from vlmsae.sae.penalty import STEERED_SHARE, Penalised
@@ -57,6 +58,18 @@ log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seconds")
 # The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
 CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
+# Fault points of a training run (vlmsae.faults), in the order a run reaches them: after step n
+# (`train:step-<n>`), inside each checkpoint write, inside sae.save, and after the saved run
+# before its checkpoint is removed.
+TRAIN_FAULT_POINTS = (
+    "train:step-<n>",
+    "checkpoint:tensors-written",
+    "checkpoint:tensors-renamed",
+    "checkpoint:marker-written",
+    "sae:weights-written",
+    "sae:config-written",
+    "train:saved",
+)
 LOG_FILE = "train_log.csv"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
 # A run whose logged training R² falls below −DIVERGENCE_PER_ATOM × n_atoms has diverged. A fresh
@@ -383,9 +396,12 @@ def _save_checkpoint(state: dict, directory: Path) -> None:
     encoded = _encode(state, "state", tensors)
     weights, marker = directory / CHECKPOINT_TENSORS, directory / CHECKPOINT_FILE
     save_file(tensors, _partial(weights))
+    fault("checkpoint:tensors-written")
     record = {"tensors_sha256": _sha256(_partial(weights)), "state": encoded}
     os.replace(_partial(weights), weights)
+    fault("checkpoint:tensors-renamed")
     _partial(marker).write_text(json.dumps(record))
+    fault("checkpoint:marker-written")
     os.replace(_partial(marker), marker)
 
 
@@ -474,6 +490,7 @@ def train(
                 window[name] = window.get(name, 0.0) + value
             window["n"] = window.get("n", 0) + 1
             done = step + 1
+            fault(f"train:step-{done}")
             if done % settings.log_every == 0 or done == settings.steps:
                 rows.append(
                     _log_row(
@@ -528,6 +545,7 @@ def train(
             **({"calibrated": calibrated} if calibrated else {}),
         },
     )
+    fault("train:saved")
     _remove_checkpoint(out_dir)
     log.info(
         "trained %s: final r2 %.4f, l0 %.2f, %.1f s",
