@@ -245,6 +245,11 @@ DATA_CASES = {
     "d = 1": (lambda f: _pair_files(f, _rows(0, d=1), _rows(1, d=1)), "image.npy"),
     "no rows": (lambda f: _pair_files(f, _rows(0, n=0), _rows(1, n=0)), "image.npy"),
     "a single pair (empty split)": (lambda f: _pair_files(f, _rows(0, n=1), _rows(1, n=1)), "npy"),
+    # 3 pairs: an eval split of one pair, on which R² would be "undefined" rather than refused.
+    "three pairs (one eval pair)": (
+        lambda f: _pair_files(f, _rows(0, n=3), _rows(1, n=3)),
+        "split has 1 pair",
+    ),
     "row counts differ": (lambda f: _pair_files(f, _rows(0), _rows(1, n=N - 1)), "npy"),
     "dimensions differ": (lambda f: _pair_files(f, _rows(0), _rows(1, d=D + 1)), "npy"),
     ".pt file as image_path": (_pt_file, "image.pt"),

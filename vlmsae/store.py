@@ -22,7 +22,8 @@ A store is complete only when attrs["complete"] is true; `write_store` builds it
 folder, reads it back against its manifest (attrs["manifest"], vlmsae.manifest) and renames it
 into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
 are not finite real [N, d] numbers (zero rows too, where attrs["normalised"] is true), pairs
-past the rows and, in a store built from a source, an empty train or eval split.
+past the rows and, in a store built from a source, a train or eval split of fewer than
+MIN_SPLIT_PAIRS pairs.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ MODALITIES = ("image", "text")
 # Codes index this tuple; "val" comes last so the train and eval codes of stores written before
 # val existed keep their meaning.
 SPLITS = ("train", "eval", "val")
+# Fewest pairs a train or eval split may hold: training samples batches of pairs, and R²,
+# retrieval and every classifier compare rows (one pair would make them undefined, not wrong).
+MIN_SPLIT_PAIRS = 2
 TRAIN, EVAL, VAL = range(len(SPLITS))
 VAL_FRACTION = 0.1
 # The val draw has a random stream of its own: seeded with the dataset's seed alone it would
@@ -182,7 +186,7 @@ def _check_store_arrays(
     where: str, image, text, pairs, image_split, nonzero: bool, splits: bool
 ) -> None:
     """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
-    pairs in range, and with `splits` a train and an eval split that are not empty. Messages name
+    pairs in range, and with `splits` a train and an eval split of MIN_SPLIT_PAIRS pairs or more. Messages name
     `where` (the source's files, or the store)."""
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
@@ -205,10 +209,12 @@ def _check_store_arrays(
     if pairs.min() < 0 or (pairs.max(axis=0) >= [len(image), len(text)]).any():
         raise InputFileError(where, "a pair points past the rows", "give pairs of existing rows")
     for split in ("train", "eval") if splits else ():
-        if not (np.asarray(image_split)[pairs[:, 0]] == SPLITS.index(split)).any():
+        count = int(np.sum(np.asarray(image_split)[pairs[:, 0]] == SPLITS.index(split)))
+        if count < MIN_SPLIT_PAIRS:
             raise InputFileError(
                 where,
-                f"the '{split}' split has no pair ({len(pairs)} pairs in all)",
+                f"the '{split}' split has {count} pair{'' if count == 1 else 's'} "
+                f"({len(pairs)} in all); at least {MIN_SPLIT_PAIRS} are needed",
                 "give more pairs, or change eval_fraction",
             )
 

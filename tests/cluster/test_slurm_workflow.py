@@ -214,12 +214,13 @@ def test_every_job_but_the_local_ones_runs_as_a_slurm_job(cluster_run):
 def test_gpu_jobs_ask_for_a_gpu_on_the_gpu_partition(cluster_run):
     for job in slurm_jobs(cluster_run.run_id):
         record = job_record(job.id)
-        if job.rule in ("train", "embed"):
+        if job.rule in ("train", "embed", "vocabulary"):
             assert job.partition == "gpu", job
         else:
             assert job.partition == "cpu", job
-        # resources.train.gpu is 1 by default, resources.embed.gpu only applies to raw sources;
-        # the plugin's --gpus=1 is SLURM's TresPerJob.
+        # resources.train.gpu is 1 by default, resources.embed.gpu only applies to raw sources
+        # (and to the vocabulary, embedded by their text encoders); the plugin's --gpus=1 is
+        # SLURM's TresPerJob.
         gpus = "gres:gpu:1" if job.rule == "train" else None
         assert record.get("TresPerJob") == gpus, (job, record.get("TresPerJob"))
 
