@@ -312,7 +312,7 @@ def test_atoms_of_another_sae_and_a_broken_checkpoint_are_named(tiny_explorer, t
 
 @pytest.mark.slow
 def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_path):
-    """The explorer rule on the tiny config's store: a corrupted atoms.parquet fails it with one
+    """The explorer rule on the tiny config's store: a corrupted bridge_top.parquet fails it with one
     line in its log and no output; once the file is rebuilt the explorer is written."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     workdir = tmp_path / "work"
@@ -329,8 +329,9 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
             make_run(store_files, files, 0)
             runs.append(files)
     write_stability(runs)
-    good = runs[1].atoms.read_bytes()
-    runs[1].atoms.write_bytes(b"PAR1 truncated")
+    # bridge_top.parquet: read by the explorer alone (atoms.parquet would first rerun stability).
+    good = runs[1].bridge_top.read_bytes()
+    runs[1].bridge_top.write_bytes(b"PAR1 truncated")
     command = [
         str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
         "--configfile", str(TINY_CONFIG), "--directory", str(workdir), "--cores", "1",
@@ -340,12 +341,12 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
     assert failed.returncode != 0
     log = (workdir / "logs" / "explorer" / "tiny" / "generator.log").read_text().splitlines()
     (line,) = [line for line in log if "vlmsae:" in line]
-    assert line.startswith(f"vlmsae: {runs[1].atoms.relative_to(workdir)}: not a readable")
+    assert line.startswith(f"vlmsae: {runs[1].bridge_top.relative_to(workdir)}: not a readable")
     assert "fix: delete it and re-run" in line and "Traceback" not in "\n".join(log)
     assert not (workdir / "results" / "explorer" / "tiny" / "generator").exists()
     assert not (workdir / "results" / "explorer" / "tiny" / "generator.partial").exists()
 
-    runs[1].atoms.write_bytes(good)
+    runs[1].bridge_top.write_bytes(good)
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     page = workdir / "results" / "explorer" / "tiny" / "generator" / "index.html"
