@@ -312,8 +312,8 @@ def test_atoms_of_another_sae_and_a_broken_checkpoint_are_named(tiny_explorer, t
 
 @pytest.mark.slow
 def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_path):
-    """The explorer rule on the tiny config's store: a corrupted bridge_top.parquet fails it with one
-    line in its log and no output; once the file is rebuilt the explorer is written."""
+    """The explorer rule on the tiny config's store: a corrupted bridge_top.parquet fails it with
+    one line in its log and no output; once the file is rebuilt the explorer is written."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     workdir = tmp_path / "work"
     (workdir / "results" / "embeddings" / "tiny").mkdir(parents=True)
