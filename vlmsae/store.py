@@ -186,8 +186,8 @@ def _check_store_arrays(
     where: str, image, text, pairs, image_split, nonzero: bool, splits: bool
 ) -> None:
     """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
-    pairs in range, and with `splits` a train and an eval split of MIN_SPLIT_PAIRS pairs or more. Messages name
-    `where` (the source's files, or the store)."""
+    pairs in range, and with `splits` a train and an eval split of MIN_SPLIT_PAIRS pairs or more.
+    Messages name `where` (the source's files, or the store)."""
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
         bad = np.flatnonzero(invalid_rows(rows) if nonzero else ~np.isfinite(rows).all(axis=1))
