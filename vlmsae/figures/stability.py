@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -221,10 +222,12 @@ def draw_energy_stability(
             )
             axis.plot(x, y, color="black", marker="o", markersize=3, label="median per bin")
             axis.set_xscale("log")
+            # Within a decade matplotlib labels the minor ticks too, and they overlap.
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         dead = len(run) - len(live)
         axis.set_xlabel(f"energy (mean code); {dead} dead atoms not shown")
         axis.set_ylabel("stability across seeds")
         axis.set_ylim(-0.05, 1.05)
     panels[0][0].legend(fontsize=LEGEND_SIZE, markerscale=2)
-    figure.suptitle(f"Energy against stability per atom: {subject}", fontsize=TITLE_SIZE)
+    figure.suptitle(f"Energy against stability per atom\n{subject}", fontsize=TITLE_SIZE)
     return figure
