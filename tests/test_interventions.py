@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from oracles import oracle_topk
 
 from vlmsae import sae
 from vlmsae import store as store_module
@@ -104,15 +104,12 @@ def _oracle(store: EmbeddingStore, k: int) -> tuple[sae.SparseAutoencoder, pd.Da
     """A TopK SAE whose encoder and decoder are the true dictionary, and its atoms table with
     the true kinds as modality scores."""
     truth = store.truth()
-    model = sae.build("topk", store.dim, len(truth.dictionary), k=k)
-    with torch.no_grad():
-        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
-        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
+    model = oracle_topk(truth.dictionary, k)
     score = np.array([SCORE[kind] for kind in truth.atom_kind])
     atoms = pd.DataFrame(
         {"atom": np.arange(len(score)), "modality_score_sq": score, "modality_score": score}
     )
-    return model.eval(), atoms
+    return model, atoms
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from oracles import oracle_topk
 from scipy import sparse
 
 from vlmsae import sae
@@ -152,13 +153,7 @@ def nonnegative_store(tmp_path_factory):
 
 
 def _identity_topk(d):
-    model = sae.build("topk", d=d, n_atoms=d, k=d)
-    with torch.no_grad():
-        model.W_enc.copy_(torch.eye(d))
-        model.W_dec.copy_(torch.eye(d))
-        model.b_enc.zero_()
-        model.b_dec.zero_()
-    return model.eval()
+    return oracle_topk(np.eye(d), k=d)
 
 
 def test_perfect_reconstruction_gives_r2_one(nonnegative_store):
@@ -226,13 +221,8 @@ def test_eval_subsample_is_seeded(tiny_store):
 def test_recovery_against_the_true_dictionary(tiny_store):
     truth = tiny_store.truth()
     n_true = len(truth.dictionary)
-    model = sae.build("topk", d=tiny_store.dim, n_atoms=n_true, k=6)
-    with torch.no_grad():
-        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
-        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
-        model.b_dec.zero_()
-        model.b_enc.zero_()
-    _, summary = evaluate(model.eval(), tiny_store, EvalSettings(max_pairs=300))
+    model = oracle_topk(truth.dictionary, k=6)
+    _, summary = evaluate(model, tiny_store, EvalSettings(max_pairs=300))
     assert summary["recovery_w_matched"] == pytest.approx(0.0, abs=1e-6)
     assert 0.5 < summary["recovery_mma_merged"] <= 1.0
     # τ1 = 1: the authors' truth splits each bimodal atom in two, and an atom firing on both

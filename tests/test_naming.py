@@ -3,10 +3,9 @@ against a known truth, and the metric group that writes names into atoms.parquet
 
 import numpy as np
 import pytest
-import torch
+from oracles import oracle_topk
 from scipy import sparse
 
-from vlmsae import sae
 from vlmsae.interventions import naming
 from vlmsae.interventions.naming import (
     name_atoms,
@@ -184,15 +183,10 @@ def test_the_random_dictionary_level_is_naming_accuracy_of_seeded_gaussian_rows(
 
 def test_evaluate_run_writes_names_and_accuracy(tiny_store):
     truth = tiny_store.truth()
-    model = sae.build("topk", d=tiny_store.dim, n_atoms=len(truth.dictionary), k=6)
-    with torch.no_grad():
-        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
-        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
-        model.b_dec.zero_()
-        model.b_enc.zero_()
+    model = oracle_topk(truth.dictionary, k=6)
     settings = EvalSettings(max_pairs=100, train_pairs=50)
     vocabulary = synthetic_vocabulary(truth, n_distractors=20, seed=0)
-    atoms, summary, _ = evaluate_run(model.eval(), tiny_store, settings, vocabulary=vocabulary)
+    atoms, summary, _ = evaluate_run(model, tiny_store, settings, vocabulary=vocabulary)
     columns = ["name", "name_score", "runner_up", "runner_up_score"]
     assert set(columns) <= set(atoms.columns)
     assert summary["naming_accuracy"] == 1.0 and summary["naming_accuracy_usage"] == 1.0
@@ -205,6 +199,6 @@ def test_evaluate_run_writes_names_and_accuracy(tiny_store):
         == random_level["naming_accuracy_random_dictionary"]
         < 1.0
     )
-    plain_atoms, plain_summary, _ = evaluate_run(model.eval(), tiny_store, settings)
+    plain_atoms, plain_summary, _ = evaluate_run(model, tiny_store, settings)
     assert not set(columns) & set(plain_atoms.columns)
     assert not any(key.startswith("naming") for key in plain_summary)

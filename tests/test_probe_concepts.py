@@ -4,27 +4,15 @@ concept found on synthetic data, and the errors on targets that cannot be probed
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from oracles import oracle_topk
 from sklearn.linear_model import LogisticRegression
 
-from vlmsae import sae
 from vlmsae.errors import ConfigError
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions.concepts import images_with_concept, most_frequent_bimodal_concept
 from vlmsae.interventions.probe import ProbeSettings, probe_concepts
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure, write_store
-
-
-def _oracle(dictionary: np.ndarray, k: int):
-    """A TopK SAE whose encoder and decoder are the given rows."""
-    model = sae.build("topk", d=dictionary.shape[1], n_atoms=len(dictionary), k=k)
-    with torch.no_grad():
-        model.W_dec.copy_(torch.from_numpy(dictionary))
-        model.W_enc.copy_(torch.from_numpy(dictionary))
-        model.b_dec.zero_()
-        model.b_enc.zero_()
-    return model.eval()
 
 
 def _atoms(n_atoms: int, names: list[str] | None = None) -> pd.DataFrame:
@@ -77,7 +65,7 @@ def test_true_concepts_of_images_by_hand():
 
 
 def test_alpha_and_contribution_by_hand(labelled_store):
-    model = _oracle(np.eye(3, dtype=np.float32), k=3)
+    model = oracle_topk(np.eye(3, dtype=np.float32), k=3)
     settings = ProbeSettings(target=1, top_atoms=3)
     table = probe_concepts(labelled_store, model, _atoms(3, ["x", "y", "z"]), settings)
     train, held_out = np.flatnonzero(np.tile([1, 1, 0], 20)), np.arange(2, 60, 3)
@@ -117,7 +105,7 @@ def test_attributes_are_probed_by_name(tmp_path, labelled_store):
         val=None,
     )
     store = EmbeddingStore(path)
-    model = _oracle(np.eye(3, dtype=np.float32), k=3)
+    model = oracle_topk(np.eye(3, dtype=np.float32), k=3)
     table = probe_concepts(store, model, _atoms(3), ProbeSettings(top_atoms=2))
     # Blond_Hair is the dog label here: the probe rests on the two class axes.
     assert (table["target"] == "Blond_Hair").all() and set(table["atom"]) == {0, 1}
@@ -130,7 +118,7 @@ def test_attributes_are_probed_by_name(tmp_path, labelled_store):
 
 def test_the_probe_of_a_true_concept_finds_its_atom(tiny_store):
     truth = tiny_store.truth()
-    model = _oracle(truth.dictionary, k=6)
+    model = oracle_topk(truth.dictionary, k=6)
     settings = EvalSettings(max_pairs=100, train_pairs=50)
     atoms, _, _ = evaluate_run(model, tiny_store, settings)
     table = probe_concepts(tiny_store, model, atoms, ProbeSettings(top_atoms=5))
@@ -143,7 +131,7 @@ def test_the_probe_of_a_true_concept_finds_its_atom(tiny_store):
 
 
 def test_a_target_that_is_no_bimodal_concept_is_refused(tiny_store):
-    model = _oracle(tiny_store.truth().dictionary, k=6)
+    model = oracle_topk(tiny_store.truth().dictionary, k=6)
     atoms = _atoms(len(tiny_store.truth().dictionary))
     with pytest.raises(ConfigError, match="interventions.probe.target': 30 is no bimodal"):
         probe_concepts(tiny_store, model, atoms, ProbeSettings(target=30))

@@ -4,9 +4,8 @@ and the effect on synthetic data where the concept of every image is known."""
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from oracles import oracle_topk
 
-from vlmsae import sae
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions.concepts import captions_with_word
@@ -94,16 +93,9 @@ def test_concepts_of_real_images_by_label_then_caption(tmp_path):
 def named_run(tiny_store):
     """An SAE equal to the truth (the oracle) with its atoms named by the synthetic vocabulary."""
     truth = tiny_store.truth()
-    model = sae.build("topk", d=tiny_store.dim, n_atoms=len(truth.dictionary), k=6)
-    with torch.no_grad():
-        model.W_dec.copy_(torch.from_numpy(truth.dictionary))
-        model.W_enc.copy_(torch.from_numpy(truth.dictionary))
-        model.b_dec.zero_()
-        model.b_enc.zero_()
+    model = oracle_topk(truth.dictionary, k=6)
     vocabulary = synthetic_vocabulary(truth, n_distractors=20, seed=0)
-    atoms, _, _ = evaluate_run(
-        model.eval(), tiny_store, EvalSettings(max_pairs=400, train_pairs=50)
-    )
+    atoms, _, _ = evaluate_run(model, tiny_store, EvalSettings(max_pairs=400, train_pairs=50))
     names = name_atoms(truth.dictionary, vocabulary)
     return model, atoms.merge(names, on="atom"), vocabulary
 
