@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer import PAIRED, VARIANT
 
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.manifest import verify_folder
@@ -41,19 +42,11 @@ SETTINGS = TrainSettings(
     checkpoint_every=30,
 )
 VARIANTS = {
-    "topk": {"type": "topk", "n_atoms": 64, "k": 6},
-    "batchtopk": {"type": "batchtopk", "n_atoms": 64, "k": 6},
+    "topk": VARIANT,
+    "batchtopk": {**VARIANT, "type": "batchtopk"},
     "jumprelu": {"type": "jumprelu", "n_atoms": 64},
     "mp": {"type": "mp", "n_atoms": 64, "k": 4},
-    "paired": {
-        "type": "topk",
-        "n_atoms": 64,
-        "k": 6,
-        "modality_biases": True,
-        "alignment": 0.01,
-        "group_sparsity": 0.05,
-        "mask_probability": 0.2,
-    },
+    "paired": PAIRED,
 }
 POINTS = ["train:step-7", "train:step-45", *TRAIN_FAULT_POINTS[1:]]
 
