@@ -98,8 +98,10 @@ def _atom_stability(run: RunFiles, n_atoms: int) -> tuple[np.ndarray | None, int
     the variant's atom_stability.parquet; (None, 0) when the run has no other seed."""
     if run.atom_stability is None:
         return None, 0
-    table = read_table(run.atom_stability)
-    rows = table[(table["mixture"] == run.mixture) & (table["seed"] == run.seed)]
+    # The variant's table holds every run of it: read this run's rows only.
+    rows = read_table(
+        run.atom_stability, filters=[("mixture", "==", run.mixture), ("seed", "==", run.seed)]
+    )
     if rows.empty:
         return None, 0
     rows = _atom_order(rows, run.atom_stability, n_atoms, "its rows of atom_stability.parquet")

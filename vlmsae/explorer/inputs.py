@@ -27,10 +27,13 @@ def need(path: Path) -> Path:
     return path
 
 
-def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The parquet table in `path` (only `columns` when given)."""
+def read_table(
+    path: Path, columns: list[str] | None = None, filters: list[tuple] | None = None
+) -> pd.DataFrame:
+    """The parquet table in `path` (only `columns`, and only the rows matching pyarrow
+    `filters`, when given)."""
     try:
-        return pd.read_parquet(need(path), columns=columns)
+        return pd.read_parquet(need(path), columns=columns, filters=filters)
     except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
         raise InputFileError(
             str(path),
