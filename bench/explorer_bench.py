@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from synthetic_sizes import synthetic_section  # bench/, the script's folder
 
 THREADS = 2
 D, N_ATOMS, K, EVAL_PAIRS, TRAIN_PAIRS = 768, 8192, 32, 8000, 2000
@@ -63,18 +64,7 @@ def _store(path: Path) -> None:
     from vlmsae.store import write_store
 
     n_pairs = EVAL_PAIRS + TRAIN_PAIRS
-    section = {
-        "d": D,
-        "n_bimodal": 4096,
-        "n_unimodal": 2048,
-        "L": 20,
-        "n_active_bimodal": 10,
-        "tau1": 1.0,
-        "tau2": 0.3,
-        "n_pairs": n_pairs,
-        "eval_fraction": EVAL_PAIRS / n_pairs,
-        "seed": 0,
-    }
+    section = synthetic_section(D, n_pairs, EVAL_PAIRS / n_pairs)
     arrays = datasets.SOURCES.get("synthetic").obj(
         datasets.source_settings("synthetic", section, "bench")
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from synthetic_sizes import synthetic_section  # bench/, the script's folder
 
 THREADS = 2
 D, N_ATOMS, K, N_PAIRS, N_WORDS = 512, 8192, 32, 100_000, 10_000
@@ -57,18 +58,7 @@ def main() -> None:
     atoms = pd.DataFrame({"atom": np.arange(N_ATOMS), "modality_score_sq": score})
     results: dict = {}
     with tempfile.TemporaryDirectory() as folder:
-        synthetic = {
-            "d": D,
-            "n_bimodal": 4096,
-            "n_unimodal": 2048,
-            "L": 20,
-            "n_active_bimodal": 10,
-            "tau1": 1.0,
-            "tau2": 0.3,
-            "n_pairs": N_PAIRS,
-            "eval_fraction": 0.1,
-            "seed": 0,
-        }
+        synthetic = synthetic_section(D, N_PAIRS, 0.1)
         path = Path(folder) / "bench.zarr"
         build_store("bench", "generator", {"source": "synthetic", "synthetic": synthetic}, path)
         store = EmbeddingStore(path)

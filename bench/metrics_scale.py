@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthetic_sizes import synthetic_section  # bench/, the script's folder
 
 THREADS = 2
 D, N_ATOMS, K, EVAL_PAIRS = 768, 8192, 32, 100_000
@@ -39,18 +40,7 @@ def _store(path: str) -> dict:
     from vlmsae.stores import build_store
 
     eval_fraction = 0.9
-    synthetic = {
-        "d": D,
-        "n_bimodal": 4096,
-        "n_unimodal": 2048,
-        "L": 20,
-        "n_active_bimodal": 10,
-        "tau1": 1.0,
-        "tau2": 0.3,
-        "n_pairs": int(EVAL_PAIRS / eval_fraction) + 1,
-        "eval_fraction": eval_fraction,
-        "seed": 0,
-    }
+    synthetic = synthetic_section(D, int(EVAL_PAIRS / eval_fraction) + 1, eval_fraction)
     start = time.perf_counter()
     build_store("bench", "generator", {"source": "synthetic", "synthetic": synthetic}, path)
     return {"store_build_seconds": time.perf_counter() - start}

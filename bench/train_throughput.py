@@ -276,9 +276,7 @@ def run_case(name: str, overcomplete, min_steps: int, min_seconds: float) -> dic
     result["ratios_at_p10"] = {
         "speedup_vs_overcomplete": round(p10["overcomplete"] / p10["ours"], 3),
         **(
-            {"fraction_of_gemm_bound": round(p10["gemm"] / p10["ours"], 3)}
-            if "gemm" in p10
-            else {}
+            {"fraction_of_gemm_bound": round(p10["gemm"] / p10["ours"], 3)} if "gemm" in p10 else {}
         ),
         "note": (
             "supplementary: the same ratios from 10th-percentile step times, less sensitive to "
