@@ -123,6 +123,7 @@ def run_data(
     coordinates = _atom_order(read_table(run.atom_map), run.atom_map, n_atoms, "atom_map.parquet")
     bridge = read_table(run.bridge_top)
     columns = data.table_columns(atoms)
+    # Not a column of atoms.parquet: the stability rule's, across the variant's seeds.
     stability, stability_seeds = _atom_stability(run, n_atoms)
     if stability is not None:
         columns["stability"] = stability

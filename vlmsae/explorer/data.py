@@ -20,7 +20,6 @@ OPTIONAL_COLUMNS = (
     "energy",
     "modality_score",
     "atom_kind",
-    "stability",
     "classifier_accuracy",
     "name",
 )
