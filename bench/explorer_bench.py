@@ -4,7 +4,7 @@
 
 One run of a TopK SAE with random weights (p = 8192 atoms, k = 32, d = 768) on a synthetic store
 with 8,000 eval pairs and a caption per text row, its atoms.parquet, bridge_top.parquet and
-atom_map.parquet (UMAP) written directly, not trained or measured by the DAG. Then the explorer is
+atom_maps.parquet (UMAP) written directly, not trained or measured by the DAG. Then the explorer is
 built and opened from disk (file://) in Debian's chromium through chromedriver:
 - first_paint_s: navigation start to the first frame with the table and map drawn (median of
   PAGE_LOADS fresh loads);
@@ -76,9 +76,10 @@ def _store(path: Path) -> None:
 
 
 def _run(root: Path, store_path: Path) -> tuple[object, dict]:
-    """A random TopK SAE and the three per-run files the explorer reads; seconds per step."""
+    """A random TopK SAE and the files the explorer reads of it; seconds per step."""
     from vlmsae import sae
-    from vlmsae.explorer import RunFiles, atom_map
+    from vlmsae.explorer import RunFiles
+    from vlmsae.explorer.atom_map import store_atom_maps
     from vlmsae.metrics import energy, modality
     from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
     from vlmsae.store import MODALITIES, EmbeddingStore
@@ -120,8 +121,9 @@ def _run(root: Path, store_path: Path) -> tuple[object, dict]:
         }
     ).to_parquet(files.bridge_top)
     start = time.perf_counter()
-    coordinates = atom_map(model.W_dec.detach().numpy(), 0)
-    coordinates.to_parquet(files.atom_map)
+    run = {"dataset": "bench", "model": "generator", "variant": "topk", "mixture": "1-1", "seed": 0}
+    coordinates = store_atom_maps([run], [files.weights], 0)
+    coordinates.to_parquet(files.atom_maps)
     return files, {
         "atom_map_s": time.perf_counter() - start,
         "atom_map_method": coordinates["method"].iloc[0],

@@ -1,17 +1,22 @@
-# The offline concept explorer (vlmsae.explorer): per run the 2-D map of its atoms (UMAP of the
-# decoder rows, also read by figures), per store one static page over all its runs.
+# The offline concept explorer (vlmsae.explorer): per store the 2-D maps of its runs' atoms
+# (UMAP of the decoder rows, also read by figures) and one static page over all its runs.
 
 
+# One job per store, not per run: numba compiles UMAP anew in every process (about 15 s).
 rule atom_map:
     input:
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        weights=lambda wildcards: [
+            f"results/sae/{run.path}/sae.safetensors"
+            for run in runs_of_store(wildcards)
+        ],
     output:
-        f"results/metrics/{RUN_DIR}/atom_map.parquet",
+        "results/metrics/{dataset}/{model}/atom_maps.parquet",
     log:
-        f"logs/atom_map/{RUN_DIR}.log",
+        "logs/atom_map/{dataset}/{model}.log",
     conda:
         "../envs/analysis.yaml"
     params:
+        runs=lambda wildcards: [run.as_dict() for run in runs_of_store(wildcards)],
         seed=0,
     script:
         "../workflow_scripts/atom_map.py"
@@ -35,10 +40,7 @@ rule explorer:
             f"results/metrics/{run.path}/bridge_top.parquet"
             for run in runs_of_store(wildcards)
         ],
-        atom_map=lambda wildcards: [
-            f"results/metrics/{run.path}/atom_map.parquet"
-            for run in runs_of_store(wildcards)
-        ],
+        atom_maps="results/metrics/{dataset}/{model}/atom_maps.parquet",
         atom_stability=lambda wildcards: [
             f"results/metrics/{run.dataset}/{run.model}/{run.variant}/atom_stability.parquet"
             for run in runs_of_store(wildcards)

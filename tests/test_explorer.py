@@ -28,6 +28,7 @@ from scipy import sparse
 from vlmsae import datasets, sae
 from vlmsae.errors import InputFileError
 from vlmsae.explorer import RunFiles, atom_map, build_explorer
+from vlmsae.explorer.atom_map import store_atom_maps
 from vlmsae.explorer.data import histograms, nearest_atoms, top_rows, value_range
 from vlmsae.explorer.inputs import read_decoder
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_run
@@ -93,7 +94,17 @@ def make_run(store: EmbeddingStore, files: RunFiles, seed: int) -> None:
     files.atoms.parent.mkdir(parents=True, exist_ok=True)
     atoms.to_parquet(files.atoms, index=False)
     tables["bridge_top"].to_parquet(files.bridge_top, index=False)
-    atom_map(read_decoder(files.weights)).to_parquet(files.atom_map, index=False)
+
+
+def run_keys(files: RunFiles) -> dict:
+    return {"dataset": "tiny", "model": "generator", "variant": files.variant,
+            "mixture": files.mixture, "seed": files.seed}  # fmt: skip
+
+
+def write_atom_maps(runs: list[RunFiles]) -> None:
+    """The atom_map rule's file: the maps of every run of the store."""
+    maps = store_atom_maps([run_keys(files) for files in runs], [files.weights for files in runs])
+    maps.to_parquet(runs[0].atom_maps, index=False)
 
 
 def write_stability(runs: list[RunFiles]) -> None:
@@ -103,11 +114,7 @@ def write_stability(runs: list[RunFiles]) -> None:
         pairs, atoms = stability_tables(
             [
                 {
-                    "dataset": "tiny",
-                    "model": "generator",
-                    "variant": variant,
-                    "mixture": files.mixture,
-                    "seed": files.seed,
+                    **run_keys(files),
                     "dictionary": read_decoder(files.weights),
                     "energy": pd.read_parquet(files.atoms)["energy"].to_numpy(),
                 }
@@ -128,6 +135,7 @@ def tiny_explorer_at(root: Path) -> TinyExplorer:
         files = RunFiles.of_run(f"tiny/generator/{run}", root / "results")
         make_run(store, files, files.seed)
         runs.append(files)
+    write_atom_maps(runs)
     write_stability(runs)
     named = pd.read_parquet(runs[2].atoms).drop(columns="classifier_accuracy")
     named["name"] = [f"concept name {atom}" for atom in named["atom"]]
@@ -256,7 +264,11 @@ def test_table_columns_follow_what_each_run_has(tiny_explorer):
 
 def test_map_and_bridge_partners_come_from_the_run_files(tiny_explorer):
     data = run_file(tiny_explorer, RUNS[0])
-    coordinates = pd.read_parquet(tiny_explorer.runs[0].atom_map)
+    first = tiny_explorer.runs[0]
+    coordinates = pd.read_parquet(first.atom_maps).query(
+        "variant == @first.variant and mixture == @first.mixture and seed == @first.seed"
+    )
+    assert len(coordinates) == data["n_atoms"]
     np.testing.assert_allclose(data["map"]["x"], coordinates["x"], rtol=1e-3, atol=1e-4)
     assert data["map"]["method"] == "umap"
     bridge = pd.read_parquet(tiny_explorer.runs[0].bridge_top)
@@ -285,12 +297,13 @@ def copy_runs(tiny_explorer: TinyExplorer, root: Path) -> list[RunFiles]:
 def test_bad_input_names_the_file_and_leaves_no_half_written_explorer(tiny_explorer, tmp_path):
     runs = copy_runs(tiny_explorer, tmp_path)
     out = tmp_path / "explorer"
-    runs[1].atom_map.unlink()
-    with pytest.raises(InputFileError, match="atom_map.parquet: not found; fix: run `snakemake"):
+    maps = runs[1].atom_maps.read_bytes()
+    runs[1].atom_maps.unlink()
+    with pytest.raises(InputFileError, match="atom_maps.parquet: not found; fix: run `snakemake"):
         build_explorer(out, tiny_explorer.store.path, runs, SETTINGS)
     assert not out.exists() and not (tmp_path / "explorer.partial").exists()
 
-    shutil.copy(runs[0].atom_map, runs[1].atom_map)
+    runs[1].atom_maps.write_bytes(maps)
     build_explorer(out, tiny_explorer.store.path, runs, SETTINGS)
     before = sorted(path.name for path in out.rglob("*"))
     runs[2].atoms.write_bytes(b"PAR1 truncated")
@@ -328,6 +341,7 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
             )
             make_run(store_files, files, 0)
             runs.append(files)
+    write_atom_maps(runs)
     write_stability(runs)
     # bridge_top.parquet: read by the explorer alone (atoms.parquet would first rerun stability).
     good = runs[1].bridge_top.read_bytes()

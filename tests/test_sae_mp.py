@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from vlmsae import sae
 from vlmsae.errors import ConfigError
 from vlmsae.registry import parse_settings
+from vlmsae.sae import mp
 from vlmsae.sae.mp import PursuitCoefficients
 
 
@@ -79,8 +80,12 @@ def test_a_step_without_positive_correlation_adds_nothing():
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("modality_biases", [False, True])
 @pytest.mark.parametrize("batch", [16, 2])  # 16·k ≥ p uses the Gram matrix, 2·k < p does not
-def test_fast_path_equals_reference(nonnegative, masked, modality_biases, batch):
+@pytest.mark.parametrize("route_limit", [0, 10**9])  # coefficients through the atoms / through G
+def test_fast_path_equals_reference(
+    nonnegative, masked, modality_biases, batch, route_limit, monkeypatch
+):
     """Codes, reconstruction and gradients agree, for a loss on the reconstruction and codes."""
+    monkeypatch.setattr(mp, "GRAM_ROUTE_LIMIT", route_limit)
     model = _model(nonnegative=nonnegative, modality_biases=modality_biases)
     with torch.no_grad():
         model.b_dec.normal_()

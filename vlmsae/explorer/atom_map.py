@@ -1,4 +1,4 @@
-"""2-D coordinates of a dictionary's atoms (results/metrics/<run>/atom_map.parquet).
+"""2-D coordinates of a dictionary's atoms (results/metrics/<dataset>/<model>/atom_maps.parquet).
 
 UMAP (umap-learn, seeded, so single-threaded and reproducible) of the unit decoder rows, with
 euclidean distance on unit rows, which orders neighbours as cosine does and keeps a zero row
@@ -6,6 +6,8 @@ euclidean distance on unit rows, which orders neighbours as cosine does and keep
 products: umap-learn's approximate search (NN-descent) took 220 s of the 280 s at p = 8192,
 d = 768 on 2 cores. A dictionary with too few atoms for UMAP's neighbour graph, or one on which
 UMAP fails, gets the first two principal components instead; the `method` column says which.
+A store's runs are mapped by one process (`store_atom_maps`): numba compiles UMAP for 15 s in
+every new process, far longer than mapping a dictionary of a few thousand atoms.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from __future__ import annotations
 import logging
 import warnings
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from vlmsae.explorer.data import nearest_atoms
+from vlmsae.explorer.inputs import read_decoder
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.tables import RUN_KEYS
 
 N_NEIGHBORS = 15  # umap-learn's default; each atom's graph holds itself and 14 others
 # Below this, the graph would join every atom to nearly every other: PCA says as much.
@@ -79,3 +85,14 @@ def atom_map(dictionary: np.ndarray, seed: int = 0) -> pd.DataFrame:
             "method": method,
         }
     )
+
+
+def store_atom_maps(runs: list[dict], weights: list[Path], seed: int = 0) -> pd.DataFrame:
+    """`atom_map` of each run's decoder (weights[i] is runs[i]'s sae.safetensors), stacked, each
+    row prefixed by its run's keys (dataset, model, variant, mixture, seed)."""
+    maps = [
+        atom_map(read_decoder(path), seed).assign(**{key: run[key] for key in RUN_KEYS})
+        for run, path in zip(runs, weights, strict=True)
+    ]
+    columns = [*RUN_KEYS, "atom", "x", "y", "method"]
+    return pd.concat(maps, ignore_index=True)[columns]

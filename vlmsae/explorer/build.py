@@ -45,7 +45,7 @@ class RunFiles:
     weights: Path  # results/sae/<run>/sae.safetensors, config.json beside it
     atoms: Path  # results/metrics/<run>/atoms.parquet
     bridge_top: Path  # results/metrics/<run>/bridge_top.parquet
-    atom_map: Path  # results/metrics/<run>/atom_map.parquet
+    atom_maps: Path  # results/metrics/<dataset>/<model>/atom_maps.parquet, the store's
     # results/metrics/<dataset>/<model>/<variant>/atom_stability.parquet; None: not computed
     atom_stability: Path | None = None
 
@@ -65,7 +65,7 @@ class RunFiles:
             sae / "sae.safetensors",
             metrics / "atoms.parquet",
             metrics / "bridge_top.parquet",
-            metrics / "atom_map.parquet",
+            metrics.parent.parent.parent / "atom_maps.parquet",
             metrics.parent.parent / "atom_stability.parquet",
         )
 
@@ -93,15 +93,18 @@ def _atom_order(table, path: Path, n_atoms: int, what: str):
     return table
 
 
+def _run_rows(path: Path, run: RunFiles):
+    """The rows of `run` in a table of several runs (a store's or a variant's)."""
+    keys = (("variant", run.variant), ("mixture", run.mixture), ("seed", run.seed))
+    return read_table(path, filters=[(key, "==", value) for key, value in keys])
+
+
 def _atom_stability(run: RunFiles, n_atoms: int) -> tuple[np.ndarray | None, int]:
     """(stability [p] of the run's atoms, the number of other seeds it is averaged over) from
     the variant's atom_stability.parquet; (None, 0) when the run has no other seed."""
     if run.atom_stability is None:
         return None, 0
-    # The variant's table holds every run of it: read this run's rows only.
-    rows = read_table(
-        run.atom_stability, filters=[("mixture", "==", run.mixture), ("seed", "==", run.seed)]
-    )
+    rows = _run_rows(run.atom_stability, run)
     if rows.empty:
         return None, 0
     rows = _atom_order(rows, run.atom_stability, n_atoms, "its rows of atom_stability.parquet")
@@ -120,7 +123,9 @@ def run_data(
     dictionary = model.W_dec.detach().float().cpu().numpy()
     n_atoms = len(dictionary)
     atoms = _atom_order(read_table(run.atoms), run.atoms, n_atoms, "atoms.parquet")
-    coordinates = _atom_order(read_table(run.atom_map), run.atom_map, n_atoms, "atom_map.parquet")
+    coordinates = _atom_order(
+        _run_rows(run.atom_maps, run), run.atom_maps, n_atoms, "its rows of atom_maps.parquet"
+    )
     bridge = read_table(run.bridge_top)
     columns = data.table_columns(atoms)
     # Not a column of atoms.parquet: the stability rule's, across the variant's seeds.

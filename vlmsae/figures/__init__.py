@@ -6,9 +6,9 @@ on `draw(tables: dict[str, DataFrame], settings, subject: str) -> matplotlib Fig
 - scope "all": one figure over every run, results/figures/{name}.png; `tables` names tables of
   results/tables/ (summary, stability, bridge_top, stores, runs, metrics_long).
 - scope "store": one figure per store, results/figures/{name}/{dataset}/{model}.png; `tables`
-  may also name a per-run file of RUN_FILES (atoms, bridge_top, atom_map: the store's runs'
-  files stacked, each row prefixed by its run's keys) or a per-store file of STORE_FILES
-  (cone_histograms); a results/tables/ table is cut to the store's rows.
+  may also name a per-run file of RUN_FILES (atoms, bridge_top: the store's runs' files
+  stacked, each row prefixed by its run's keys) or a per-store file of STORE_FILES
+  (cone_histograms, atom_map); a results/tables/ table is cut to the store's rows.
 - paper (optional): the paper whose figure it reproduces, the report's category.
 - applies (optional): `applies(config, runs) -> bool`, whether the config feeds the figure for
   those runs (the store's at scope "store"); the DAG does not ask for a figure that would have
@@ -36,9 +36,8 @@ RUN_KEYS = ("dataset", "model", "variant", "mixture", "seed")
 RUN_FILES = {
     "atoms": "atoms.parquet",
     "bridge_top": "bridge_top.parquet",
-    "atom_map": "atom_map.parquet",
 }
-STORE_FILES = {"cone_histograms": "cone_histograms.parquet"}
+STORE_FILES = {"cone_histograms": "cone_histograms.parquet", "atom_map": "atom_maps.parquet"}
 
 
 def save(figure: Any, path: str | Path) -> None:

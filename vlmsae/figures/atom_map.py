@@ -1,8 +1,8 @@
 """A 2-D map of the dictionary atoms coloured by modality score (linear-structure Figs. 3, 10).
 
-The coordinates are each run's atom_map.parquet (columns atom, x, y, method: a UMAP of the
-decoder rows, or their first two principal components for a dictionary too small for UMAP;
-vlmsae.explorer.atom_map, rule `atom_map`); this figure only draws them.
+The coordinates are the store's atom_maps.parquet (run keys, atom, x, y, method: a UMAP of each
+run's decoder rows, or their first two principal components for a dictionary too small for
+UMAP; vlmsae.explorer.atom_map, rule `atom_map`); this figure only draws them.
 """
 
 from __future__ import annotations
