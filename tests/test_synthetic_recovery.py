@@ -39,6 +39,14 @@ def test_mean_and_std_over_seeds_per_tau1():
     text = markdown(table, KEYS)
     assert text.splitlines()[0].startswith("| tau1 | dataset |")
     assert "0.3 ± 0.14" in text
+    assert "naming accuracy" not in table.columns  # the runs named no atom
+
+
+def test_naming_accuracy_is_a_column_when_the_runs_named_their_atoms():
+    summary = _summary().assign(naming_accuracy=[1.0, 0.5, 0.25, 0.75, np.nan])
+    table = recovery_table(summary, {"tau-1": 1.0, "tau-0.5": 0.5})
+    assert table["naming accuracy"].tolist() == pytest.approx([0.75, 0.5])
+    assert table["naming accuracy std"].tolist() == pytest.approx([np.sqrt(0.125)] * 2)
 
 
 def test_config_datasets_and_no_synthetic_run():

@@ -3,7 +3,8 @@
 One row per (τ1, dataset, model, variant, mixture) of the synthetic datasets, mean and standard
 deviation over seeds of how well each SAE recovers the generator's dictionary (W, mma, both in the
 authors' conventions, docs/results.md) beside its reconstruction (R² around one overall mean, as
-the authors' tables report it) and sparsity (L0).
+the authors' tables report it) and sparsity (L0); and how well its atoms are named, when the runs
+named them (the `naming` intervention: group-sparse argues naming needs a multimodal dictionary).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ COLUMNS = (
     ("R² (overall)", "r2_overall"),
     ("L0", "l0"),
 )
+# Written when the summary has them (the metric group ran).
+OPTIONAL_COLUMNS = (("naming accuracy", "naming_accuracy"),)
 KEYS = (TAU1, *GROUP_KEYS, SEEDS)
 
 
 def recovery_table(summary: pd.DataFrame, tau1: dict[str, float]) -> pd.DataFrame:
-    """KEYS, then per metric of COLUMNS its mean and `<column> std` over seeds.
+    """KEYS, then per metric of COLUMNS (and of OPTIONAL_COLUMNS the summary has) its mean and
+    `<column> std` over seeds.
 
     tau1: the τ1 of each synthetic dataset (config `datasets.<name>.synthetic.tau1`); other
     datasets are left out. Rows are sorted by τ1 (descending: iso-energy holds first), then kept
@@ -32,10 +36,11 @@ def recovery_table(summary: pd.DataFrame, tau1: dict[str, float]) -> pd.DataFram
     rows = summary[summary["dataset"].isin(tau1)]
     if rows.empty:
         raise ValueError("no run of a synthetic dataset: the recovery table needs one")
-    stats = seed_statistics(rows, [metric for _, metric in COLUMNS])
+    columns = [*COLUMNS, *((c, m) for c, m in OPTIONAL_COLUMNS if m in rows.columns)]
+    stats = seed_statistics(rows, [metric for _, metric in columns])
     table = stats[[*GROUP_KEYS, SEEDS]].copy()
     table.insert(0, TAU1, table["dataset"].map(tau1))
-    for column, metric in COLUMNS:
+    for column, metric in columns:
         table[column] = stats[metric]
         table[f"{column}{STD_SUFFIX}"] = stats[f"{metric}_std"]
     return table.sort_values(TAU1, ascending=False, kind="stable").reset_index(drop=True)
