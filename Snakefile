@@ -46,6 +46,13 @@ onstart:
             sys.exit(f"vlmsae: {error}")
 
 
+# After failed jobs: one line each (rule, output, reason, logs) below Snakemake's report, e.g. a
+# SLURM job killed for memory or refused by sbatch (vlmsae.failed_jobs).
+onerror:
+    for line in failed_job_lines(log, os.getcwd()):
+        print(line, file=sys.stderr)
+
+
 include: "rules/embed.smk"
 include: "rules/sweeps.smk"
 include: "rules/train.smk"

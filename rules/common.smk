@@ -8,6 +8,7 @@ from vlmsae.config import check_config, runs
 from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError
+from vlmsae.failed_jobs import failed_job_lines
 from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies

@@ -190,6 +190,12 @@ def test_failed_job_leaves_no_partial_output(tmp_path):
     result = snakemake(tmp_path, "results/embeddings/tiny/generator.zarr", config=config)
     assert result.returncode != 0
     assert "tau2=0.95 is out of reach" in (tmp_path / "logs/embed/tiny/generator.log").read_text()
+    # Below Snakemake's report, one line: the rule, its output, the job's own reason, its log.
+    (summary,) = [line for line in result.stderr.splitlines() if line.startswith("vlmsae: rule")]
+    output = "results/embeddings/tiny/generator.zarr"
+    assert summary.startswith(f"vlmsae: rule embed failed ({output}): ")
+    assert "tau2=0.95 is out of reach" in summary
+    assert summary.endswith("; logs: logs/embed/tiny/generator.log")
     leftovers = (
         list((tmp_path / "results/embeddings/tiny").glob("*"))
         if (tmp_path / "results/embeddings/tiny").exists()

@@ -14,32 +14,34 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-BLOCK_START = re.compile(r"^Error in rule (?P<rule>\S+):\s*$")
-FIELD = re.compile(r"^ {4}(?P<key>[\w-]+): ?(?P<value>.*)$")
+BLOCK_START = re.compile(r"^Error in rule (?P<rule>\S+):[ \t]*$", re.MULTILINE)
+# A field of the block, its value up to the end of its line. The block's fields come before the
+# job's own log (show-failed-logs), so the first match of each is the block's.
+FIELD = r"^ {{4}}{key}: (?P<value>.*)$"
+# The message may span lines (sbatch's errors); it ends where the next field starts.
+MESSAGE = re.compile(r"^ {4}message: (?P<value>.*?)(?=^ {4}[\w -]+:)", re.MULTILINE | re.DOTALL)
 LOG_HINT = " (check log file(s) for error details)"
 # The executor plugin's wording around a SLURM state or sbatch's own error.
 SLURM_STATE = re.compile(r"SLURM-job '(?P<job>\d+)' failed, SLURM status is: '(?P<state>[^']+)'")
-SBATCH_ERROR = re.compile(r"sbatch failed\. The error message was '(?P<error>[^']*)")
+SBATCH_ERROR = re.compile(r"sbatch failed\. The error message was '(?P<error>[^']*)'")
+
+
+def _field(block: str, key: str) -> str:
+    found = re.search(FIELD.format(key=key), block, re.MULTILINE)
+    return found.group("value").strip() if found else ""
 
 
 def _blocks(log_text: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, fields) of every "Error in rule" block, in log order; a field's value is its
-    first line."""
-    blocks: list[tuple[str, dict[str, str]]] = []
-    fields: dict[str, str] | None = None
-    for line in log_text.splitlines():
-        start = BLOCK_START.match(line)
-        if start:
-            fields = {}
-            blocks.append((start.group("rule"), fields))
-            continue
-        if fields is None:
-            continue
-        field = FIELD.match(line)
-        if field:
-            fields.setdefault(field.group("key"), field.group("value"))
-        elif not line.startswith(" " * 5):
-            fields = None  # the block ended (more-indented lines continue a field)
+    """(rule, {message, output, log}) of every "Error in rule" block, in log order."""
+    starts = list(BLOCK_START.finditer(log_text))
+    ends = [start.start() for start in starts[1:]] + [len(log_text)]
+    blocks = []
+    for start, end in zip(starts, ends, strict=False):  # no block: no end either
+        block = log_text[start.end() : end] + "\n"
+        message = MESSAGE.search(block)
+        fields = {key: _field(block, key) for key in ("output", "log")}
+        fields["message"] = message.group("value").strip() if message else ""
+        blocks.append((start.group("rule"), fields))
     return blocks
 
 
@@ -68,9 +70,12 @@ def _reason(message: str, log_paths: list[Path]) -> str:
     sbatch = SBATCH_ERROR.search(message)
     if sbatch:
         # sbatch's lines ("sbatch: error: ..."), the last one being its summary.
-        errors = [line.strip() for line in sbatch.group("error").split("\\n") if line.strip()]
+        errors = [line.strip() for line in sbatch.group("error").splitlines() if line.strip()]
         return "sbatch refused the job: " + (errors[-1] if errors else "no reason given")
-    return own or message.strip() or "no reason in its log"
+    if own:
+        return own
+    first = message.splitlines()[0] if message else "None"
+    return first if first != "None" else "no reason in its log"
 
 
 def failed_job_lines(log_files: Iterable[str | Path], workdir: str | Path = ".") -> list[str]:
