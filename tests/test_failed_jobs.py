@@ -76,6 +76,17 @@ def test_a_failed_slurm_job_adds_its_own_line(tmp_path):
     assert "SLURM job 55 ended FAILED: store damaged; logs: " in line
 
 
+def test_without_an_own_line_the_last_error_line_of_the_logs(tmp_path):
+    _job_log(tmp_path, "logs/train/tiny/generator/topk/1-1/seed0.log", "step 10\n")
+    _job_log(
+        tmp_path,
+        ".snakemake/slurm_logs/rule_train/55.log",
+        "slurmstepd: error: Job 55 exceeded memory limit (60 > 50), being killed\nKilled\n",
+    )
+    (line,) = failed_job_lines([_log(tmp_path, OOM.replace("OUT_OF_MEMORY", "FAILED"))], tmp_path)
+    assert "ended FAILED: slurmstepd: error: Job 55 exceeded memory limit (60 > 50), being" in line
+
+
 def test_sbatch_refusal_is_its_last_error_line(tmp_path):
     (line,) = failed_job_lines([_log(tmp_path, SBATCH)], tmp_path)
     assert line == (

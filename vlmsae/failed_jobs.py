@@ -3,9 +3,10 @@ Snakefile): which rule, why, and where its logs are.
 
 Snakemake reports a failed job as a block of its log ("Error in rule <rule>:" and indented
 `key: value` lines, followed by the job's log when `show-failed-logs` is set), once per try. The
-reason is, in this order: the job's own `vlmsae:` line in its log (bad input, a damaged file:
-vlmsae.workflow), the executor's message (a SLURM state such as OUT_OF_MEMORY or TIMEOUT, or
-sbatch refusing the job: an unknown partition or account), or the last line of its log.
+reason is the executor's message where it has one (a SLURM state such as OUT_OF_MEMORY or
+TIMEOUT, or sbatch refusing the job: an unknown partition), with what the job's logs say of its
+end when SLURM only says FAILED; otherwise what the logs say: the job's own `vlmsae:` line (bad
+input, a damaged file: vlmsae.workflow), else their last error line, else their last line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MESSAGE = re.compile(r"^ {4}message: (?P<value>.*?)(?=^ {4}[\w -]+:)", re.MULTIL
 LOG_HINT = " (check log file(s) for error details)"
 # The executor plugin's wording around a SLURM state or sbatch's own error.
 SLURM_STATE = re.compile(r"SLURM-job '(?P<job>\d+)' failed, SLURM status is: '(?P<state>[^']+)'")
+ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
 SBATCH_ERROR = re.compile(r"sbatch failed\. The error message was '(?P<error>[^']*)'")
 
 
@@ -46,19 +48,19 @@ def _blocks(log_text: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def _own_line(log_paths: Iterable[Path]) -> str | None:
-    """The last `vlmsae:` line of the job's logs, or the last non-empty line of its first log."""
-    last = None
+    """What the job's logs say of its end: their last `vlmsae:` line, else their last line that
+    reports an error (e.g. slurmstepd's "exceeded memory limit"), else their last line."""
+    lines = []
     for path in log_paths:
         try:
-            lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+            lines += [line.strip() for line in path.read_text(errors="replace").splitlines()]
         except OSError:
             continue
-        own = [line for line in lines if line.startswith("vlmsae:")]
-        if own:
-            return own[-1].removeprefix("vlmsae:").strip()
-        if last is None and any(lines):
-            last = [line for line in lines if line][-1]
-    return last
+    for wanted in (lambda line: line.startswith("vlmsae:"), ERROR_LINE.search, bool):
+        chosen = [line for line in lines if wanted(line)]
+        if chosen:
+            return chosen[-1].removeprefix("vlmsae:").strip()
+    return None
 
 
 def _reason(message: str, log_paths: list[Path]) -> str:

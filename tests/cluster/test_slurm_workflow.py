@@ -280,17 +280,29 @@ def test_requeued_train_job_saves_its_state_and_resumes(cluster_run):
 
 
 @pytest.mark.parametrize(
-    "resource,message,logged",
+    "resource,message,logged,summary",
     [
         # sbatch refuses the job: its reason is in Snakemake's message.
-        ("slurm_partition=nowhere", "invalid partition specified: nowhere", None),
+        (
+            "slurm_partition=nowhere",
+            "invalid partition specified: nowhere",
+            None,
+            "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid "
+            "partition name specified; logs: logs/embed/tiny/generator.log",
+        ),
         # SLURM kills the job (OverMemoryKill): the job's state, and the reason in its SLURM log.
-        ("mem_mb=50", "SLURM status is: 'FAILED'", "exceeded memory limit"),
+        (
+            "mem_mb=50",
+            "SLURM status is: 'FAILED'",
+            "exceeded memory limit",
+            r"SLURM job \d+ ended FAILED: slurmstepd: error: .*exceeded memory limit.*; logs: "
+            r"logs/embed/tiny/generator.log, \S+/slurm_logs/\S+\.log",
+        ),
     ],
     ids=["partition", "memory"],
 )
 def test_a_job_slurm_refuses_or_kills_fails_with_the_slurm_reason(
-    slurm_cluster, tmp_path, resource, message, logged
+    slurm_cluster, tmp_path, resource, message, logged, summary
 ):
     result = subprocess.run(
         snakemake(
@@ -313,4 +325,8 @@ def test_a_job_slurm_refuses_or_kills_fails_with_the_slurm_reason(
     if logged is not None:
         slurm_log = re.search(r"(\S+/slurm_logs/\S+\.log)", output).group(1)
         assert logged in Path(slurm_log).read_text()
+    # Below Snakemake's report: one line with the rule, its output, the reason and the logs.
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("vlmsae: rule")]
+    prefix = "vlmsae: rule embed failed (results/embeddings/tiny/generator.zarr): "
+    assert line.startswith(prefix) and re.fullmatch(summary, line.removeprefix(prefix)), line
     assert not (tmp_path / "results" / "embeddings" / "tiny" / "generator.zarr").exists()
