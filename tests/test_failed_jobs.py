@@ -96,6 +96,21 @@ def test_sbatch_refusal_is_its_last_error_line(tmp_path):
     )
 
 
+def test_an_exception_at_submission_is_joined_on_one_line(tmp_path):
+    message = (
+        "    message: Job submission failed with exception: The given account nobody appears to "
+        "be invalid. Available accounts:\nrootFor further error details see the cluster/cloud "
+        "log and the log files of the involved rule(s).\n"
+    )
+    log = _log(tmp_path, LOCAL.replace("    message: None\n", message))
+    (line,) = failed_job_lines([log], tmp_path)
+    assert line == (
+        "vlmsae: rule embed failed (results/embeddings/tiny/generator.zarr): Job submission "
+        "failed with exception: The given account nobody appears to be invalid. Available "
+        "accounts: root; logs: logs/embed/tiny/generator.log"
+    )
+
+
 def test_several_jobs_in_log_order_and_no_block_no_line(tmp_path):
     lines = failed_job_lines([_log(tmp_path, SBATCH + LOCAL)], tmp_path)
     assert [line.split()[2] for line in lines] == ["store_metrics", "embed"]

@@ -25,6 +25,11 @@ LOG_HINT = " (check log file(s) for error details)"
 # The executor plugin's wording around a SLURM state or sbatch's own error.
 SLURM_STATE = re.compile(r"SLURM-job '(?P<job>\d+)' failed, SLURM status is: '(?P<state>[^']+)'")
 ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
+# What the plugin appends to every message of a failed job.
+BOILERPLATE = re.compile(
+    r"\s*For further error details see the cluster/cloud log and the log files of the "
+    r"involved rule\(s\)\."
+)
 SBATCH_ERROR = re.compile(r"sbatch failed\. The error message was '(?P<error>[^']*)'")
 
 
@@ -76,8 +81,9 @@ def _reason(message: str, log_paths: list[Path]) -> str:
         return "sbatch refused the job: " + (errors[-1] if errors else "no reason given")
     if own:
         return own
-    first = message.splitlines()[0] if message else "None"
-    return first if first != "None" else "no reason in its log"
+    # An exception at submission (e.g. an account the cluster does not know), on one line.
+    message = " ".join(BOILERPLATE.sub(" ", message).split())
+    return message if message not in ("", "None") else "no reason in its log"
 
 
 def failed_job_lines(log_files: Iterable[str | Path], workdir: str | Path = ".") -> list[str]:

@@ -7,6 +7,7 @@ submits it again) and another is requeued (`scontrol requeue`: what SLURM does t
 job); both resume from their checkpoint. The cluster's outputs must equal the local ones.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -329,4 +330,38 @@ def test_a_job_slurm_refuses_or_kills_fails_with_the_slurm_reason(
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("vlmsae: rule")]
     prefix = "vlmsae: rule embed failed (results/embeddings/tiny/generator.zarr): "
     assert line.startswith(prefix) and re.fullmatch(summary, line.removeprefix(prefix)), line
+    assert not (tmp_path / "results" / "embeddings" / "tiny" / "generator.zarr").exists()
+
+
+def test_an_account_the_cluster_does_not_know_is_one_line(slurm_cluster, tmp_path):
+    """The plugin checks a job's account against `sacctmgr` before submitting it. The test
+    cluster keeps no accounts (sacctmgr lists none, and SLURM takes any account), so a stand-in
+    sacctmgr first on PATH lists the one account a cluster with accounting would: `root`."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sacctmgr").write_text("#!/bin/sh\necho root\n")
+    (fake / "sacctmgr").chmod(0o755)
+    result = subprocess.run(
+        snakemake(
+            tmp_path,
+            "results/embeddings/tiny/generator.zarr",
+            *SLURM_ARGS,
+            "--set-resources",
+            "embed:slurm_account=nobody",
+            "--retries",
+            "0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
+    assert result.returncode != 0
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("vlmsae: rule")]
+    assert line == (
+        "vlmsae: rule embed failed (results/embeddings/tiny/generator.zarr): Job submission "
+        "failed with exception: The given account nobody appears to be invalid. Available "
+        "accounts: root; logs: logs/embed/tiny/generator.log"
+    )
     assert not (tmp_path / "results" / "embeddings" / "tiny" / "generator.zarr").exists()
