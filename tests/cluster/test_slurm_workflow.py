@@ -296,8 +296,9 @@ def test_requeued_train_job_saves_its_state_and_resumes(cluster_run):
             "mem_mb=50",
             "SLURM status is: 'FAILED'",
             "exceeded memory limit",
-            r"SLURM job \d+ ended FAILED: slurmstepd: error: .*exceeded memory limit.*; logs: "
-            r"logs/embed/tiny/generator.log, \S+/slurm_logs/\S+\.log",
+            # slurmstepd's last line: "slurmstepd-<node>: error: Exceeded job memory limit".
+            r"SLURM job \d+ ended FAILED: slurmstepd\S*: error: (?i:.*exceeded.*memory limit.*); "
+            r"logs: logs/embed/tiny/generator.log, \S+/slurm_logs/\S+\.log",
         ),
     ],
     ids=["partition", "memory"],
