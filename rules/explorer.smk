@@ -15,6 +15,9 @@ rule atom_map:
         "logs/atom_map/{dataset}/{model}.log",
     conda:
         "../envs/analysis.yaml"
+    resources:
+        # About 20 s a run at p = 8192 (bench/explorer_bench.py): a minute a run, an hour at least.
+        runtime=lambda wildcards: max(60, len(runs_of_store(wildcards))),
     params:
         runs=lambda wildcards: [run.as_dict() for run in runs_of_store(wildcards)],
         seed=0,
