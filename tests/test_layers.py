@@ -22,7 +22,7 @@ LAYERS = [
         "export",
         "fixtures",
     },
-    {"config", "workflow"},
+    {"config", "workflow", "failed_jobs"},
     {"cli"},
 ]
 
