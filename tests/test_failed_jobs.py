@@ -87,6 +87,17 @@ def test_without_an_own_line_the_last_error_line_of_the_logs(tmp_path):
     assert "ended FAILED: slurmstepd: error: Job 55 exceeded memory limit (60 > 50), being" in line
 
 
+def test_a_traceback_gives_its_exception(tmp_path):
+    _job_log(
+        tmp_path,
+        "logs/embed/tiny/generator.log",
+        "root ERROR: failed\nTraceback (most recent call last):\n  File \"x.py\", line 3\n"
+        "ValueError: tau2=0.95 is out of reach\n",
+    )
+    (line,) = failed_job_lines([_log(tmp_path, LOCAL)], tmp_path)
+    assert "generator.zarr): ValueError: tau2=0.95 is out of reach; logs: " in line
+
+
 def test_sbatch_refusal_is_its_last_error_line(tmp_path):
     (line,) = failed_job_lines([_log(tmp_path, SBATCH)], tmp_path)
     assert line == (

@@ -24,6 +24,7 @@ MESSAGE = re.compile(r"^ {4}message: (?P<value>.*?)(?=^ {4}[\w -]+:)", re.MULTIL
 LOG_HINT = " (check log file(s) for error details)"
 # The executor plugin's wording around a SLURM state or sbatch's own error.
 SLURM_STATE = re.compile(r"SLURM-job '(?P<job>\d+)' failed, SLURM status is: '(?P<state>[^']+)'")
+EXCEPTION_LINE = re.compile(r"[\w.]*(Error|Exception|Interrupt): ")
 ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
 # What the plugin appends to every message of a failed job.
 BOILERPLATE = re.compile(
@@ -53,15 +54,17 @@ def _blocks(log_text: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def _own_line(log_paths: Iterable[Path]) -> str | None:
-    """What the job's logs say of its end: their last `vlmsae:` line, else their last line that
-    reports an error (e.g. slurmstepd's "exceeded memory limit"), else their last line."""
+    """What the job's logs say of its end: their last `vlmsae:` line, else the last exception a
+    traceback ended with, else their last line that reports an error (e.g. slurmstepd's
+    "exceeded memory limit"), else their last line."""
     lines = []
     for path in log_paths:
         try:
             lines += [line.strip() for line in path.read_text(errors="replace").splitlines()]
         except OSError:
             continue
-    for wanted in (lambda line: line.startswith("vlmsae:"), ERROR_LINE.search, bool):
+    own = (lambda line: line.startswith("vlmsae:"), EXCEPTION_LINE.match, ERROR_LINE.search, bool)
+    for wanted in own:
         chosen = [line for line in lines if wanted(line)]
         if chosen:
             return chosen[-1].removeprefix("vlmsae:").strip()
