@@ -38,6 +38,10 @@ sbatch: error: Batch job submission failed: Invalid partition name specified'.
 """  # noqa: E501
 
 
+TRAIN_LOG = "logs/train/tiny/generator/topk/1-1/seed0.log"
+OOM_FAILED = OOM.replace("OUT_OF_MEMORY", "FAILED")
+
+
 def _log(tmp_path: Path, text: str) -> Path:
     path = tmp_path / ".snakemake" / "log" / "run.snakemake.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,7 @@ def test_a_local_job_is_one_line_with_its_own_reason_once_for_all_tries(tmp_path
 
 
 def test_a_slurm_state_names_the_job_and_both_logs(tmp_path):
-    _job_log(tmp_path, "logs/train/tiny/generator/topk/1-1/seed0.log", "step 10\n")
+    _job_log(tmp_path, TRAIN_LOG, "step 10\n")
     (line,) = failed_job_lines([_log(tmp_path, OOM)], tmp_path)
     assert line == (
         "vlmsae: rule train failed (results/sae/tiny/generator/topk/1-1/seed0/sae.safetensors): "
@@ -71,19 +75,19 @@ def test_a_slurm_state_names_the_job_and_both_logs(tmp_path):
 
 
 def test_a_failed_slurm_job_adds_its_own_line(tmp_path):
-    _job_log(tmp_path, "logs/train/tiny/generator/topk/1-1/seed0.log", "vlmsae: store damaged\n")
-    (line,) = failed_job_lines([_log(tmp_path, OOM.replace("OUT_OF_MEMORY", "FAILED"))], tmp_path)
+    _job_log(tmp_path, TRAIN_LOG, "vlmsae: store damaged\n")
+    (line,) = failed_job_lines([_log(tmp_path, OOM_FAILED)], tmp_path)
     assert "SLURM job 55 ended FAILED: store damaged; logs: " in line
 
 
 def test_without_an_own_line_the_last_error_line_of_the_logs(tmp_path):
-    _job_log(tmp_path, "logs/train/tiny/generator/topk/1-1/seed0.log", "step 10\n")
+    _job_log(tmp_path, TRAIN_LOG, "step 10\n")
     _job_log(
         tmp_path,
         ".snakemake/slurm_logs/rule_train/55.log",
         "slurmstepd: error: Job 55 exceeded memory limit (60 > 50), being killed\nKilled\n",
     )
-    (line,) = failed_job_lines([_log(tmp_path, OOM.replace("OUT_OF_MEMORY", "FAILED"))], tmp_path)
+    (line,) = failed_job_lines([_log(tmp_path, OOM_FAILED)], tmp_path)
     assert "ended FAILED: slurmstepd: error: Job 55 exceeded memory limit (60 > 50), being" in line
 
 
