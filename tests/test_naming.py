@@ -6,6 +6,7 @@ import pytest
 from oracles import oracle_topk
 from scipy import sparse
 
+from vlmsae.config import VARIANT_PRESETS
 from vlmsae.interventions import naming
 from vlmsae.interventions.naming import (
     name_atoms,
@@ -18,9 +19,22 @@ from vlmsae.interventions.naming import (
 from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.store import SparseCodes, TrueStructure
+from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure
+from vlmsae.stores import build_store
+from vlmsae.training.trainer import TrainSettings, train
 
 SQRT_HALF = np.sqrt(0.5)
+# The iso-energy-synthetic preset's generator at τ1 = 1 (presets/iso-energy-synthetic.yaml).
+CLIP_LIKE_TAU1_ONE = {
+    "geometry": "clip-like",
+    "d": 512,
+    "n_bimodal": 40,
+    "n_unimodal": 10,
+    "L": 10,
+    "tau1": 1.0,
+    "tau2": 0.4,
+    "seed": 0,
+}
 
 
 def _truth(merged: bool) -> TrueStructure:
@@ -202,3 +216,40 @@ def test_evaluate_run_writes_names_and_accuracy(tiny_store):
     plain_atoms, plain_summary, _ = evaluate_run(model, tiny_store, settings)
     assert not set(columns) & set(plain_atoms.columns)
     assert not any(key.startswith("naming") for key in plain_summary)
+
+
+@pytest.mark.slow
+def test_sae_a_names_at_least_as_well_as_sae_where_iso_energy_holds(tmp_path):
+    """The issue's expected effect on trained SAEs, at the iso-energy-synthetic preset's scale
+    (clip-like data with τ1 = 1, p 128, k 10, 1000 steps of 512 pairs), averaged over 3 seeds; β
+    is 0.1, the value the preset's β rule chooses on these data.
+
+    Per seed it is not a law: measured over seeds 0–4, SAE-A named 1.00 / 1.00 / 1.00 / 0.94 /
+    1.00 and the plain SAE 0.96 / 0.98 / 0.98 / 0.96 / 0.96 (seed 3 reverses); at 400 steps SAE-A
+    names worse in 4 of 5 (README). So the mean over seeds is what is checked.
+    """
+    spec = {"source": "synthetic", "synthetic": {**CLIP_LIKE_TAU1_ONE, "n_pairs": 10000}}
+    store = EmbeddingStore(build_store("naming", "generator", spec, tmp_path / "store.zarr"))
+    vocabulary = synthetic_vocabulary(store.truth(), n_distractors=200, seed=0)
+    settings = TrainSettings(steps=1000, batch_size=512, lr=1e-3, warmup_steps=100)
+    variants = {
+        "sae": {"type": "mp", "n_atoms": 128, "k": 10},
+        "sae-a": {**VARIANT_PRESETS["sae-a"], "n_atoms": 128, "k": 10, "alignment": 0.1},
+    }
+    accuracy = {name: [] for name in variants}
+    for seed in range(3):
+        for name, variant in variants.items():
+            model = train(
+                store, variant, settings, "1-1", seed, tmp_path / f"{name}-{seed}", progress=False
+            )
+            dictionary = model.W_dec.detach().numpy()
+            names = name_atoms(dictionary, vocabulary)["name"].to_numpy()
+            accuracy[name].append(
+                naming_accuracy(names, dictionary, store.truth(), vocabulary)["naming_accuracy"]
+            )
+    chance = naming_accuracy_random_dictionary((128, 512), store.truth(), vocabulary, seed=0)
+    assert (
+        np.mean(accuracy["sae-a"])
+        >= np.mean(accuracy["sae"])
+        > (chance["naming_accuracy_random_dictionary"])
+    )
