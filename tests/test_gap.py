@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -160,6 +162,8 @@ def test_summarise_closes_the_gap_by_dropping_unimodal_atoms():
         "gap_bimodal_zero_rows",
         "gap_nn_auroc",
         "gap_nn_median_difference",
+        "gap_nn_zero_images",
+        "gap_nn_zero_texts",
     } | {
         f"gap_{name}_{version}"
         for name in ("mean_distance", "separability", "knn_auroc")
@@ -209,3 +213,20 @@ def test_real_clip_pairs(coco_features):
     # The shift hides the gap from a linear probe but not from the kNN score (iso-energy Fig. 4).
     assert 0.4 < shifted["separability"] < 0.65
     assert shifted["knn_auroc"] > 0.7
+
+
+def test_zero_rows_are_counted_and_coincide_at_distance_one():
+    context = make_context(n=100)
+    image, text = context.image.copy(), context.text.copy()
+    image[:5] = 0
+    text[:3] = 0
+    summary = gap.summarise_store(replace(context, image=image, text=text), gap.GapSettings())
+    assert (summary.summary["gap_nn_zero_images"], summary.summary["gap_nn_zero_texts"]) == (5, 3)
+    # Every row zero: both distance distributions sit at 1, so the gap reads as closed.
+    nothing = np.zeros_like(image)
+    collapsed = gap.summarise_store(
+        replace(context, image=nothing, text=nothing), gap.GapSettings()
+    )
+    assert collapsed.summary["gap_nn_auroc"] == 0.5
+    assert collapsed.summary["gap_nn_median_difference"] == 0.0
+    assert collapsed.summary["gap_nn_zero_images"] == collapsed.summary["gap_nn_zero_texts"] == 100

@@ -137,6 +137,7 @@ def test_bimodal_edit_closes_the_gap_that_mean_shift_leaves_open(iso_store, tmp_
         measured[edit] = evaluate_store(edited, EvalSettings())[0]
     dense, bimodal, shifted = (measured[e] for e in ("dense", "bimodal", "mean-shift"))
     assert dense["gap_nn_auroc"] > 0.9
+    assert dense["gap_nn_zero_images"] == dense["gap_nn_zero_texts"] == 0
     assert bimodal["gap_nn_auroc"] < 0.6 < shifted["gap_nn_auroc"]
     for direction in ("i2t", "t2i"):
         key = f"recall_at1_{direction}_dense"

@@ -279,7 +279,8 @@ def _measured(
 @STORE_METRICS.register("gap", GapSettings, order=40)
 def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResult:
     """`gap_{mean_distance,separability,knn_auroc}_{dense,mean_shift}` of the store's eval rows,
-    `gap_nn_{auroc,median_difference}` and the table `gap_histograms`.
+    `gap_nn_{auroc,median_difference}` with the zero rows among those measured
+    (`gap_nn_zero_{images,texts}`), and the table `gap_histograms`.
 
     The mean shift is fitted on the training pairs, like the classifier. Fitted on every row it
     would make the training and held-out mean differences exact opposites, and the classifier,
@@ -303,6 +304,13 @@ def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResul
     )
     separation = nearest_image_separation(image_distance, text_distance)
     summary.update({f"gap_nn_{name}": value for name, value in separation.items()})
+    # A zero row sits at distance 1 from every image: where most rows of both modalities are
+    # zero (a bimodal edit of a dictionary with few bimodal atoms), the two distance
+    # distributions coincide at 1 and the gap reads as closed; these counts tell that apart.
+    summary.update(
+        gap_nn_zero_images=int((~context.image[rows].any(axis=1)).sum()),
+        gap_nn_zero_texts=int((~context.text[rows].any(axis=1)).sum()),
+    )
     histograms = distance_histograms(
         {"image": image_distance, "text": text_distance}, settings.histogram_bins
     )
