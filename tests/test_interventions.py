@@ -8,6 +8,7 @@ from oracles import oracle_topk
 from vlmsae import sae
 from vlmsae import store as store_module
 from vlmsae.datasets.synthetic import SyntheticParams, build, swap_triplets
+from vlmsae.errors import InputFileError
 from vlmsae.interventions.arithmetic import (
     ArithmeticSettings,
     measure,
@@ -184,3 +185,32 @@ def test_bimodal_arithmetic_stays_in_distribution_and_finds_the_target(iso_store
     # The baselines: the source alone is as in distribution as a target; the caption alone is not.
     assert row.loc["Q_src", "ood_auroc"] < 0.7 < row.loc["Q_delta", "ood_auroc"]
     assert set(histograms["population"]) == {"target", *row.index}
+
+
+def _store_with_triplets(path, triplets: np.ndarray) -> EmbeddingStore:
+    """A FashionIQ-like store (no truth) of the synthetic rows with the given triplet rows."""
+    arrays = build(_params(n_pairs=100))
+    arrays.pop("truth")
+    return EmbeddingStore(write_store(path, **arrays, extra={"triplets": triplets}))
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("missing", "triplets name rows the store does not hold.*rebuild the store"),
+        ("train only", "no triplet has its reference image in the eval split"),
+    ],
+)
+def test_triplets_naming_missing_items_are_one_line(tmp_path, problem, message):
+    probe = _store_with_triplets(tmp_path / "probe.zarr", np.zeros((0, 3), np.int64))
+    eval_image = int(probe.split_rows("image", "eval")[0])
+    train_image = int(probe.split_rows("image", "train")[0])
+    n_images = probe.array("image").shape[0]
+    rows = {
+        "missing": [[eval_image, 0, n_images]],  # a target past the last image
+        "train only": [[train_image, 0, eval_image]],
+    }[problem]
+    store = _store_with_triplets(tmp_path / "store.zarr", np.array(rows, np.int64))
+    with pytest.raises(InputFileError, match=message) as error:
+        store_triplets(store, ArithmeticSettings())
+    assert "\n" not in str(error.value) and "store.zarr" in str(error.value)
