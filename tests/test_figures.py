@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
 from matplotlib.image import AxesImage
 from matplotlib.patches import StepPatch
 
 from vlmsae.figures import FIGURES, draw_registered, figure_targets, input_paths
 from vlmsae.figures.stability import energy_bin_medians, mixture_matrix
+from vlmsae.figures.style import KIND_COLOURS, NO_VALUE_COLOUR
 from vlmsae.paper_tables import seed_statistics
 
 STORES = [("synthetic-iso", "generator"), ("coco", "clip")]
@@ -383,6 +385,12 @@ def test_atom_map_colours_every_atom_by_its_modality_score(tables):
     assert np.allclose(coloured.get_array(), live["modality_score"])
     assert np.allclose(coloured.get_offsets(), live[["x", "y"]])
     assert axis.get_xlabel() == "UMAP 1"
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert legend == [f"dead ({len(run) - len(live)})"]
+    # The middle of the scale (bimodal) is the bimodal kind's colour, not the dead atoms' grey.
+    middle = coloured.get_cmap()(0.5)[:3]
+    assert np.allclose(middle, to_rgb(KIND_COLOURS["bimodal"]), atol=0.02)
+    assert not np.allclose(middle, to_rgb(NO_VALUE_COLOUR), atol=0.1)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES, RUN_KEYS
 from vlmsae.figures.panels import first_seed, variant_mixture_grid
-from vlmsae.figures.style import MODALITY_CMAP, NO_VALUE_COLOUR, TITLE_SIZE
+from vlmsae.figures.style import LEGEND_SIZE, MODALITY_CMAP, NO_VALUE_COLOUR, TITLE_SIZE
 from vlmsae.registry import Settings
 
 AXIS_NAMES = {"umap": "UMAP", "pca": "PC"}
@@ -25,14 +25,21 @@ AXIS_NAMES = {"umap": "UMAP", "pca": "PC"}
 )
 def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """One panel per mixture (and per variant), the lowest seed's run: every atom at its map
-    position, coloured by its modality score (grey: dead atoms, which have none)."""
+    position, coloured by its modality score (grey: dead atoms, which have none, counted in the
+    legend)."""
     keys = [*RUN_KEYS, "atom"]
     atoms = tables["atoms"][[*keys, "modality_score"]]
     placed = first_seed(tables["atom_map"].merge(atoms, on=keys, how="left"))
     figure, panels = variant_mixture_grid(placed, panel_width=3.4, panel_height=3.2)
     for axis, _, _, run in panels:
         dead = run["modality_score"].isna()
-        axis.scatter(run.loc[dead, "x"], run.loc[dead, "y"], color=NO_VALUE_COLOUR, s=4)
+        axis.scatter(
+            run.loc[dead, "x"],
+            run.loc[dead, "y"],
+            color=NO_VALUE_COLOUR,
+            s=4,
+            label=f"dead ({int(dead.sum())})",
+        )
         points = axis.scatter(
             run.loc[~dead, "x"],
             run.loc[~dead, "y"],
@@ -44,6 +51,7 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
         )
         axis.set_xticks([])
         axis.set_yticks([])
+        axis.legend(loc="lower right", fontsize=LEGEND_SIZE, markerscale=2, handletextpad=0.2)
         method = AXIS_NAMES.get(run["method"].iloc[0], "axis")
         axis.set_xlabel(f"{method} 1")
         axis.set_ylabel(f"{method} 2")

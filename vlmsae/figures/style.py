@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 # Fixed SVG element ids (and no date, vlmsae.figures.save): the same tables give the same file.
 matplotlib.rcParams["svg.hashsalt"] = "vlmsae"
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 MARKERS = "osD^v<>Ph*X"
 TITLE_SIZE = 10
@@ -15,8 +16,12 @@ PANEL_TITLE_SIZE = 9
 LEGEND_SIZE = 7
 # Atom kinds keep one colour in every figure; dead atoms are drawn only where they mean something.
 KIND_COLOURS = {"bimodal": "C2", "image": "C3", "text": "C0", "dead": "0.6"}
-# Modality scores run from 0 (text only, blue) to 1 (image only, red), as KIND_COLOURS do.
-MODALITY_CMAP = "coolwarm"
+# Modality scores run from 0 (text only) through 0.5 (bimodal) to 1 (image only) in the colours
+# of those kinds, so a bimodal atom is green here as everywhere. (A diverging map's pale middle
+# was the grey of dead atoms.)
+MODALITY_CMAP = LinearSegmentedColormap.from_list(
+    "modality_score", [KIND_COLOURS["text"], KIND_COLOURS["bimodal"], KIND_COLOURS["image"]]
+)
 NO_VALUE_COLOUR = "0.85"
 
 
