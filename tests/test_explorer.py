@@ -139,6 +139,8 @@ def tiny_explorer_at(root: Path) -> TinyExplorer:
     write_stability(runs)
     named = pd.read_parquet(runs[2].atoms).drop(columns="classifier_accuracy")
     named["name"] = [f"concept name {atom}" for atom in named["atom"]]
+    named["name_score"] = np.linspace(0.1, 0.9, len(named))
+    named["runner_up"] = [f"other name {atom}" for atom in named["atom"]]
     named.to_parquet(runs[2].atoms, index=False)
     page = build_explorer(root / "explorer", store.path, runs, SETTINGS)
     return TinyExplorer(page, store, runs, root / "results")
@@ -260,6 +262,11 @@ def test_table_columns_follow_what_each_run_has(tiny_explorer):
     assert named["stability_seeds"] == 0 and "stability" not in named["columns"]
     assert "classifier_accuracy" not in named["columns"]
     assert named["columns"]["name"][5] == "concept name 5"
+    assert named["columns"]["runner_up"][5] == "other name 5"
+    n_atoms = len(named["columns"]["name"])
+    np.testing.assert_allclose(
+        named["columns"]["name_score"], np.linspace(0.1, 0.9, n_atoms), rtol=1e-3
+    )
 
 
 def test_map_and_bridge_partners_come_from_the_run_files(tiny_explorer):

@@ -179,8 +179,15 @@ def test_selectors_switch_runs(driver, explorer):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert driver.execute_script("return window.VLMSAE_EXPLORER.state.run") == RUNS[2]
-    # That run's atoms.parquet has names: the table shows them.
+    # That run's atoms.parquet has names: the table shows them, the panel their cosine and
+    # runner-up.
     assert "name" in driver.find_element(By.CSS_SELECTOR, ".table-head").text
+    driver.find_element(By.CSS_SELECTOR, ".atom-row").click()
+    deadline = time.monotonic() + 10
+    while "runner-up name" not in driver.find_element(By.ID, "panel").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "name cosine" in driver.find_element(By.ID, "panel").text
 
 
 @pytest.mark.parametrize("link", ["#atom=999", f"#run={RUNS[0]}&atom=-3", "#atom=seven"])

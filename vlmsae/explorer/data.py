@@ -22,6 +22,10 @@ OPTIONAL_COLUMNS = (
     "atom_kind",
     "classifier_accuracy",
     "name",
+    # The name's cosine and the runner-up: every atom gets its nearest word, also one that no
+    # word describes (an image-only atom named from text), and these tell a weak name apart.
+    "name_score",
+    "runner_up",
 )
 NEIGHBOUR_BLOCK = 1024  # decoder rows per block of the cosine matrix: 1024 × p floats in memory
 

@@ -6,6 +6,7 @@
     atom_kind: "kind", energy: "energy", frequency: "frequency",
     modality_score: "modality score", stability: "stability",
     classifier_accuracy: "classifier accuracy", name: "name",
+    name_score: "name cosine", runner_up: "runner-up name",
   };
 
   function stats(run, atom) {
