@@ -1,12 +1,15 @@
 """Concept naming: names by hand, the blocked search against a brute-force one, naming accuracy
 against a known truth, and the metric group that writes names into atoms.parquet."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from oracles import oracle_topk
 from scipy import sparse
 
-from vlmsae.config import VARIANT_PRESETS
+from vlmsae.config import check_config
 from vlmsae.interventions import naming
 from vlmsae.interventions.naming import (
     name_atoms,
@@ -24,17 +27,7 @@ from vlmsae.stores import build_store
 from vlmsae.training.trainer import TrainSettings, train
 
 SQRT_HALF = np.sqrt(0.5)
-# The iso-energy-synthetic preset's generator at τ1 = 1 (presets/iso-energy-synthetic.yaml).
-CLIP_LIKE_TAU1_ONE = {
-    "geometry": "clip-like",
-    "d": 512,
-    "n_bimodal": 40,
-    "n_unimodal": 10,
-    "L": 10,
-    "tau1": 1.0,
-    "tau2": 0.4,
-    "seed": 0,
-}
+PRESET = Path(__file__).resolve().parent.parent / "presets" / "iso-energy-synthetic.yaml"
 
 
 def _truth(merged: bool) -> TrueStructure:
@@ -228,13 +221,15 @@ def test_sae_a_names_at_least_as_well_as_sae_where_iso_energy_holds(tmp_path):
     1.00 and the plain SAE 0.96 / 0.98 / 0.98 / 0.96 / 0.96 (seed 3 reverses); at 400 steps SAE-A
     names worse in 4 of 5 (README). So the mean over seeds is what is checked.
     """
-    spec = {"source": "synthetic", "synthetic": {**CLIP_LIKE_TAU1_ONE, "n_pairs": 10000}}
+    preset = check_config(yaml.safe_load(PRESET.read_text()))  # variants as the DAG trains them
+    spec = preset["datasets"]["clip-like-tau1-1.00"]
     store = EmbeddingStore(build_store("naming", "generator", spec, tmp_path / "store.zarr"))
-    vocabulary = synthetic_vocabulary(store.truth(), n_distractors=200, seed=0)
-    settings = TrainSettings(steps=1000, batch_size=512, lr=1e-3, warmup_steps=100)
+    truth = store.truth()
+    vocabulary = synthetic_vocabulary(truth, n_distractors=200, seed=0)
+    settings = TrainSettings(**preset["train"])
     variants = {
-        "sae": {"type": "mp", "n_atoms": 128, "k": 10},
-        "sae-a": {**VARIANT_PRESETS["sae-a"], "n_atoms": 128, "k": 10, "alignment": 0.1},
+        "sae": preset["variants"]["sae"],
+        "sae-a": {**preset["variants"]["sae-a"], "alignment": 0.1},
     }
     accuracy = {name: [] for name in variants}
     for seed in range(3):
@@ -245,11 +240,11 @@ def test_sae_a_names_at_least_as_well_as_sae_where_iso_energy_holds(tmp_path):
             dictionary = model.W_dec.detach().numpy()
             names = name_atoms(dictionary, vocabulary)["name"].to_numpy()
             accuracy[name].append(
-                naming_accuracy(names, dictionary, store.truth(), vocabulary)["naming_accuracy"]
+                naming_accuracy(names, dictionary, truth, vocabulary)["naming_accuracy"]
             )
-    chance = naming_accuracy_random_dictionary((128, 512), store.truth(), vocabulary, seed=0)
+    chance = naming_accuracy_random_dictionary(dictionary.shape, truth, vocabulary, seed=0)
     assert (
         np.mean(accuracy["sae-a"])
         >= np.mean(accuracy["sae"])
-        > (chance["naming_accuracy_random_dictionary"])
+        > chance["naming_accuracy_random_dictionary"]
     )

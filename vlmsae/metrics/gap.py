@@ -41,7 +41,7 @@ from sklearn.metrics import roc_auc_score
 from vlmsae.errors import ConfigError
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
-from vlmsae.metrics.rows import unit_rows
+from vlmsae.metrics.rows import unit_rows, zero_rows
 from vlmsae.registry import Settings, setting
 
 VERSIONS = ("dense", "reconstructed", "bimodal_only", "mean_shift")
@@ -299,18 +299,14 @@ def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResul
     ]
     summary = _measured(versions, train, test, settings.knn_k)
     rows = np.sort(np.concatenate([train, test]))
-    image_distance, text_distance = nearest_image_distances(
-        context.image[rows], context.text[rows], settings.knn_k
-    )
+    image, text = context.image[rows], context.text[rows]
+    image_distance, text_distance = nearest_image_distances(image, text, settings.knn_k)
     separation = nearest_image_separation(image_distance, text_distance)
     summary.update({f"gap_nn_{name}": value for name, value in separation.items()})
     # A zero row sits at distance 1 from every image: where most rows of both modalities are
     # zero (a bimodal edit of a dictionary with few bimodal atoms), the two distance
     # distributions coincide at 1 and the gap reads as closed; these counts tell that apart.
-    summary.update(
-        gap_nn_zero_images=int((~context.image[rows].any(axis=1)).sum()),
-        gap_nn_zero_texts=int((~context.text[rows].any(axis=1)).sum()),
-    )
+    summary.update(gap_nn_zero_images=zero_rows(image), gap_nn_zero_texts=zero_rows(text))
     histograms = distance_histograms(
         {"image": image_distance, "text": text_distance}, settings.histogram_bins
     )
@@ -336,9 +332,7 @@ def summarise(context: EvalContext, settings: GapSettings) -> MetricResult:
         image = bimodal_only(context.codes_image, context.dictionary, keep)
         text = bimodal_only(context.codes_text, context.dictionary, keep)
         versions.append(("bimodal_only", image, text))
-        summary["gap_bimodal_zero_rows"] = int(
-            np.sum(~image.any(axis=1)) + np.sum(~text.any(axis=1))
-        )
+        summary["gap_bimodal_zero_rows"] = zero_rows(image) + zero_rows(text)
     summary.update(_measured(versions, train, test, settings.knn_k))
     share = gap_shares(
         context.codes_image, context.codes_text, context.dictionary, context.image, context.text
