@@ -13,8 +13,9 @@ window.VLMSAE = window.VLMSAE || {};
       : value.toPrecision(3);
   };
 
-  // Modality score 0 (text) to 1 (image): blue through grey-violet to orange; dead atoms grey.
-  const STOPS = [[44, 110, 190], [150, 120, 160], [222, 110, 40]];
+  // Modality score 0 (text) to 1 (image): blue through green (bimodal) to red, the atom kinds'
+  // colours of the figures (matplotlib C0, C2, C3: vlmsae.figures.style); dead atoms grey.
+  const STOPS = [[31, 119, 180], [44, 160, 44], [214, 39, 40]];
   V.DEAD_COLOUR = "rgb(200,200,200)";
   V.scoreColour = function (score) {
     if (V.isMissing(score)) return V.DEAD_COLOUR;
