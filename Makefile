@@ -8,7 +8,7 @@ CORES ?= all
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: run test dryrun report lint bench clean
+.PHONY: install run test test-fast dryrun report lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# without its declared dependencies (the real ones are in pyproject.toml).
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt laion-clap==1.1.7
 	touch $(STAMP)
+
+install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
@@ -31,8 +33,17 @@ dryrun: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
+# The whole suite on one pytest-xdist worker per core, each test module (or class) on one
+# worker, the longest first (tests/conftest.py), then the 25 slowest tests. PYTEST_WORKERS=0
+# runs it serially.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=25
+
+# The edit loop: unit tests only (no workflow run, no browser, no cluster), a few minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not browser and not cluster"
 
 # ruff; snakefmt (its defaults) on the Snakefile and rules; snakemake --lint, which parses the
 # workflow and runs nothing, on the default config and on every preset (their data ship in data/,

@@ -12,8 +12,6 @@ import functools
 import json
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 from scipy import sparse
+from snakemake_runs import TINY_CONFIG, snakemake, tiny_config
 
 from vlmsae import datasets, sae
 from vlmsae.errors import InputFileError
@@ -35,8 +33,6 @@ from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_r
 from vlmsae.metrics.stability import stability_tables
 from vlmsae.store import EmbeddingStore, write_store
 
-REPO = Path(__file__).resolve().parent.parent
-TINY_CONFIG = REPO / "tests" / "tiny_config.yaml"
 SETTINGS = EvalSettings(max_pairs=100, metrics={"atom_usage": {"energy_top_m": [5]}})
 # A URL the page would load from a server: a remote src/href or CSS url().
 REMOTE = r"""(src|href)\s*[=:]\s*["'`]?(https?:)?//|url\(\s*["']?https?:"""
@@ -66,7 +62,7 @@ def run_file(explorer: TinyExplorer, run_id: str) -> dict:
 def captioned_store(path: Path, images: Path) -> EmbeddingStore:
     """The tiny config's synthetic store with captions ("a photo with concept03 concept11") and
     image files for the even items (the odd ones name files that do not exist)."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())["datasets"]["tiny"]
+    config = tiny_config()["datasets"]["tiny"]
     source = datasets.SOURCES.get("synthetic").obj
     arrays = source(datasets.source_settings("synthetic", config["synthetic"], "tiny"))
     concepts = arrays["truth"].codes["text"].indices
@@ -334,7 +330,7 @@ def test_atoms_of_another_sae_and_a_broken_checkpoint_are_named(tiny_explorer, t
 def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_path):
     """The explorer rule on the tiny config's store: a corrupted bridge_top.parquet fails it with
     one line in its log and no output; once the file is rebuilt the explorer is written."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     workdir = tmp_path / "work"
     (workdir / "results" / "embeddings" / "tiny").mkdir(parents=True)
     store = workdir / "results" / "embeddings" / "tiny" / "generator.zarr"
@@ -353,12 +349,8 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
     # bridge_top.parquet: read by the explorer alone (atoms.parquet would first rerun stability).
     good = runs[1].bridge_top.read_bytes()
     runs[1].bridge_top.write_bytes(b"PAR1 truncated")
-    command = [
-        str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-        "--configfile", str(TINY_CONFIG), "--directory", str(workdir), "--cores", "1",
-        "--rerun-triggers", "mtime", "--", "results/explorer/tiny/generator",
-    ]  # fmt: skip
-    failed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    args = ("--rerun-triggers", "mtime", "--", "results/explorer/tiny/generator")
+    failed = snakemake(workdir, *args, configfile=TINY_CONFIG, cores=1)
     assert failed.returncode != 0
     log = (workdir / "logs" / "explorer" / "tiny" / "generator.log").read_text().splitlines()
     (line,) = [line for line in log if "vlmsae:" in line]
@@ -368,7 +360,7 @@ def test_rule_writes_one_log_line_for_a_corrupted_parquet(tiny_explorer, tmp_pat
     assert not (workdir / "results" / "explorer" / "tiny" / "generator.partial").exists()
 
     runs[1].bridge_top.write_bytes(good)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    done = snakemake(workdir, *args, configfile=TINY_CONFIG, cores=1)
     assert done.returncode == 0, done.stderr[-3000:]
     page = workdir / "results" / "explorer" / "tiny" / "generator" / "index.html"
     assert page.is_file() and len(read_global(page.parent / "data" / "store.js")["runs"]) == 4

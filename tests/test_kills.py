@@ -73,7 +73,11 @@ def _train_until(point: str, store: str, variant: str, out: str) -> None:
 @functools.cache
 def _fork_server() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "vlmsae.store", "vlmsae.training.trainer"])
+    # torch._dynamo: torch.optim imports it when the first optimizer is built (1.5 s, a thousand
+    # modules), which every child would otherwise do again.
+    context.set_forkserver_preload(
+        ["torch", "torch._dynamo", "vlmsae.store", "vlmsae.training.trainer"]
+    )
     return context
 
 

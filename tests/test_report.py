@@ -1,49 +1,26 @@
 """The Snakemake report of the tiny config: every figure and paper table in it, captioned."""
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from snakemake_runs import snakemake, tiny_config
 
 from vlmsae.config import check_config, runs
 from vlmsae.figures import figure_targets
 from vlmsae.paper_tables import PAPER_TABLES
 
-REPO = Path(__file__).resolve().parent.parent
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, dict]:
-    workdir = tmp_path_factory.mktemp("report")
-    config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(workdir)
+def built(tiny_workflow) -> tuple[Path, dict]:
+    """The finished tiny workflow and its report (`snakemake --report`, which adds
+    results/report.html and changes nothing else)."""
+    configfile = tiny_workflow / "config.yaml"
+    result = snakemake(tiny_workflow, "--report", "results/report.html", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
-    result = snakemake(workdir, "--report", "results/report.html")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, config
+    return tiny_workflow, tiny_config()
 
 
 def test_report_holds_every_figure_of_the_config(built):

@@ -2,40 +2,20 @@
 tests/cluster/ submits for real)."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+from snakemake_runs import REPO, snakemake
 
 pytestmark = pytest.mark.slow
 
 
 def dry_run_resources(workdir: Path, config: dict) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job a dry run of `config` through profiles/slurm lists."""
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [
-            SNAKEMAKE,
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "-n",
-            "--profile",
-            str(REPO / "profiles" / "slurm"),
-            "--configfile",
-            str(config_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
+    profile = str(REPO / "profiles" / "slurm")
+    result = snakemake(
+        workdir, "-n", "--profile", profile, config=config, cores=None, timeout=300, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = re.findall(

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 import zarr
+from snakemake_runs import dry_run_jobs, snakemake, tiny_config
 
 from vlmsae import sae
 from vlmsae.store import EVAL, EmbeddingStore, assign_pair_splits, write_store
@@ -174,3 +176,52 @@ def test_only_beta_extends():
     result = select("group_sparsity", table, SETTINGS, k=32)
     assert result["chosen"] == 0.2 and result["at_grid_edge"]
     assert extension("group_sparsity", result, SETTINGS) is None
+
+
+@pytest.mark.slow
+def test_sweeps_choose_values_that_runs_then_use(tmp_path):
+    config = tiny_config()
+    config["variants"] = {
+        "sae-a": {"preset": "sae-a", "n_atoms": 32, "k": 3, "alignment": "sweep"},
+        "mgsae": {
+            "preset": "mgsae",
+            "n_atoms": 32,
+            "k": 3,
+            "group_sparsity": "sweep",
+            "mask_probability": "sweep",
+        },
+    }
+    config["sweeps"] = {
+        "alignment": {"values": [1e-3, 1e-1]},
+        "group_sparsity": {"values": [0.01, 0.1]},
+        "mask_probability": {"values": [0.1, 0.3]},
+    }
+    dry = snakemake(tmp_path, "-n", config=config)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    jobs = dry_run_jobs(dry)
+    points = sorted(w.split("parameter=")[1] for r, w in jobs if r == "train_sweep_point")
+    # β ∈ {0, 1e-3, 1e-1}; λ ∈ {0.01, 0.1}; p ∈ {0, 0.1, 0.3}; paired variants train at 1-1 only.
+    assert len(points) == 8
+    assert sorted(w for r, w in jobs if r == "train") == [
+        "dataset=tiny, model=generator, variant=mgsae, mixture=1-1, seed=0",
+        "dataset=tiny, model=generator, variant=sae-a, mixture=1-1, seed=0",
+    ]
+    # The runs, measured: each trained at its chosen values (the stages after metrics, which
+    # read a run the same way whatever chose its settings, are left out).
+    result = snakemake(tmp_path, "results/tables/summary.csv", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    assert sorted(summary["variant"]) == ["mgsae", "sae-a"] and summary["r2"].notna().all()
+    sweeps = tmp_path / "results/sweeps/tiny/generator"
+    for variant, parameter in (
+        ("sae-a", "alignment"),
+        ("mgsae", "group_sparsity"),
+        ("mgsae", "mask_probability"),
+    ):
+        chosen = yaml.safe_load((sweeps / variant / f"{parameter}.json").read_text())["chosen"]
+        table = pd.read_csv(sweeps / variant / f"{parameter}.csv")
+        assert table["chosen"].sum() == 1 and chosen in set(table["value"])
+        run_config = yaml.safe_load(
+            (tmp_path / f"results/sae/tiny/generator/{variant}/1-1/seed0/config.json").read_text()
+        )
+        assert run_config["training"][parameter] == chosen

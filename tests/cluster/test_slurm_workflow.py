@@ -1,16 +1,16 @@
 """The workflow on a real SLURM cluster (scripts/local-slurm.sh start), as a user without job
 accounting runs it: `snakemake --profile profiles/slurm --slurm-status-command squeue`.
 
-One run of the tiny config goes through the cluster while the same config runs locally
-(`--cores 2`) beside it. During the cluster run one train job is cancelled (`scancel`: Snakemake
-submits it again) and another is requeued (`scontrol requeue`: what SLURM does to a pre-empted
-job); both resume from their checkpoint. The cluster's outputs must equal the local ones.
+One run of the tiny config goes through the cluster; the local run to compare it with is the
+finished tiny workflow the other tests read (`--cores 2`, tests/conftest.py). During the
+cluster run one train job is cancelled (`scancel`: Snakemake submits it again) and another is
+requeued (`scontrol requeue`: what SLURM does to a pre-empted job); both resume from their
+checkpoint. The cluster's outputs must equal the local ones.
 """
 
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,17 +18,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from slurm_cluster import SLURM_ARGS
+from snakemake_runs import REPO, snakemake, snakemake_command, tiny_config
 
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-TINY = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
-# Long enough (about 5 s per train job on an idle core) that a job can be interrupted between its
-# first checkpoint and its end.
-STEPS = 800
-CONFIG = {**TINY, "train": {**TINY["train"], "steps": STEPS, "checkpoint_every": 50}}
+CONFIG = tiny_config()
+# Long enough (tests/tiny_config.yaml) that a job can be interrupted between its first
+# checkpoint and its end.
+STEPS = CONFIG["train"]["steps"]
 CANCELLED = "tiny/generator/topk/1-1/seed0"
 REQUEUED = "tiny/generator/batchtopk/5-1/seed0"
 # Seconds before a run that hangs (say, on a status command that never sees a job finish) fails.
@@ -42,20 +39,9 @@ def command(*args: str, timeout: int = 60) -> str:
     return result.stdout
 
 
-def snakemake(workdir: Path, *args: str) -> list[str]:
+def cluster_command(workdir: Path, *args: str) -> list[str]:
     """The command line of a run of CONFIG in `workdir`."""
-    config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    return [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-        "--configfile",
-        str(config),
-    ]
+    return snakemake_command(workdir, *args, config=CONFIG, cores=None)
 
 
 @dataclass
@@ -121,47 +107,38 @@ def interrupt_when_checkpointed(run: ClusterRun, pending: dict[str, list[str]]) 
 
 
 @pytest.fixture(scope="module")
-def cluster_run(slurm_cluster, tmp_path_factory) -> ClusterRun:
-    slurm_dir, local_dir = tmp_path_factory.mktemp("slurm"), tmp_path_factory.mktemp("local")
+def cluster_run(slurm_cluster, tiny_workflow, tmp_path_factory) -> ClusterRun:
+    slurm_dir = tmp_path_factory.mktemp("slurm")
     started = time.monotonic()
-    with open(local_dir / "snakemake.out", "w") as local_out:
-        local = subprocess.Popen(
-            snakemake(local_dir, "--cores", "2"),
-            stdout=local_out,
+    with open(slurm_dir / "snakemake.out", "w") as slurm_out:
+        cluster = subprocess.Popen(
+            cluster_command(slurm_dir, *SLURM_ARGS),
+            stdout=slurm_out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        with open(slurm_dir / "snakemake.out", "w") as slurm_out:
-            cluster = subprocess.Popen(
-                snakemake(slurm_dir, *SLURM_ARGS),
-                stdout=slurm_out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-            run = ClusterRun(slurm_dir, local_dir, run_id="", output="")
-            pending = {
-                CANCELLED: ["scancel"],
-                REQUEUED: ["scontrol", "requeue"],
-            }
-            try:
-                while cluster.poll() is None and time.monotonic() - started < TIMEOUT:
-                    if not run.run_id:
-                        found = re.search(
-                            r"SLURM run ID: (\S+)", (slurm_dir / "snakemake.out").read_text()
-                        )
-                        run.run_id = found.group(1) if found else ""
-                    if run.run_id:
-                        interrupt_when_checkpointed(run, pending)
-                        release_requeued(run)
-                    time.sleep(0.2)
-            finally:
-                if cluster.poll() is None:
-                    cluster.terminate()
-                cluster.wait(60)
-                local.wait(TIMEOUT)
+        run = ClusterRun(slurm_dir, tiny_workflow, run_id="", output="")
+        pending = {
+            CANCELLED: ["scancel"],
+            REQUEUED: ["scontrol", "requeue"],
+        }
+        try:
+            while cluster.poll() is None and time.monotonic() - started < TIMEOUT:
+                if not run.run_id:
+                    found = re.search(
+                        r"SLURM run ID: (\S+)", (slurm_dir / "snakemake.out").read_text()
+                    )
+                    run.run_id = found.group(1) if found else ""
+                if run.run_id:
+                    interrupt_when_checkpointed(run, pending)
+                    release_requeued(run)
+                time.sleep(0.2)
+        finally:
+            if cluster.poll() is None:
+                cluster.terminate()
+            cluster.wait(60)
     run.output = (slurm_dir / "snakemake.out").read_text()
     assert cluster.returncode == 0, run.output[-4000:]
-    assert local.returncode == 0, (local_dir / "snakemake.out").read_text()[-4000:]
     assert not pending, f"train jobs finished before they could be interrupted: {pending}"
     return run
 
@@ -306,18 +283,16 @@ def test_requeued_train_job_saves_its_state_and_resumes(cluster_run):
 def test_a_job_slurm_refuses_or_kills_fails_with_the_slurm_reason(
     slurm_cluster, tmp_path, resource, message, logged, summary
 ):
-    result = subprocess.run(
-        snakemake(
-            tmp_path,
-            "results/embeddings/tiny/generator.zarr",
-            *SLURM_ARGS,
-            "--set-resources",
-            f"embed:{resource}",
-            "--retries",  # the retry would fail the same way: half the test's time
-            "0",
-        ),
-        capture_output=True,
-        text=True,
+    result = snakemake(
+        tmp_path,
+        "results/embeddings/tiny/generator.zarr",
+        *SLURM_ARGS,
+        "--set-resources",
+        f"embed:{resource}",
+        "--retries",  # the retry would fail the same way: half the test's time
+        "0",
+        config=CONFIG,
+        cores=None,
         timeout=600,
         cwd=REPO,
     )
@@ -342,18 +317,16 @@ def test_an_account_the_cluster_does_not_know_is_one_line(slurm_cluster, tmp_pat
     fake.mkdir()
     (fake / "sacctmgr").write_text("#!/bin/sh\necho root\n")
     (fake / "sacctmgr").chmod(0o755)
-    result = subprocess.run(
-        snakemake(
-            tmp_path,
-            "results/embeddings/tiny/generator.zarr",
-            *SLURM_ARGS,
-            "--set-resources",
-            "embed:slurm_account=nobody",
-            "--retries",
-            "0",
-        ),
-        capture_output=True,
-        text=True,
+    result = snakemake(
+        tmp_path,
+        "results/embeddings/tiny/generator.zarr",
+        *SLURM_ARGS,
+        "--set-resources",
+        "embed:slurm_account=nobody",
+        "--retries",
+        "0",
+        config=CONFIG,
+        cores=None,
         timeout=600,
         cwd=REPO,
         env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},

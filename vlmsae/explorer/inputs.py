@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from vlmsae import sae
 from vlmsae.errors import InputFileError
-from vlmsae.sae.base import SparseAutoencoder
+
+if TYPE_CHECKING:  # torch: only the explorer's own job loads a model, not the atom maps' job
+    from vlmsae.sae.base import SparseAutoencoder
 
 
 def _rerun(path: Path) -> str:
@@ -56,6 +58,8 @@ def read_decoder(weights: Path) -> np.ndarray:
 
 def load_model(weights: Path) -> SparseAutoencoder:
     """The SAE saved beside `weights` (sae.safetensors and config.json), on the CPU."""
+    from vlmsae import sae
+
     folder = weights.parent
     need(weights)
     need(folder / sae.CONFIG_FILE)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from vlmsae.datasets.synthetic import swap_triplets
 from vlmsae.errors import ConfigError, InputFileError
@@ -190,6 +189,8 @@ def measure(
     scored = np.isin(triplets.group, held_out)
     held_out_targets = triplets.candidates[~is_reference]
     target_distance = knn_distance(held_out_targets, reference, settings.knn_k)
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes a second to import
+
     rows, distances = [], {"target": target_distance}
     for kind, query in kinds.items():
         distance = knn_distance(query[scored], reference, settings.knn_k)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from vlmsae.errors import ConfigError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
@@ -154,6 +153,8 @@ def probe_concepts(
                 "probe a target that some images carry and others do not",
             )
     x_train, x_eval = store.rows("image", train), store.rows("image", held_out)
+    from sklearn.linear_model import LogisticRegression  # here: a second to import
+
     probe = LogisticRegression(C=settings.C, max_iter=1000).fit(x_train, y_train)
     dictionary = unit_rows(model.W_dec.detach().float().cpu().numpy())
     alpha = dictionary @ probe.coef_[0].astype(np.float32)

@@ -56,7 +56,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import ot
 import pandas as pd
 from scipy import sparse
 
@@ -198,6 +197,10 @@ def transport_plan(
     # 1 − cosine in place: at 8192 live atoms each [n_a, n_b] float64 copy is 0.5 GB.
     cost = cosine[np.ix_(live_image, live_text)].astype(np.float64)
     np.subtract(1.0, cost, out=cost)
+    # Imported here: POT loads torch and scikit-learn (2 s), which the jobs that import this
+    # module only to match atoms (stability, the explorer) never need.
+    import ot
+
     plan, log = ot.emd(a / a.sum(), b / b.sum(), cost, numItermax=EMD_MAX_ITERATIONS, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"exact optimal transport failed: {log['warning']}")

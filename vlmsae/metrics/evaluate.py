@@ -11,18 +11,20 @@ and named tables.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import sparse
 
 from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
-from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
+
+if TYPE_CHECKING:  # torch is imported by the jobs that encode, not by the store-level ones
+    from vlmsae.sae.base import SparseAutoencoder
 
 
 @dataclass(frozen=True)
@@ -45,25 +47,28 @@ def eval_pairs(store: EmbeddingStore, max_pairs: int, seed: int, split: str = "e
     return pairs
 
 
-@torch.no_grad()
 def encode(
     model: SparseAutoencoder, x: np.ndarray, batch_size: int, modality: int
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
     """(codes [N, p] sparse, reconstruction [N, d]) in float32; modality 0 is image, 1 is text."""
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     codes, recon = [], []
-    for start in range(0, len(x), batch_size):
-        batch = torch.from_numpy(x[start : start + batch_size]).to(device)
-        z, x_hat = model(batch, modality)
-        if z.is_sparse:
-            coordinates = (z.rows.cpu().numpy(), z.cols.cpu().numpy())
-            block = sparse.csr_matrix((z.values.float().cpu().numpy(), coordinates), shape=z.shape)
-        else:
-            block = sparse.csr_matrix(z.dense_codes.float().cpu().numpy())
-        block.eliminate_zeros()
-        codes.append(block)
-        recon.append(x_hat.float().cpu().numpy())
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(x[start : start + batch_size]).to(device)
+            z, x_hat = model(batch, modality)
+            if z.is_sparse:
+                coordinates = (z.rows.cpu().numpy(), z.cols.cpu().numpy())
+                values = z.values.float().cpu().numpy()
+                block = sparse.csr_matrix((values, coordinates), shape=z.shape)
+            else:
+                block = sparse.csr_matrix(z.dense_codes.float().cpu().numpy())
+            block.eliminate_zeros()
+            codes.append(block)
+            recon.append(x_hat.float().cpu().numpy())
     return sparse.vstack(codes, format="csr", dtype=np.float32), np.concatenate(recon)
 
 

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from vlmsae.errors import ConfigError
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
@@ -134,6 +132,10 @@ def linear_separability(
     image [N, d], text [N, d]; train and test index pairs (`gap_split`). 0.5 is chance. The lbfgs
     solver is deterministic: the split alone carries the randomness.
     """
+    # scikit-learn is imported where it is used: the workflow's every start discovers this
+    # module (the config schema), and the import takes a second.
+    from sklearn.linear_model import LogisticRegression
+
     classifier = LogisticRegression(max_iter=1000)
     classifier.fit(*_stack(image[train], text[train]))
     return float(classifier.score(*_stack(image[test], text[test])))
@@ -179,6 +181,8 @@ def nearest_image_separation(image_distance: np.ndarray, text_distance: np.ndarr
     """How far apart the captions' and the images' k-th-nearest-image distances lie:
     `auroc` (captions positive; 0.5 = one distribution, 1 = apart) and `median_difference`
     (median caption distance − median image distance)."""
+    from sklearn.metrics import roc_auc_score
+
     is_text = np.concatenate([np.zeros(len(image_distance)), np.ones(len(text_distance))])
     return {
         "auroc": float(roc_auc_score(is_text, np.concatenate([image_distance, text_distance]))),
@@ -222,6 +226,8 @@ def knn_auroc(
             knn_distance(text[test], reference, k),
         ]
     )
+    from sklearn.metrics import roc_auc_score
+
     is_text = np.concatenate([np.zeros(len(test)), np.ones(len(test))])
     return float(roc_auc_score(is_text, score))
 
