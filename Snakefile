@@ -33,17 +33,24 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
-# Before any job: a CUDA device or half precision asked of jobs that will run here, on a machine
-# without CUDA, is one line now rather than a failed job after hours of embedding. Jobs a
-# cluster profile submits run elsewhere and check their own node (vlmsae.devices).
+# Before any job: a file where an output's folder must go (results/embeddings written as a
+# file), and a CUDA device or half precision asked of jobs that will run here on a machine
+# without CUDA, are one line now rather than a traceback or a failed job after hours of
+# embedding. Jobs a cluster profile submits run elsewhere and check their own node
+# (vlmsae.devices).
 onstart:
-    if workflow.local_exec:
-        try:
+    try:
+        check_output_folders(
+            path
+            for job in workflow.dag.needrun_jobs()
+            for path in [*job.output, *job.log]
+        )
+        if workflow.local_exec:
             check_local_devices(
                 config, local_device_sections(workflow.dag.needrun_jobs())
             )
-        except VlmsaeError as error:
-            sys.exit(f"vlmsae: {error}")
+    except VlmsaeError as error:
+        sys.exit(f"vlmsae: {error}")
 
 
 # After failed jobs: one line each (rule, output, reason, logs) below Snakemake's report, e.g. a

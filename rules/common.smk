@@ -7,7 +7,7 @@ from pathlib import Path
 from vlmsae.config import check_config, runs
 from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
-from vlmsae.errors import VlmsaeError
+from vlmsae.errors import VlmsaeError, check_output_folders
 from vlmsae.failed_jobs import failed_job_lines
 from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
@@ -42,9 +42,12 @@ def local_device_sections(jobs):
 STORE_PATHS = sorted({f"{run.dataset}/{run.model}" for run in RUNS})
 VARIANT_PATHS = sorted({f"{run.dataset}/{run.model}/{run.variant}" for run in RUNS})
 RUN_DIR = "{dataset}/{model}/{variant}/{mixture}/seed{seed}"
-# Per-run evaluation settings (stability is across runs, so its settings are not among them).
+# Per-run evaluation settings (stability is across runs, so its settings are not among them;
+# the health thresholds are the metrics rule's alone, so changing one re-runs no other job).
 EVAL_SETTINGS = {
-    k: v for k, v in config["evaluation"].items() if k != "stability_top_m"
+    k: v
+    for k, v in config["evaluation"].items()
+    if k not in ("stability_top_m", "health")
 }
 
 

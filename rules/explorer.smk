@@ -48,6 +48,10 @@ rule explorer:
             f"results/metrics/{run.dataset}/{run.model}/{run.variant}/atom_stability.parquet"
             for run in runs_of_store(wildcards)
         ],
+        summaries=lambda wildcards: [
+            f"results/metrics/{run.path}/summary.json"
+            for run in runs_of_store(wildcards)
+        ],
     output:
         directory("results/explorer/{dataset}/{model}"),
     log:

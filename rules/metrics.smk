@@ -8,6 +8,7 @@ rule metrics:
         reference=mms_reference,
         weights=f"results/sae/{RUN_DIR}/sae.safetensors",
         config=f"results/sae/{RUN_DIR}/config.json",
+        train_log=f"results/sae/{RUN_DIR}/train_log.csv",
         vocabulary=vocabulary_input,
     output:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
@@ -22,6 +23,7 @@ rule metrics:
         **rule_resources("metrics"),
     params:
         evaluation=EVAL_SETTINGS,
+        health=config["evaluation"]["health"],
     script:
         "../workflow_scripts/metrics.py"
 
@@ -39,6 +41,11 @@ rule summary_table:
         configs=[f"results/sae/{run.path}/config.json" for run in RUNS],
     output:
         summary="results/tables/summary.csv",
+        health=report(
+            "results/tables/health.csv",
+            caption="../report/tables/health.rst",
+            category="tables",
+        ),
         long="results/tables/metrics_long.csv",
         runs="results/tables/runs.csv",
         stability="results/tables/stability.csv",

@@ -13,12 +13,18 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from snakemake_runs import snakemake, tiny_config  # noqa: E402
 
 from vlmsae.store import EmbeddingStore  # noqa: E402
 from vlmsae.stores import build_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests (tests/test_properties.py) draw the same examples on every run, so a failure
+# reproduces and CI cannot pass by luck; no per-example deadline (a busy machine is not a bug).
+settings.register_profile("vlmsae", max_examples=60, derandomize=True, deadline=None)
+settings.load_profile("vlmsae")
 # 500 real COCO pairs embedded with CLIP ViT-B/16, shipped in the repository (data/README.md).
 COCO_FEATURES = REPO / "data" / "coco500_clip_vit_b16" / "features_clip.npy"
 

@@ -341,6 +341,33 @@ def test_duplicate_coco_image_ids_are_refused(tmp_path):
         read_raw("coco", source_settings("coco", section, "datasets.d.coco"))
 
 
+def test_a_word_file_that_is_not_utf8_is_one_line(tmp_path):
+    from vlmsae.interventions.vocabulary import read_word_list
+
+    path = tmp_path / "words.txt"
+    path.write_bytes(b"red\nblue\n" + "bleu\nvert\n".encode("latin-1") + b"gr\xfcn\n")
+    with pytest.raises(InputFileError, match=r"words\.txt: line 5 is not UTF-8") as error:
+        read_word_list(path)
+    assert "\n" not in str(error.value) and "fix: save it as UTF-8" in str(error.value)
+
+
+def test_a_file_where_the_results_folders_go_is_one_line(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "embeddings").write_text("")
+    store = tmp_path / "results" / "embeddings" / "d" / "m.zarr"
+    section = _pair_files(tmp_path, _rows(0), _rows(1))
+    with pytest.raises(InputFileError, match=r"results/embeddings: a file where a folder") as error:
+        build_store("d", "m", {"source": "precomputed", "precomputed": section}, store)
+    assert "\n" not in str(error.value) and "fix: move or delete it" in str(error.value)
+    # What the Snakefile checks before any job runs (Snakemake itself would stop with a
+    # traceback while creating the job's output folder).
+    from vlmsae.errors import check_output_folders
+
+    with pytest.raises(InputFileError, match=r"results/embeddings: a file where a folder"):
+        check_output_folders([str(store), str(tmp_path / "logs" / "embed" / "d" / "m.log")])
+    check_output_folders([str(tmp_path / "results" / "sae" / "d" / "m" / "sae.safetensors")])
+
+
 # ---- training: divergence stops the run and writes no weights -------------------------------
 
 

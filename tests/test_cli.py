@@ -13,6 +13,7 @@ import yaml
 from vlmsae import cli, sae
 from vlmsae.cli import main, resolve_run
 from vlmsae.config import Run
+from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import encode
 from vlmsae.store import EVAL, TRAIN, write_store
 
@@ -124,16 +125,24 @@ def test_a_string_that_is_no_run_is_one_line(capsys):
     assert "names no run" in one_line_error(capsys, ["summary", "topk/seed0"])
 
 
-def test_runs_lists_the_config_runs_done_or_pending(tmp_path, capsys):
+def test_runs_lists_the_config_runs_done_or_pending_and_their_health(tmp_path, capsys):
     config = REPO / "tests" / "tiny_config.yaml"
-    done = tmp_path / "metrics" / "tiny/generator/topk/1-1/seed0"
-    done.mkdir(parents=True)
-    (done / "summary.json").write_text("{}")
+    metrics = tmp_path / "metrics" / "tiny/generator"
+    flags = "r2_text -2.67 < 0; dead_atoms 160/256 = 62% > 50%"
+    for run, summary in (
+        ("topk/1-1/seed0", {"health": "ok"}),
+        ("topk/5-1/seed0", {"health": flags}),
+        ("batchtopk/1-1/seed0", {}),  # metrics written before the health checks
+    ):
+        (metrics / run).mkdir(parents=True)
+        (metrics / run / "summary.json").write_text(json.dumps(summary))
     assert main(["runs", "--configfile", str(config), "--results", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4
-    assert "tiny/generator/topk/1-1/seed0\tdone" in lines
-    assert "tiny/generator/batchtopk/5-1/seed0\tpending" in lines
+    assert "tiny/generator/topk/1-1/seed0\tdone\tok" in lines
+    assert f"tiny/generator/topk/5-1/seed0\tdone\t{flags}" in lines
+    assert "tiny/generator/batchtopk/1-1/seed0\tdone\t-" in lines
+    assert "tiny/generator/batchtopk/5-1/seed0\tpending\t-" in lines
 
 
 def test_missing_config_is_one_line(tmp_path, capsys):
@@ -225,6 +234,18 @@ def test_top_text_rows_are_the_largest_codes_of_the_eval_captions(tmp_path, monk
     picked = codes[np.searchsorted(eval_rows, rows), np.arange(len(atoms))]
     np.testing.assert_allclose(picked, values, rtol=1e-6)
     assert cli._captions(store, rows) == {}
+
+
+def test_verify_reports_a_run_folder_without_a_manifest(results, capsys):
+    # The fixture's metrics folders have no manifest.json (the metrics job was interrupted, or
+    # an older vlmsae wrote them): verify names one instead of skipping it.
+    err = one_line_error(capsys, ["verify", str(results)])
+    assert f"metrics/{RUN}: no manifest.json" in err and "--forcerun metrics" in err
+    for run in (RUN, OTHER_RUN):
+        folder = results / "metrics" / run
+        write_folder_manifest(folder, sorted(p.name for p in folder.iterdir()))
+    assert main(["verify", str(results)]) == 0
+    assert capsys.readouterr().out.count(": ok, ") == 5  # the store and four run folders
 
 
 def test_check_store_describes_it(tiny_store, capsys):

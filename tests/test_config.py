@@ -145,3 +145,38 @@ def test_metric_and_figure_options_are_typed(default_config):
     default_config["evaluation"]["metrics"] = {"gap": {"knn": 5}}
     with pytest.raises(ConfigError, match="evaluation.metrics.gap"):
         check_config(default_config)
+
+
+@pytest.mark.parametrize(
+    "section,key,suggestion",
+    [
+        # A key moved into a subsection: found by its name anywhere in the schema.
+        (("evaluation",), "energy_top_m", "evaluation.metrics.atom_usage.energy_top_m"),
+        # A dataset's source section is under the dataset's own name.
+        (
+            ("datasets", "synthetic-iso"),
+            "labels_path",
+            "datasets.synthetic-iso.precomputed.labels_path",
+        ),
+        # A misspelt key: the closest name of its own section.
+        (("evaluation", "metrics", "gap"), "knn", "evaluation.metrics.gap.knn_k"),
+    ],
+)
+def test_an_unknown_key_is_answered_with_the_nearest_existing_path(
+    default_config, section, key, suggestion
+):
+    parent = default_config
+    for part in section:
+        parent = parent.setdefault(part, {})
+    parent[key] = 1
+    with pytest.raises(ConfigError) as raised:
+        check_config(default_config)
+    text = str(raised.value)
+    assert text.startswith(f"config key '{'.'.join(section)}': unknown key")
+    assert text.endswith(f"fix: did you mean `{suggestion}`?") and "\n" not in text
+
+
+def test_an_unknown_key_like_no_other_lists_its_sections_keys(default_config):
+    default_config["train"]["qqqq"] = 1
+    with pytest.raises(ConfigError, match=r"fix: remove it or use one of: .*grad_clip"):
+        check_config(default_config)

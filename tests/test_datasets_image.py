@@ -147,6 +147,32 @@ def test_coco_skips_and_counts_a_missing_image_and_its_captions(tmp_path):
     assert not set(missing[0][2]) & set(raw.texts)
 
 
+@pytest.mark.parametrize("case", ["only val read", "every train image missing"])
+def test_coco_without_train_pairs_is_refused_before_embedding(tmp_path, monkeypatch, case):
+    """A store needs MIN_SPLIT_PAIRS train and eval pairs: one that has none is refused before
+    the model loads, not built for training to fail on."""
+    from test_embedding import ThumbnailEncoder
+
+    from vlmsae import models
+    from vlmsae.stores import build_store
+
+    monkeypatch.setattr(models, "load", lambda spec, device: ThumbnailEncoder())
+    section = fx.write_coco(tmp_path / "coco", n_train=3, n_val=2, captions_per_image=1)
+    if case == "only val read":
+        section["splits"] = ["val"]
+    else:
+        for image in (tmp_path / "coco" / "train2017").iterdir():
+            image.unlink()
+    spec = {"source": "coco", "coco": section}
+    embed = {"batch_size": 2, "num_workers": 0, "device": "cpu"}
+    path = tmp_path / "store.zarr"
+    with pytest.raises(InputFileError, match=r"dataset 'd' has 0 train pairs") as error:
+        build_store("d", "clip-vit-b-32", spec, path, embed=embed)
+    message = str(error.value)
+    assert "\n" not in message and "datasets.d.coco" in message and "fix:" in message
+    assert not path.exists() and not path.with_name("store.zarr.partial").exists()
+
+
 def test_coco_names_a_missing_or_broken_annotation_file(tmp_path):
     options = fx.write_coco(tmp_path)
     annotation = tmp_path / "annotations" / "captions_val2017.json"

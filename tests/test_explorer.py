@@ -29,6 +29,7 @@ from vlmsae.explorer import RunFiles, atom_map, build_explorer
 from vlmsae.explorer.atom_map import store_atom_maps
 from vlmsae.explorer.data import histograms, nearest_atoms, top_rows, value_range
 from vlmsae.explorer.inputs import read_decoder
+from vlmsae.health import HealthSettings, with_health
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_run
 from vlmsae.metrics.stability import stability_tables
 from vlmsae.store import EmbeddingStore, write_store
@@ -82,14 +83,21 @@ def captioned_store(path: Path, images: Path) -> EmbeddingStore:
 
 def make_run(store: EmbeddingStore, files: RunFiles, seed: int) -> None:
     """A random TopK SAE of the tiny config's size (whatever the run's variant: the explorer
-    reads its weights only) and the metric files of it the explorer reads."""
+    reads its weights only), a one-row train log (an input of the metrics rule, older than its
+    outputs) and the metric files of it the explorer reads, summary.json with its health."""
     torch.manual_seed(seed)
     model = sae.build("topk", store.dim, 32, k=3)
-    sae.save(model, files.weights.parent)
-    atoms, _, tables = evaluate_run(model, store, SETTINGS)
+    files.weights.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"step": [1], "loss": [1.0], "mse": [1.0]}).to_csv(
+        files.weights.parent / "train_log.csv", index=False
+    )
+    sae.save(model, files.weights.parent, with_files=["train_log.csv"])
+    atoms, summary, tables = evaluate_run(model, store, SETTINGS)
     files.atoms.parent.mkdir(parents=True, exist_ok=True)
     atoms.to_parquet(files.atoms, index=False)
     tables["bridge_top"].to_parquet(files.bridge_top, index=False)
+    summary, _ = with_health(summary, None, HealthSettings())
+    files.summary.write_text(json.dumps(summary))
 
 
 def run_keys(files: RunFiles) -> dict:
@@ -138,6 +146,10 @@ def tiny_explorer_at(root: Path) -> TinyExplorer:
     named["name_score"] = np.linspace(0.1, 0.9, len(named))
     named["runner_up"] = [f"other name {atom}" for atom in named["atom"]]
     named.to_parquet(runs[2].atoms, index=False)
+    # The random SAEs fail the health checks; one run is marked as passing them, so the page
+    # shows both states.
+    healthy = json.loads(runs[1].summary.read_text())
+    runs[1].summary.write_text(json.dumps({**healthy, "health": "ok"}))
     page = build_explorer(root / "explorer", store.path, runs, SETTINGS)
     return TinyExplorer(page, store, runs, root / "results")
 
@@ -235,6 +247,17 @@ def test_store_file_holds_captions_and_thumbnails_of_the_items_shown(tiny_explor
         if thumb is not None:
             with Image.open(tiny_explorer.page.parent / thumb) as picture:
                 assert max(picture.size) <= 64
+
+
+def test_each_run_carries_the_health_of_its_summary(tiny_explorer):
+    store = read_global(tiny_explorer.page.parent / "data" / "store.js")
+    health = {run["id"]: run["health"] for run in store["runs"]}
+    assert health == {
+        files.id: json.loads(files.summary.read_text())["health"] for files in tiny_explorer.runs
+    }
+    # An untrained SAE explains little of the variance: flagged, with its numbers.
+    assert health[RUNS[0]].startswith("r2 0.") and "< 0.5" in health[RUNS[0]]
+    assert health[RUNS[1]] == "ok"
 
 
 def test_table_columns_follow_what_each_run_has(tiny_explorer):

@@ -106,6 +106,15 @@ def test_page_loads_without_console_errors(driver, explorer):
     assert not driver.find_element(By.ID, "message").is_displayed()
 
 
+def test_the_health_of_the_run_is_shown_beside_its_selectors(driver, explorer):
+    open_page(driver, explorer, f"#run={RUNS[0]}")
+    health = driver.find_element(By.ID, "run-health")
+    assert health.text.startswith("health: r2 0.") and "flagged" in health.get_attribute("class")
+    open_page(driver, explorer, f"#run={RUNS[1]}")
+    health = driver.find_element(By.ID, "run-health")
+    assert health.text == "health: ok" and "flagged" not in health.get_attribute("class")
+
+
 def test_clicking_a_point_on_the_map_selects_that_atom(driver, explorer):
     open_page(driver, explorer)
     canvas = driver.find_element(By.ID, "map")

@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -7,6 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from vlmsae.metrics import gap
 from vlmsae.metrics.context import EvalContext
+from vlmsae.store import EmbeddingStore, write_store
 
 D, P = 8, 6
 # Atoms 0–3 are shared by both modalities, atom 4 fires on images only and atom 5 on texts only.
@@ -29,7 +31,11 @@ def synthetic_pairs(n: int, seed: int) -> tuple[sparse.csr_matrix, sparse.csr_ma
 
 
 def make_context(n: int = 300, seed: int = 0, kinds_sq=KINDS) -> EvalContext:
-    codes_image, codes_text, dictionary = synthetic_pairs(n, seed)
+    """n eval pairs, and the mean shift fitted on n other (train) pairs of the same dictionary."""
+    codes_image, codes_text, dictionary = synthetic_pairs(2 * n, seed)
+    train = [gap.unit_rows(codes[n:] @ dictionary) for codes in (codes_image, codes_text)]
+    train_half_gap = (train[0].mean(axis=0) - train[1].mean(axis=0)) / 2
+    codes_image, codes_text = codes_image[:n], codes_text[:n]
     image, text = codes_image @ dictionary, codes_text @ dictionary
     return EvalContext(
         image=gap.unit_rows(image),
@@ -45,6 +51,7 @@ def make_context(n: int = 300, seed: int = 0, kinds_sq=KINDS) -> EvalContext:
         atom_kind_sq=np.array(kinds_sq, dtype=object),
         seed=seed,
         atoms=None,
+        train_half_gap=train_half_gap,
     )
 
 
@@ -64,17 +71,43 @@ def test_mean_distance_by_hand():
     assert gap.mean_distance(image, image) == 0.0
 
 
-def test_mean_shift_by_hand_and_closes_the_mean_distance():
-    shifted_image, shifted_text = gap.mean_shift(np.array([[2.0, 0.0]]), np.array([[0.0, 0.0]]))
+def test_mean_shift_by_hand():
+    image, text = np.array([[2.0, 0.0]]), np.array([[0.0, 0.0]])
+    shifted_image, shifted_text = gap.mean_shift(image, text, np.array([1.0, 0.0]))
     np.testing.assert_allclose(shifted_image, [[1.0, 0.0]])
     np.testing.assert_allclose(shifted_text, [[1.0, 0.0]])
-    rng = np.random.default_rng(0)
-    image, text = rng.standard_normal((50, 4)) + 3, rng.standard_normal((50, 4))
-    assert gap.mean_distance(*gap.mean_shift(image, text)) == pytest.approx(0.0, abs=1e-12)
-    fit = np.arange(0, 50, 2)
-    shifted_image, shifted_text = gap.mean_shift(image, text, fit)
-    assert gap.mean_distance(shifted_image[fit], shifted_text[fit]) == pytest.approx(0, abs=1e-12)
-    assert gap.mean_distance(shifted_image, shifted_text) > 0.01
+
+
+def _store(path, image, text, pairs, image_split, text_split) -> EmbeddingStore:
+    write_store(
+        path,
+        image=image,
+        text=text,
+        pairs=pairs,
+        image_split=image_split,
+        text_split=text_split,
+        attrs={},
+        val=None,
+    )
+    return EmbeddingStore(path)
+
+
+def test_train_half_gap_by_hand_counts_each_pair(tmp_path, monkeypatch):
+    # Image 0 (train) has two captions, image 1 (train) one, image 2 is eval: the train pairs'
+    # image mean is (2·(2, 0) + (0, 4))/3 and their caption mean ((0, 0) + (0, 3) + (3, 0))/3.
+    image = np.array([[2.0, 0.0], [0.0, 4.0], [9.0, 9.0]])
+    text = np.array([[0.0, 0.0], [0.0, 3.0], [3.0, 0.0], [9.0, 9.0]])
+    pairs = np.array([[0, 0], [0, 1], [1, 2], [2, 3]])
+    split = np.array([0, 0, 1], dtype=np.int8), np.array([0, 0, 0, 1], dtype=np.int8)
+    store = _store(tmp_path / "s.zarr", image, text, pairs, *split)
+    expected = (np.array([4.0, 4.0]) / 3 - np.array([3.0, 3.0]) / 3) / 2
+    np.testing.assert_allclose(gap.train_half_gap(store), expected, rtol=1e-6)
+    monkeypatch.setattr(gap, "BLOCK_ENTRIES", 2)  # one row a block: the same sums
+    np.testing.assert_allclose(gap.train_half_gap(store), expected, rtol=1e-6)
+    everything_eval = _store(
+        tmp_path / "e.zarr", image, text, pairs, np.ones(3, np.int8), np.ones(4, np.int8)
+    )
+    assert gap.train_half_gap(everything_eval) is None
 
 
 def test_unit_rows_keeps_zero_rows_zero():
@@ -178,7 +211,7 @@ def test_summarise_closes_the_gap_by_dropping_unimodal_atoms():
     for version in ("dense", "reconstructed"):
         assert summary[f"gap_separability_{version}"] > 0.9
         assert summary[f"gap_knn_auroc_{version}"] > 0.9
-    # Fitted on the training pairs, the shift leaves the sampling noise of the held-out means.
+    # Fitted on other (train) pairs, the shift leaves the sampling noise of the eval means.
     assert summary["gap_mean_distance_mean_shift"] < 0.2 * summary["gap_mean_distance_dense"]
     assert summary["gap_mean_distance_dense"] > 0.3
 
@@ -195,6 +228,17 @@ def test_summarise_without_bimodal_atoms_leaves_their_keys_out():
     assert "gap_knn_auroc_mean_shift" in summary
 
 
+def test_without_train_pairs_the_mean_shift_gap_is_undefined():
+    summary = gap.summarise_store(
+        replace(make_context(n=100), train_half_gap=None), gap.GapSettings()
+    )
+    for name in gap.MEASURES:
+        assert f"gap_{name}_mean_shift" not in summary.summary
+        assert np.isfinite(summary.summary[f"gap_{name}_dense"])
+    assert summary.summary["gap_mean_shift_undefined"].startswith("the store has no train pairs")
+    json.dumps(summary.summary, allow_nan=False)  # store.json is written so
+
+
 def test_summarise_masks_by_second_moment_kinds():
     kinds_sq = ["bimodal"] * 4 + ["bimodal", "text"]  # the image atom counts as bimodal
     summary = summarise(make_context(n=100, kinds_sq=kinds_sq))
@@ -209,7 +253,8 @@ def test_real_clip_pairs(coco_features):
     # The README's measurement: ‖mean(image) − mean(text)‖ = 0.85; CLIP's cones never touch.
     expected = {"mean_distance": 0.85, "separability": 1.0, "knn_auroc": 1.0}
     assert dense == pytest.approx(expected, abs=0.01)
-    shifted = gap.modality_gap(*gap.mean_shift(image, text, train), train, test, k=10)
+    shift = (image[train].mean(axis=0) - text[train].mean(axis=0)) / 2
+    shifted = gap.modality_gap(*gap.mean_shift(image, text, shift), train, test, k=10)
     # The shift hides the gap from a linear probe but not from the kNN score (iso-energy Fig. 4).
     assert 0.4 < shifted["separability"] < 0.65
     assert shifted["knn_auroc"] > 0.7

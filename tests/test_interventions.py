@@ -155,6 +155,19 @@ def test_mean_shift_edit_matches_the_train_means(iso_store, tmp_path):
     np.testing.assert_allclose(image.mean(axis=0), text.mean(axis=0), atol=1e-5)
 
 
+def test_the_stores_mean_shift_gap_is_the_mean_shift_edits_gap(iso_store, tmp_path):
+    # stores.csv's `gap_*_mean_shift` and gap_closing.csv's mean-shift edit (`gap_*_dense` of
+    # the edited store) are one number: the shift fitted on the store's train pairs, measured
+    # on its eval pairs with the same split and seed.
+    path = write_edited_store(
+        iso_store, tmp_path / "shift.zarr", "mean-shift", None, None, GapClosingSettings(), "none"
+    )
+    store = evaluate_store(iso_store, EvalSettings())[0]
+    edited = evaluate_store(EmbeddingStore(path), EvalSettings())[0]
+    for name in ("mean_distance", "separability", "knn_auroc"):
+        assert store[f"gap_{name}_mean_shift"] == edited[f"gap_{name}_dense"], name
+
+
 def test_edit_of_a_store_without_text_rows_is_refused(tmp_path, monkeypatch):
     arrays = build(_params(n_pairs=50))
     arrays.update(

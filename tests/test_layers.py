@@ -11,7 +11,7 @@ LAYERS = [
     {"store", "manifest"},
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
-    {"stores", "metrics", "interventions", "sweeps", "calibration"},
+    {"stores", "metrics", "interventions", "sweeps", "calibration", "health"},
     {
         "tables",
         "intervention_tables",

@@ -107,7 +107,18 @@ DAMAGE = {
     "atoms.parquet deleted": ("metrics", lambda f: (f / "atoms.parquet").unlink(), "atoms"),
     "summary.json truncated": ("metrics", lambda f: _truncate(f / "summary.json"), "summary"),
     "summary.json garbage": ("metrics", lambda f: (f / "summary.json").write_text("{]"), "summ"),
+    # The file is whole, but the manifest no longer lists it (or never did): it is unchecked.
+    "atoms.parquet unlisted": ("metrics", lambda f: _unlist(f, "atoms.parquet"), "atoms.parquet"),
+    "train_log.csv unlisted": ("sae", lambda f: _unlist(f, "train_log.csv"), "train_log.csv"),
+    "a file added to a run": ("sae", lambda f: (f / "notes.txt").write_text("x"), "notes.txt"),
 }
+
+
+def _unlist(folder: Path, name: str) -> None:
+    """Remove `name`'s entry from the folder's manifest.json (the file stays)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"][name]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _rmtree(path: Path) -> None:

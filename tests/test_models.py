@@ -253,6 +253,19 @@ def test_a_checkpoint_path_that_does_not_exist_is_named(tmp_path):
         load(resolve("clap", {"weights": "random", "options": {"text_model": str(missing)}}))
 
 
+@pytest.mark.parametrize("entry", [{"family": "open_clip", "dim": 512}, {"base": "clip-vit-b-32"}])
+@pytest.mark.parametrize("given", ["weights/model.safetensors", "model.pt", "weights/model"])
+def test_a_relative_checkpoint_path_that_does_not_exist_is_named(
+    tmp_path, monkeypatch, entry, given
+):
+    """Written without "./", a missing file is still a path, not an architecture or tag."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputFileError, match="models.mine.checkpoint does not exist") as error:
+        load(resolve("mine", {**entry, "checkpoint": given}))
+    assert error.value.path == given and str(tmp_path) in str(error.value)
+    assert "architecture" not in str(error.value) and "\n" not in str(error.value)
+
+
 def test_an_open_clip_folder_without_weights_is_refused(tiny, tmp_path):
     folder = Path(tiny["tiny-openclip"]["checkpoint"])
     (tmp_path / "open_clip_config.json").write_bytes(

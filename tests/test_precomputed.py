@@ -76,6 +76,27 @@ def test_unpaired_rows_are_refused(tmp_path, pairs):
     assert not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.parametrize("array", ["image", "text", "class prompt"])
+def test_integer_embeddings_are_refused(tmp_path, pairs, array):
+    """Integer rows are no embeddings (a wrong file, or quantised codes): refused, not cast."""
+    image, text = pairs
+    files = {"image": image, "text": text, "class prompt": np.ones((3, 2, 8), np.float32)}
+    files[array] = (files[array] * 100).astype(np.int64)
+    for name, values in files.items():
+        np.save(tmp_path / f"{name}.npy", values)
+    np.save(tmp_path / "labels.npy", np.arange(50) % 3)
+    spec = _spec(
+        image_path=str(tmp_path / "image.npy"),
+        text_path=str(tmp_path / "text.npy"),
+        labels_path=str(tmp_path / "labels.npy"),
+        class_prompts_path=str(tmp_path / "class prompt.npy"),
+    )
+    with pytest.raises(InputFileError, match=rf"{array} rows are int64") as error:
+        build_store("d", "m", spec, tmp_path / "s.zarr")
+    assert "fix: save them as float32" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_missing_npz_key_names_the_fix(tmp_path, pairs):
     np.savez(tmp_path / "f.npz", a=pairs[0], b=pairs[1])
     with pytest.raises(InputFileError, match="image_key"):

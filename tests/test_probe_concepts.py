@@ -85,6 +85,11 @@ def test_alpha_and_contribution_by_hand(labelled_store):
         probe.score(image[held_out], label[held_out] == 1)
     )
     assert table["probe_baseline"].iloc[0] == pytest.approx(0.5)
+    # Balanced accuracy: the mean of the dogs' and the cats' recalls.
+    predicted, is_dog = probe.predict(image[held_out]), label[held_out] == 1
+    recalls = predicted[is_dog].mean(), 1 - predicted[~is_dog].mean()
+    assert table["probe_balanced_accuracy"].iloc[0] == pytest.approx(np.mean(recalls))
+    assert (table["probe_status"] == "ok").all()
     # The dog axis pushes towards dog, the cat axis away; the shared third axis matters least.
     assert theta[0] > 0 > theta[1] and order[2] == 2
     assert "matched_concept" not in table.columns
@@ -128,6 +133,11 @@ def test_the_probe_of_a_true_concept_finds_its_atom(tiny_store):
     assert set(table["atom_kind_sq"]) <= {"bimodal", "image", "text", "dead"}
     chosen = probe_concepts(tiny_store, model, atoms, ProbeSettings(target=5, top_atoms=1))
     assert chosen["target"].tolist() == ["concept-5"] and chosen["matched_concept"].tolist() == [5]
+    # A probe regularised into predicting "absent" everywhere matches no concept either.
+    degenerate = probe_concepts(tiny_store, model, atoms, ProbeSettings(C=1e-6))
+    assert degenerate["probe_status"].tolist() == ["degenerate: predicts only negative"]
+    assert degenerate[["matched_concept", "matches_target"]].isna().all().all()
+    pd.testing.assert_series_equal(degenerate.dtypes, table.dtypes)
 
 
 def test_a_target_that_is_no_bimodal_concept_is_refused(tiny_store):
@@ -158,3 +168,46 @@ def test_the_default_class_is_the_most_frequent_one_both_splits_can_probe():
     assert default_class(label, train, held_out) == 1
     # Every eval row carries class 1 and no other class is on any: nothing qualifies.
     assert default_class(np.array([0, 0, 1, 1, 1]), np.arange(3), np.arange(3, 5)) is None
+
+
+def test_a_probe_that_predicts_one_class_only_is_degenerate_and_lists_no_atoms(
+    tmp_path, labelled_store
+):
+    # 150 images in d = 3, the first 100 train: a rare class 1 on 2 of 100 train images and 1 of
+    # 50 eval ones. C = 1e-4 all but zeroes θ, and the unpenalised intercept alone, log(2/98),
+    # says "not class 1" for every image: accuracy 49/50 is the majority baseline, and balanced
+    # accuracy (1 + 0)/2 is chance.
+    rng = np.random.default_rng(0)
+    image = np.abs(rng.normal(0.5, 0.1, (150, 3)))
+    label = np.zeros(150, dtype=int)
+    label[[0, 50, 120]] = 1
+    split = (np.arange(150) >= 100).astype(np.int8)
+    path = tmp_path / "rare.zarr"
+    write_store(
+        path,
+        image=image,
+        text=image,
+        pairs=np.stack([np.arange(150)] * 2, axis=1),
+        image_split=split,
+        text_split=split,
+        label=label,
+        attrs={"class_names": ["common", "rare"]},
+        val=None,
+    )
+    model = oracle_topk(np.eye(3, dtype=np.float32), k=3)
+    settings = ProbeSettings(target=1, C=1e-4, top_atoms=3)
+    table = probe_concepts(EmbeddingStore(path), model, _atoms(3, ["x", "y", "z"]), settings)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["target"] == "rare"
+    assert row["probe_status"] == "degenerate: predicts only negative"
+    assert row["probe_accuracy"] == pytest.approx(49 / 50)
+    assert row["probe_baseline"] == pytest.approx(49 / 50)
+    assert row["probe_balanced_accuracy"] == pytest.approx(0.5)
+    # No atom is a "concept" of a probe that reads nothing: every atom column is missing.
+    for column in ("rank", "atom", "alpha", "contribution", "name", "atom_kind_sq"):
+        assert pd.isna(row[column]), column
+    # One schema: the columns and types of a probe that works.
+    ok = probe_concepts(labelled_store, model, _atoms(3, ["x", "y", "z"]), ProbeSettings(target=1))
+    assert (ok["probe_status"] == "ok").all()
+    pd.testing.assert_series_equal(table.dtypes, ok.dtypes)

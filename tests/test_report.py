@@ -43,6 +43,9 @@ def test_report_holds_the_paper_tables_and_the_captions(built):
         table = (workdir / f"results/tables/{name}.csv").read_bytes()
         assert base64.b64encode(table).decode() in html, name
         assert (workdir / f"results/tables/{name}.md").read_text().startswith("| dataset |")
+    # Each run's health is a table of the report, beside the runs it flags.
+    health = (workdir / "results/tables/health.csv").read_bytes()
+    assert base64.b64encode(health).decode() in html and "numbers with care" in html
     # Captions say which paper figure a figure reproduces; the workflow description is there.
     assert "linear-structure Fig. 1" in html
     assert "iso-energy Fig. 3" in html

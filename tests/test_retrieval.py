@@ -86,8 +86,9 @@ def test_ranks_by_hand():
 
 def test_a_known_permutation_gives_its_fixed_points_as_recall():
     # Orthonormal images, captions permuted: image i has cosine 1 with the caption that is its
-    # image and 0 with all others, its own included unless i is a fixed point. Ties count against
-    # the query, so only the fixed points are hits, at any k < N.
+    # image and 0 with all others, its own included unless i is a fixed point. Without tie
+    # information (recall_at's default) ties count against the query, so only the fixed points
+    # are hits, at any k < N (the summary's R@k credits ties: test_recall_at_k_credits_ties_...).
     n = 10
     permutation = np.array([0, 1, 2, 4, 3, 6, 7, 5, 9, 8])
     image = np.eye(n, dtype=np.float32)
@@ -97,13 +98,36 @@ def test_a_known_permutation_gives_its_fixed_points_as_recall():
         assert retrieval.recall_at(text_to_image, k) == pytest.approx(0.3)
 
 
-def test_zero_rows_retrieve_nothing():
-    image = np.eye(4, dtype=np.float32)
+def test_zero_and_non_finite_rows_retrieve_nothing():
+    # Pair 2's text is zero and pair 3's image holds a NaN: neither pair can be ranked (rank
+    # inf, no credit at any k); the others still find their partners.
+    image = np.eye(5, dtype=np.float32)
     text = image.copy()
     text[2] = 0
+    image[3, 1] = np.nan
     image_to_text, text_to_image = retrieval.partner_ranks(image, text)
-    np.testing.assert_array_equal(image_to_text, [0, 0, 3, 0])
-    np.testing.assert_array_equal(text_to_image, [0, 0, 3, 0])
+    np.testing.assert_array_equal(image_to_text, [0, 0, np.inf, np.inf, 0])
+    np.testing.assert_array_equal(text_to_image, [0, 0, np.inf, np.inf, 0])
+    (above, tied), _ = retrieval.rank_counts(image, text)
+    for k in (1, 5):
+        assert retrieval.recall_at(above + tied, k, tied) == pytest.approx(3 / 5)
+
+
+def test_rank_counts_and_recall_at_by_hand():
+    # Image 0 against texts: its partner (cos 1/√2), text 1 (cos 1/√2, a tie), text 2 (cos 1,
+    # above), text 3 (cos 0, below): above 1, tied 1. R@1 0; R@2 = P(partner first of the tied
+    # two) = 1/2; R@3 = 1.
+    image = np.tile(np.array([[1, 1, 0, 0]], dtype=np.float32), (4, 1))
+    text = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32)
+    (above, tied), _ = retrieval.rank_counts(image, text)
+    assert (above[0], tied[0]) == (1, 1)
+    ranks = above[:1] + tied[:1]
+    assert retrieval.recall_at(ranks, 1, tied[:1]) == 0.0
+    assert retrieval.recall_at(ranks, 2, tied[:1]) == 0.5
+    assert retrieval.recall_at(ranks, 3, tied[:1]) == 1.0
+    # Without tie information a tie counts against the query at every k.
+    assert retrieval.recall_at(ranks, 2) == 0.0
+    assert np.isnan(retrieval.recall_at(np.array([]), 1))
 
 
 def test_blocked_ranks_match_the_whole_matrix():
@@ -236,6 +260,8 @@ def test_without_bimodal_atoms_bimodal_only_recall_is_zero():
     summary = summarise(run)
     assert summary["recall_at10_i2t_bimodal_only"] == 0.0
     assert summary["recall_inbatch_bimodal_only"] == 0.0
+    assert summary["retrieval_zero_rows_bimodal_only"] == 300
+    assert summary["retrieval_zero_rows_decoded"] == 0
     assert summary["delta_r"] == summary["recall_inbatch_decoded"]
     assert summary["delta_r_with_bias_i2t"] == summary["recall_inbatch_i2t_reconstructed"]
 
@@ -297,3 +323,189 @@ def test_any_caption_of_the_right_image_counts_with_pair_ids():
         np.testing.assert_array_equal(got, expected)
     blocked = retrieval.partner_ranks(image, text, block_entries=3, ids=ids)
     np.testing.assert_array_equal(blocked[1], grouped[1])
+
+
+def class_vector_store(seed: int = 0, n: int = 200, classes: int = 10, d: int = 16):
+    """A zero-shot store: text row i is the (one-template) class vector of image i's class."""
+    from vlmsae.metrics.context import StoreContext
+
+    rng = np.random.default_rng(seed)
+    prompts = rng.standard_normal((classes, 1, d))
+    prompts /= np.linalg.norm(prompts, axis=2, keepdims=True)
+    labels = np.concatenate([np.arange(classes), rng.integers(0, classes, n - classes)])
+    image = prompts[labels, 0] + 0.3 * rng.standard_normal((n, d))
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    return StoreContext(
+        image=image.astype(np.float32),
+        text=prompts[labels, 0].astype(np.float32),
+        seed=seed,
+        pairs=np.stack([np.arange(n)] * 2, axis=1),
+        labels=labels,
+        class_prompts=prompts.astype(np.float32),
+    )
+
+
+# Issue 24, defect 2: repeated texts made every retrieval a tie, counted wrong (R@1 i2t = 0).
+def test_one_text_per_class_recall_at1_equals_zero_shot_top1():
+    from vlmsae.metrics import zero_shot
+
+    store = class_vector_store()
+    recalls = retrieval.summarise_store(store, retrieval.RetrievalSettings()).summary
+    accuracy = zero_shot.summarise_store(store, zero_shot.Settings()).summary
+    assert 0.3 < accuracy["zero_shot_top1_dense"] < 1
+    assert recalls["recall_at1_i2t_dense"] == accuracy["zero_shot_top1_dense"]
+    assert recalls["retrieval_grouping"] == "identical rows"
+    assert recalls["retrieval_groups_text"] == 10
+    assert recalls["retrieval_groups_image"] == 200
+
+
+# Issue 24, defect 3 in retrieval: R@k (k > 1) by expected rank under random tie-breaking.
+def test_recall_at_k_credits_ties_by_expected_rank():
+    from vlmsae.metrics.context import StoreContext
+
+    # Orthonormal images, captions permuted (fixed points 0, 1, 2). A non-fixed image has cosine
+    # 1 with one wrong caption and 0 with its own and the 8 others: above = 1, tied = 8, so at
+    # k = 5 its credit is (5 − 1) / 9; a fixed point has credit 1 at every k.
+    n = 10
+    permutation = np.array([0, 1, 2, 4, 3, 6, 7, 5, 9, 8])
+    image = np.eye(n, dtype=np.float32)
+    store = StoreContext(image=image, text=image[permutation], seed=0)
+    summary = retrieval.summarise_store(store, retrieval.RetrievalSettings()).summary
+    for direction in ("i2t", "t2i"):
+        assert summary[f"recall_at1_{direction}_dense"] == pytest.approx(0.3)
+        assert summary[f"recall_at5_{direction}_dense"] == pytest.approx(0.3 + 0.7 * 4 / 9)
+        assert summary[f"recall_at10_{direction}_dense"] == pytest.approx(1.0)
+        assert summary[f"retrieval_tie_rate_{direction}_dense"] == 0.0
+
+
+def first_seen(labels: np.ndarray) -> np.ndarray:
+    """Group ids renumbered in order of first appearance: two labellings of one partition agree."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
+
+
+def test_identical_texts_form_one_group_by_hand():
+    # Images e0, e0 + 0.1 e1, e1 of classes 0, 0, 1; texts their class vectors e0, e0, e1. As
+    # plain pairs, texts 0 and 1 are one row: each image of class 0 ties its caption with the
+    # other's (a miss); grouped, both copies are right for both images.
+    image = np.array([[1, 0], [1, 0.1], [0, 1]], dtype=np.float32)
+    text = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    ids, grouping = retrieval.pair_groups(image, text)
+    assert grouping == "identical rows"
+    np.testing.assert_array_equal(first_seen(ids[:, 0]), [0, 1, 2])
+    np.testing.assert_array_equal(first_seen(ids[:, 1]), [0, 0, 1])
+    plain = retrieval.partner_ranks(image, text)
+    np.testing.assert_array_equal(plain[0], [1, 1, 0])
+    grouped = retrieval.partner_ranks(image, text, ids=ids)
+    np.testing.assert_array_equal(grouped[0], [0, 0, 0])
+    # Text → image: text 0's right images are 0 and 1 (both paired with a copy of it).
+    np.testing.assert_array_equal(grouped[1], [0, 0, 0])
+
+
+def test_pair_groups_name_the_grouping_used():
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((4, 3)).astype(np.float32)
+    ids, grouping = retrieval.pair_groups(rows, rows[::-1])
+    assert grouping == "pairs" and len(np.unique(ids[:, 1])) == 4
+    # Image row 0 with two captions (store rows): grouped by the store rows alone.
+    pairs = np.array([[0, 0], [0, 1], [1, 2], [2, 3]])
+    ids, grouping = retrieval.pair_groups(rows[pairs[:, 0]], rows[pairs[:, 1]], pairs)
+    assert grouping == "store rows"
+    np.testing.assert_array_equal(first_seen(ids[:, 0]), [0, 0, 1, 2])
+    # A scaled copy is identical after normalisation (scaling by 2 is exact in float32).
+    text = np.concatenate([rows[:3], 2 * rows[:1]])
+    ids, grouping = retrieval.pair_groups(rows, text)
+    assert grouping == "identical rows"
+    np.testing.assert_array_equal(first_seen(ids[:, 1]), [0, 1, 2, 0])
+    # Explicit groups merge with identical rows: {0, 3} by identity, {1, 2} by the file.
+    ids, grouping = retrieval.pair_groups(rows, text, text_groups=np.array([5, 7, 7, 9]))
+    assert grouping == "groups_path"
+    np.testing.assert_array_equal(first_seen(ids[:, 1]), [0, 1, 1, 0])
+
+
+def test_merged_groups_are_the_connected_components():
+    # Rows 0-1 share a first label, rows 1-2 a second: 0, 1, 2 are one group; 3-4 another.
+    merged = retrieval.merged_groups(np.array([0, 0, 1, 2, 3]), np.array([9, 8, 8, 7, 7]))
+    np.testing.assert_array_equal(first_seen(merged), [0, 0, 0, 1, 1])
+    assert set(merged) == {0, 1}  # numbered 0..groups − 1
+    np.testing.assert_array_equal(
+        first_seen(retrieval.merged_groups(np.array([4, 4, 2]))), [0, 0, 1]
+    )
+
+
+def test_identical_rows_ignore_scale_and_signed_zeros():
+    x = np.array([[1, -0.0], [2, 0.0], [0, 0], [np.nan, 1], [0, 3]], dtype=np.float32)
+    # Rows 0 and 1 are one direction; the zero and the NaN row share the group of no direction.
+    np.testing.assert_array_equal(first_seen(retrieval.identical_rows(x)), [0, 0, 1, 1, 2])
+
+
+def test_summary_reports_tie_rate_and_zero_rows():
+    from vlmsae.metrics.context import StoreContext
+
+    # Image 0 = e0 sees its caption e0 + e1 and caption 1, e0 − e1, at one cosine 1/√2: a tie at
+    # the top for 1 of 4 image queries. Every text finds its image first, without a tie (text 0:
+    # 1/√2 with image 0, 0 with the others). Pair 3 is zero: a miss both ways.
+    image = np.array([[1, 0, 0], [1, -1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
+    text = np.array([[1, 1, 0], [1, -1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
+    summary = retrieval.summarise_store(
+        StoreContext(image=image, text=text, seed=0), retrieval.RetrievalSettings()
+    ).summary
+    assert summary["retrieval_tie_rate_i2t_dense"] == 0.25
+    assert summary["retrieval_tie_rate_t2i_dense"] == 0.0
+    assert summary["retrieval_zero_rows_dense"] == 1
+    # Image 0's tie is a miss at R@1 and credit 1 at R@5 (2 tied for 5 places); pair 3 misses.
+    assert summary["recall_at1_i2t_dense"] == 0.5
+    assert summary["recall_at5_i2t_dense"] == 0.75
+    assert summary["retrieval_grouping"] == "pairs"
+
+
+def test_run_versions_are_grouped_by_the_dense_rows():
+    run = random_run(11, n=60)
+    run.text[1] = run.text[0]
+    # Two reconstructions of one text may differ in the last bits; they stay one group.
+    run.recon_text[1] = run.recon_text[0] * np.float32(1 + 1e-6)
+    summary = summarise(run)
+    assert summary["retrieval_grouping"] == "identical rows"
+    assert summary["retrieval_groups_text"] == 59
+    ids, _ = retrieval.pair_groups(run.image, run.text)
+    ranks = retrieval.rank_counts(run.recon_image, run.recon_text, ids=ids)
+    assert summary["recall_at1_i2t_reconstructed"] == retrieval.recall_at(sum(ranks[0]), 1)
+
+
+def test_a_precomputed_groups_path_reaches_retrieval(tmp_path):
+    from vlmsae.metrics.evaluate import _store_context, eval_pairs
+    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores import build_store
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((40, 6)).astype(np.float32)
+    text = image + 0.1 * rng.standard_normal((40, 6)).astype(np.float32)
+    np.save(tmp_path / "f.npy", np.stack([image, text]))
+    # Two captions per item: text rows 2i and 2i + 1 are interchangeable.
+    np.save(tmp_path / "g.npy", np.arange(40) // 2)
+    spec = {
+        "source": "precomputed",
+        "precomputed": {"path": str(tmp_path / "f.npy"), "groups_path": str(tmp_path / "g.npy")},
+    }
+    store = EmbeddingStore(build_store("d", "m", spec, tmp_path / "s.zarr"))
+    np.testing.assert_array_equal(store.optional("text_group"), np.arange(40) // 2)
+    pairs = eval_pairs(store, 100, 0)
+    context = _store_context(store, pairs, 0, None)
+    np.testing.assert_array_equal(context.text_groups, pairs[:, 1] // 2)
+    summary = retrieval.summarise_store(context, retrieval.RetrievalSettings()).summary
+    assert summary["retrieval_grouping"] == "groups_path"
+    assert summary["retrieval_groups_text"] == len(np.unique(pairs[:, 1] // 2))
+
+
+def test_a_groups_path_of_the_wrong_shape_is_refused(tmp_path):
+    from vlmsae.errors import InputFileError
+    from vlmsae.stores import build_store
+
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).standard_normal((2, 20, 4)))
+    np.save(tmp_path / "g.npy", np.zeros(19, dtype=np.int64))
+    spec = {
+        "source": "precomputed",
+        "precomputed": {"path": str(tmp_path / "f.npy"), "groups_path": str(tmp_path / "g.npy")},
+    }
+    with pytest.raises(InputFileError, match="integers"):
+        build_store("d", "m", spec, tmp_path / "s.zarr")

@@ -9,7 +9,9 @@ import pytest
 from vlmsae import sae
 from vlmsae.tables import (
     OTHER_FAMILY,
+    RUN_KEYS,
     group_by_family,
+    health_table,
     long_table,
     metric_family,
     run_stability,
@@ -94,6 +96,24 @@ def test_summary_keeps_metrics_and_leaves_undefined_ones_empty(tmp_path):
     table.to_csv(tmp_path / "summary.csv", index=False)
     assert (tmp_path / "summary.csv").read_text().splitlines()[2] == "d,m,v,1-1,1,0.8,"
     assert pd.isna(pd.read_csv(tmp_path / "summary.csv").loc[1, "rho"])
+
+
+def test_health_sits_beside_the_run_keys_and_stays_out_of_the_long_table(tmp_path):
+    runs = [{**BASE, "mixture": "1-1", "seed": seed} for seed in (0, 1)]
+    flags = "r2_text -2.67 < 0; dead_atoms 160/256 = 62% > 50%"
+    paths = write_summaries(
+        tmp_path, [{"r2": 0.9, "health": "ok"}, {"r2": 0.42, "r2_text": -2.67, "health": flags}]
+    )
+    table = summary_table(runs, paths)
+    assert list(table.columns) == [*RUN_KEYS, "health", "r2", "r2_text"]
+    assert health_table(table).to_dict("list") == {
+        **{key: [run[key] for run in runs] for key in RUN_KEYS},
+        "health": ["ok", flags],
+    }
+    long = long_table(table.assign(r2_image_undefined=[np.nan, "every image row is the same"]))
+    assert "health" not in set(long["metric"]) and len(long) == 3
+    assert long["value"].dtype == np.float64
+    assert metric_family("health") == "health"
 
 
 def test_long_table_has_one_row_per_defined_metric(tmp_path):

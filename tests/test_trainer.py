@@ -323,3 +323,114 @@ def test_sae_a_as_the_authors_train_it(tmp_path, tiny_store):
     assert config["training"]["alignment_form"] == "authors" and config["training"]["paired"]
     assert config["sae"]["decoder_bias"] is False
     assert float(_log(tmp_path)[-1]["loss_align"]) < 0
+
+
+# ---- a damaged store: named before training reads it, and behind a non-finite loss ------------
+
+
+def _small_store(path):
+    """200 unit-norm pairs, one zstd chunk per array, as `write_store` writes every store."""
+    from vlmsae.store import write_store
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((2, 200, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=2, keepdims=True)
+    split = np.zeros(200, np.int8)
+    split[::5] = 1
+    return write_store(
+        path,
+        image=rows[0],
+        text=rows[1],
+        pairs=np.stack([np.arange(200)] * 2, axis=1),
+        image_split=split,
+        text_split=split,
+        attrs={"dataset": "d", "model": "m", "normalised": True},
+    )
+
+
+def _keeping_mtime(path, damage):
+    stat = path.stat()
+    damage(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _truncate_chunk(store):
+    chunk = store / "image" / "c" / "0" / "0"
+    _keeping_mtime(chunk, lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]))
+
+
+def _flip_8_bytes(store):
+    """8 bytes of the text chunk flipped where zstd (no content checksum) still decodes the
+    chunk, to rows holding NaN: only the manifest's CRC-32 tells it from a good chunk."""
+    import zarr
+
+    chunk = store / "text" / "c" / "0" / "0"
+    original = chunk.read_bytes()
+
+    def flip(path):
+        for offset in range(len(original) // 10, len(original) - 8, 97):
+            data = bytearray(original)
+            data[offset : offset + 8] = bytes(b ^ 0xFF for b in data[offset : offset + 8])
+            path.write_bytes(bytes(data))
+            try:
+                rows = zarr.open_group(store, mode="r")["text"][...]
+            except RuntimeError:  # this offset breaks the zstd frame: try the next
+                continue
+            if not np.isfinite(rows[np.arange(200) % 5 != 0]).all():  # NaN in a train row
+                return
+        raise AssertionError("no 8-byte flip of the chunk decodes to NaN")
+
+    _keeping_mtime(chunk, flip)
+
+
+STORE_DAMAGE = {
+    "image chunk truncated": (_truncate_chunk, r"s\.zarr/image: chunk 0"),
+    "image zarr.json deleted": (
+        lambda store: (store / "image" / "zarr.json").unlink(),
+        r"s\.zarr/image: array missing",
+    ),
+    "text chunk 8 bytes flipped": (_flip_8_bytes, r"s\.zarr/text: chunk 0 .* differs"),
+}
+DAMAGE_SETTINGS = TrainSettings(
+    steps=40, batch_size=32, warmup_steps=5, log_every=10, buffer_rows=64, checkpoint_every=20
+)
+
+
+@pytest.mark.parametrize("kind", list(STORE_DAMAGE))
+def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
+    from vlmsae.errors import DamagedOutputError
+    from vlmsae.store import EmbeddingStore
+
+    damage, named = STORE_DAMAGE[kind]
+    store = _small_store(tmp_path / "s.zarr")
+    damage(store)
+    with pytest.raises(DamagedOutputError, match=named) as error:
+        train(
+            EmbeddingStore(store),
+            VARIANT,
+            DAMAGE_SETTINGS,
+            "1-1",
+            0,
+            tmp_path / "run",
+            progress=False,
+            verify_store=True,
+        )
+    message = str(error.value)
+    assert "\n" not in message and "--forcerun embed" in message and "train.lr" not in message
+    assert list((tmp_path / "run").iterdir()) == []  # no weights, no checkpoint
+
+
+@pytest.mark.parametrize("kind", ["image chunk truncated", "text chunk 8 bytes flipped"])
+def test_a_failing_or_non_finite_run_rechecks_its_store_first(tmp_path, kind):
+    """Without the check up front (verify_store False), a read that fails or a loss that turns
+    NaN is first put down to the store when the store is damaged, not to train.lr."""
+    from vlmsae.errors import DamagedOutputError
+    from vlmsae.store import EmbeddingStore
+
+    damage, named = STORE_DAMAGE[kind]
+    store = _small_store(tmp_path / "s.zarr")
+    damage(store)
+    with pytest.raises(DamagedOutputError, match=named) as error:
+        train(EmbeddingStore(store), VARIANT, DAMAGE_SETTINGS, "1-1", 0, tmp_path / "run", False)
+    assert "train.lr" not in str(error.value)
+    assert not (tmp_path / "run" / "sae.safetensors").exists()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmsae.errors import InputFileError, VlmsaeError
+from vlmsae.errors import InputFileError, VlmsaeError, check_output_folders
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,12 +178,24 @@ def _by_family(cells: dict[str, Sequence[str]], header: Sequence[str] = ()) -> s
     return _columns(rows)
 
 
+def _run_health(summary: Path) -> str:
+    """The `health` of a run's summary.json (vlmsae.health): "-" before its metrics exist or
+    when they predate the health checks, "unreadable summary.json" for a damaged file."""
+    if not summary.exists():
+        return "-"
+    try:
+        return str(read_json(summary).get("health", "-"))
+    except InputFileError:
+        return "unreadable summary.json"
+
+
 def _runs(args: argparse.Namespace) -> None:
     from vlmsae.config import runs
 
     for run in runs(read_config(args.configfile)):
-        done = RunFolders(args.results, run.path).summary.exists()
-        print(f"{run.path}\t{'done' if done else 'pending'}")
+        summary = RunFolders(args.results, run.path).summary
+        state = "done" if summary.exists() else "pending"
+        print(f"{run.path}\t{state}\t{_run_health(summary)}")
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -338,8 +350,15 @@ def _verify(args: argparse.Namespace) -> None:
     if (path / "zarr.json").is_file():
         stores, folders = [path], []
     elif (path / "embeddings").is_dir() or (path / "sae").is_dir():  # a results root
+        check_output_folders(path / name / "-" for name in ("embeddings", "sae", "metrics"))
         stores = sorted((path / "embeddings").glob("*/*.zarr"))
-        folders = sorted(m.parent for m in path.glob("*/*/*/*/*/seed*/manifest.json"))
+        # Every run folder, with or without manifest.json: one without is reported, not skipped.
+        folders = sorted(
+            folder
+            for name in ("sae", "metrics")
+            for folder in (path / name).glob("*/*/*/*/seed*")
+            if folder.is_dir()
+        )
     elif path.is_dir() and (path / "manifest.json").is_file():
         stores, folders = [], [path]
     else:
@@ -408,7 +427,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmsae", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser(
-        "runs", parents=[paths, config], help="list the runs of a config and whether each is done"
+        "runs",
+        parents=[paths, config],
+        help="list the runs of a config, whether each is done and its health (ok or its flags)",
     )
     command.set_defaults(handler=_runs)
 

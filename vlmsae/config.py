@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import itertools
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import yaml
 
 from vlmsae import datasets, sae
 from vlmsae.errors import ConfigError
+from vlmsae.health import HealthSettings
 from vlmsae.registry import load_plugins, parse_settings, settings_schema
 from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
@@ -75,12 +77,24 @@ class Run:
         }
 
 
-def _schema_error(error: jsonschema.ValidationError) -> ConfigError:
-    """One line naming the key of a schema violation."""
+def _schema_error(error: jsonschema.ValidationError, schema: dict[str, Any]) -> ConfigError:
+    """One line naming the key of a schema violation; an unknown key also gets the nearest
+    existing key path of `schema` (the whole config schema), where one is near."""
     key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        fix = f"remove it or use one of: {', '.join(allowed)}"
+        unknown = [name for name in error.instance if name not in allowed]
+        section = tuple(str(part) for part in error.absolute_path)
+        hints = {name: _nearest_path(name, section, allowed, schema) for name in unknown}
+        # A path for each unknown key, else the section's own keys (one list for them all).
+        if all(hints.values()):
+            fix = "did you mean " + ", ".join(
+                f"`{path}`" + (f" for '{name}'" if len(hints) > 1 else "")
+                for name, path in hints.items()
+            )
+            fix += "?"
+        else:
+            fix = f"remove it or use one of: {', '.join(allowed)}"
         return ConfigError(
             key,
             error.message.replace("Additional properties are not allowed ", "unknown key "),
@@ -88,6 +102,66 @@ def _schema_error(error: jsonschema.ValidationError) -> ConfigError:
         )
     fix = "see `vlmsae schema` for what this key takes"
     return ConfigError(key, error.message, fix)
+
+
+# Stands for any name in a key path under a section of user-named entries (datasets.<name>).
+_ANY_NAME = None
+
+
+def _key_paths(
+    schema: dict[str, Any], root: dict[str, Any], prefix: tuple = ()
+) -> list[tuple[str | None, ...]]:
+    """Every key path the config schema `root` defines below `schema`, local $refs followed;
+    _ANY_NAME marks a user-chosen name (a dataset's, a variant's)."""
+    if "$ref" in schema:
+        # Only local references ("#/$defs/train") occur in the schema.
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    paths = []
+    for name, child in schema.get("properties", {}).items():
+        paths.append((*prefix, name))
+        paths.extend(_key_paths(child, root, (*prefix, name)))
+    if isinstance(schema.get("additionalProperties"), dict):
+        paths.extend(_key_paths(schema["additionalProperties"], root, (*prefix, _ANY_NAME)))
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(keyword, []):
+            paths.extend(_key_paths(branch, root, prefix))
+    return paths
+
+
+def _nearest_path(
+    name: str, section: tuple[str, ...], allowed: list[str], schema: dict[str, Any]
+) -> str | None:
+    """The existing key path an unknown key `name` under `section` most likely means: one
+    ending in `name` anywhere (a key moved to another section), the nearest to `section`
+    first; else the closest spelling among the section's own keys (`allowed`); else None."""
+
+    def shared(path: tuple) -> int:
+        """Leading components in common with `section` (any name matches a user's name)."""
+        return next(
+            (
+                i
+                for i, (a, b) in enumerate(zip(path, section, strict=False))
+                if a is not _ANY_NAME and a != b
+            ),
+            min(len(path), len(section)),
+        )
+
+    def spelt(path: tuple) -> str:
+        """The path with each user-chosen name filled in from `section` where it lies on it."""
+        common = shared(path)
+        return ".".join(
+            part if part is not _ANY_NAME else section[i] if i < common else "<name>"
+            for i, part in enumerate(path)
+        )
+
+    moved = [path for path in _key_paths(schema, schema) if path[-1] == name]
+    if moved:
+        return spelt(min(moved, key=lambda path: (-shared(path), len(path))))
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return ".".join((*section, close[0])) if close else None
 
 
 def _variant_properties() -> dict[str, Any]:
@@ -135,6 +209,8 @@ def full_schema() -> dict[str, Any]:
     metrics = schema["properties"]["evaluation"]["properties"]["metrics"]
     for name, settings, description in group_settings():
         metrics["properties"][name] = {**settings_schema(settings, description), "default": {}}
+    health = schema["properties"]["evaluation"]["properties"]["health"]
+    health["properties"] = settings_schema(HealthSettings)["properties"]
     for section, registry in (("figures", FIGURES), ("interventions", INTERVENTIONS)):
         properties = schema["properties"][section]["properties"]
         for entry in registry:
@@ -178,9 +254,10 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
     # Set by the user, not the default [10, 100], which small dictionaries cannot hold.
     usage = ((config.get("evaluation") or {}).get("metrics") or {}).get("atom_usage") or {}
     explicit_top_m = usage.get("energy_top_m") if isinstance(usage, dict) else None
-    error = jsonschema.exceptions.best_match(_validator(full_schema()).iter_errors(config))
+    schema = full_schema()
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(config))
     if error is not None:
-        raise _schema_error(error)
+        raise _schema_error(error, schema)
 
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec, Path(base_dir))

@@ -1,5 +1,10 @@
 """User-facing errors: one line that names the file or config key and the fix."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class VlmsaeError(Exception):
     """Raised for bad input; the message is meant to be shown to the user as is."""
@@ -28,3 +33,21 @@ class DamagedOutputError(InputFileError):
     def __init__(self, path: str, problem: str, rule: str):
         super().__init__(path, problem, f"re-run with `snakemake --forcerun {rule}`")
         self.rule = rule
+
+
+def check_output_folders(paths: Iterable[str | Path]) -> None:
+    """InputFileError naming the first file that sits where a folder of an output path in
+    `paths` must go (`results/embeddings` written as a file): otherwise creating the output's
+    folder ends in a traceback (NotADirectoryError, FileExistsError)."""
+    checked: set[Path] = set()
+    for path in paths:
+        for folder in reversed(Path(path).parents):
+            if folder in checked:
+                continue
+            checked.add(folder)
+            if folder.exists() and not folder.is_dir():
+                raise InputFileError(
+                    str(folder),
+                    "a file where a folder of the results should be",
+                    "move or delete it, then re-run snakemake",
+                )

@@ -3,11 +3,12 @@
 A store's manifest sits in its attrs (`attrs["manifest"]`): per array its shape, dtype, rows per
 chunk and a CRC-32 of each chunk's decoded values. A folder's manifest (`manifest.json`, written
 last, atomically) lists each file's size and CRC-32, and for safetensors files each tensor's
-shape, dtype, CRC-32 and finiteness. `verify_store` and `verify_folder` read every chunk or file
-back and check it against the manifest, that embedding rows are finite (and non-zero where
-attrs["normalised"] is true) and that tensors finite when written still are. A failed check raises
-`DamagedOutputError`: one line naming the file and the rule to re-run. Schema:
-docs/architecture.md, "Manifests".
+shape, dtype, CRC-32 and finiteness; with `whole_folder` it covers every file of the folder, so a
+file it does not list (an entry removed, a file added later, an interrupted job's leftover) is
+damage too. `verify_store` and `verify_folder` read every chunk or file back and check it against
+the manifest, that embedding rows are finite (and non-zero where attrs["normalised"] is true) and
+that tensors finite when written still are. A failed check raises `DamagedOutputError`: one line
+naming the file and the rule to re-run. Schema: docs/architecture.md, "Manifests".
 
 CRC-32 (zlib, about 2.4 GB/s on one core) detects the damage that happens to files (truncation,
 deleted chunks, flipped bits); it is not a defence against a forger.
@@ -29,6 +30,8 @@ from vlmsae.errors import DamagedOutputError, InputFileError
 MANIFEST_FORMAT = 1
 CHECKSUM = "crc32"
 MANIFEST_FILE = "manifest.json"
+# A folder manifest with this key true lists every file of its folder (vlmsae.manifest docstring).
+WHOLE = "whole_folder"
 # Rows whose norm is below this are "zero": stores hold L2-normalised rows.
 MIN_ROW_NORM = 1e-6
 READ_BYTES = 64 << 20  # decoded bytes read from a store at a time while verifying it
@@ -214,8 +217,9 @@ def _tensor_records(path: Path) -> dict[str, dict]:
 
 
 def write_folder_manifest(folder: str | Path, names: list[str]) -> Path:
-    """Write `manifest.json` in `folder` for its files `names`; written last, atomically, so a
-    folder with a manifest is a folder whose every listed file was complete."""
+    """Write `manifest.json` in `folder` for its files `names`, which are the whole folder
+    (`whole_folder`: any other file found there later is reported); written last, atomically, so
+    a folder with a manifest is a folder whose every listed file was complete."""
     folder = Path(folder)
     files = {}
     for name in names:
@@ -223,7 +227,7 @@ def write_folder_manifest(folder: str | Path, names: list[str]) -> Path:
         files[name] = {"bytes": size, CHECKSUM: digest}
         if name.endswith(".safetensors"):
             files[name]["tensors"] = _tensor_records(folder / name)
-    manifest = {"format": MANIFEST_FORMAT, "checksum": CHECKSUM, "files": files}
+    manifest = {"format": MANIFEST_FORMAT, "checksum": CHECKSUM, "files": files, WHOLE: True}
     temporary = folder / f".{MANIFEST_FILE}.tmp"
     temporary.write_text(json.dumps(manifest, indent=1))
     os.replace(temporary, folder / MANIFEST_FILE)
@@ -249,10 +253,23 @@ def _check_tensors(path: Path, expected: dict[str, dict], rule: str) -> None:
             raise DamagedOutputError(str(path), f"tensor '{name}' differs from the manifest", rule)
 
 
+def _unlisted(folder: Path, files: dict) -> list[str]:
+    """Names in `folder` that its manifest does not list: neither manifest.json nor hidden
+    (a temporary file such as `.manifest.json.tmp`)."""
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name not in files
+        and entry.name != MANIFEST_FILE
+        and not entry.name.startswith(".")
+    )
+
+
 def verify_folder(folder: str | Path, rule: str) -> dict[str, int]:
     """Check every file `manifest.json` lists in `folder`: present, same size and CRC-32, and
-    safetensors tensors readable and finite. Returns each file's size; raises
-    DamagedOutputError naming the first damaged file and `rule`, which rebuilds it."""
+    safetensors tensors readable and finite; and, where the manifest covers the whole folder,
+    that it lists every file there. Returns each file's size; raises DamagedOutputError naming
+    the first damaged (or unlisted) file and `rule`, which rebuilds it."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_FILE
     if not folder.is_dir():
@@ -265,6 +282,14 @@ def verify_folder(folder: str | Path, rule: str) -> dict[str, int]:
         raise DamagedOutputError(str(folder), problem, rule) from error
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DamagedOutputError(str(manifest_path), "unreadable", rule) from error
+    unlisted = _unlisted(folder, files) if manifest.get(WHOLE) is True else []
+    if unlisted:
+        raise DamagedOutputError(
+            str(folder / unlisted[0]),
+            f"not listed in {MANIFEST_FILE}, so unchecked (its entry was removed, or the file "
+            "was added after the job, or left by an interrupted one)",
+            rule,
+        )
     sizes = {}
     for name, record in files.items():
         path = folder / name

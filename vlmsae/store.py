@@ -6,6 +6,7 @@ Arrays (rows L2-normalised unless attrs say otherwise):
   image_split [N_img], text_split [N_txt]  int8, index into attrs["splits"] (train, eval, val)
   label [N_img]                         int64, optional
   class_prompts [C, T, d]               float32, optional: text embeddings of T prompts per class
+  text_group [N_txt]                    int64, optional: interchangeable texts for retrieval
   truth/ (synthetic data only)          see `TrueStructure`
 Stores embedded from raw datasets (`vlmsae.embedding`) also hold
   text_caption [N_txt], image_source [N_img]   strings: each caption, where each item came from
@@ -158,8 +159,16 @@ def package_versions() -> dict[str, str]:
 
 
 def check_embedding_array(where: str, name: str, rows: np.ndarray) -> None:
-    """InputFileError (naming `where`) unless `rows` is a real [N, d] array with N ≥ 1, d ≥ 2."""
-    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "fiu":
+    """InputFileError (naming `where`) unless `rows` is a floating-point [N, d] array with
+    N ≥ 1, d ≥ 2."""
+    if isinstance(rows, np.ndarray) and rows.dtype.kind in "iub":
+        # Integers are no embeddings (a wrong file, or quantised codes): refused, not cast.
+        raise InputFileError(
+            where,
+            f"{name} rows are {rows.dtype}; embeddings are floating-point numbers",
+            "save them as float32 (the embeddings themselves, not indices or quantised codes)",
+        )
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind != "f":
         kind = "complex" if getattr(rows, "dtype", np.dtype(object)).kind == "c" else "non-real"
         got = getattr(rows, "dtype", type(rows).__name__)
         raise InputFileError(

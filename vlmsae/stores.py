@@ -8,10 +8,16 @@ that needs both layers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from vlmsae import datasets
-from vlmsae.errors import ConfigError
-from vlmsae.store import ValSplit, write_store
+from vlmsae.errors import ConfigError, InputFileError, check_output_folders
+from vlmsae.store import MIN_SPLIT_PAIRS, SPLITS, ValSplit, write_store
+
+if TYPE_CHECKING:
+    from vlmsae.datasets.raw import RawDataset
 
 
 def build_store(
@@ -27,6 +33,7 @@ def build_store(
     Raw sources embed with the registry model `model` (`model_entry`: its config `models.<name>`
     overrides) under the config `embed` settings.
     """
+    check_output_folders([path])
     source = spec["source"]
     settings = datasets.source_settings(source, spec[source], f"datasets.{dataset}.{source}")
     val = ValSplit.of_dataset(spec)
@@ -50,6 +57,7 @@ def build_store(
             f"'{model}' embeds {model_spec.modality} but {source} holds {raw.modality}",
             f"use a model of the {raw.modality} modality",
         )
+    _check_split_sizes(raw, dataset, source)
     device = resolve_device(embed_settings.device, "embed.device")
     encoder = models.load(model_spec, device=device)
     # DataLoader workers decode on cores of their own; the forward pass gets the others.
@@ -57,3 +65,21 @@ def build_store(
     attrs = {"dataset": dataset, "model": model, "source": source}
     embed_dataset(raw, encoder, path, embed_settings, attrs, val=val)
     return Path(path)
+
+
+def _check_split_sizes(raw: RawDataset, dataset: str, source: str) -> None:
+    """Refuse, before any model loads, a dataset whose train or eval split has fewer than
+    MIN_SPLIT_PAIRS pairs (COCO with only its val split read, or every train image missing),
+    which write_store would refuse after hours of embedding."""
+    pairs = np.asarray(raw.pairs, dtype=np.int64).reshape(-1, 2)
+    pair_split = np.asarray(raw.media_split)[pairs[:, 0]]
+    for split in ("train", "eval"):
+        count = int(np.sum(pair_split == SPLITS.index(split)))
+        if count < MIN_SPLIT_PAIRS:
+            raise InputFileError(
+                str(raw.attrs.get("root", f"datasets.{dataset}.{source}")),
+                f"dataset '{dataset}' has {count} {split} pairs ({len(raw.pairs)} in all, "
+                f"{raw.skipped.total} items skipped); at least {MIN_SPLIT_PAIRS} are needed",
+                f"read a split with {split} items in datasets.{dataset}.{source} (e.g. its "
+                "`splits`), or restore the missing files",
+            )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vlmsae.paper_tables import GROUP_KEYS, SEEDS, STD_SUFFIX, seed_statistics
+from vlmsae.paper_tables import GROUP_KEYS, SEEDS, seed_statistics, with_columns
 
 TAU1 = "tau1"
 COLUMNS = (
@@ -26,8 +26,8 @@ KEYS = (TAU1, *GROUP_KEYS, SEEDS)
 
 
 def recovery_table(summary: pd.DataFrame, tau1: dict[str, float]) -> pd.DataFrame:
-    """KEYS, then per metric of COLUMNS (and of OPTIONAL_COLUMNS the summary has) its mean and
-    `<column> std` over seeds.
+    """KEYS, then per metric of COLUMNS (and of OPTIONAL_COLUMNS the summary has) its mean,
+    `<column> std` and `<column> n` over seeds (vlmsae.paper_tables).
 
     tau1: the τ1 of each synthetic dataset (config `datasets.<name>.synthetic.tau1`); other
     datasets are left out. Rows are sorted by τ1 (descending: iso-energy holds first), then kept
@@ -40,9 +40,7 @@ def recovery_table(summary: pd.DataFrame, tau1: dict[str, float]) -> pd.DataFram
     stats = seed_statistics(rows, [metric for _, metric in columns])
     table = stats[[*GROUP_KEYS, SEEDS]].copy()
     table.insert(0, TAU1, table["dataset"].map(tau1))
-    for column, metric in columns:
-        table[column] = stats[metric]
-        table[f"{column}{STD_SUFFIX}"] = stats[f"{metric}_std"]
+    table = with_columns(table, stats, columns)
     return table.sort_values(TAU1, ascending=False, kind="stable").reset_index(drop=True)
 
 

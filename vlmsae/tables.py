@@ -24,7 +24,13 @@ SETTING_KEYS = (
     "retrieval_seed",
     "retrieval_pairs",
     "retrieval_batch",
+    "retrieval_grouping",
+    "retrieval_groups_image",
+    "retrieval_groups_text",
 )
+# The run's health (vlmsae.health): words, not a number, so it sits beside the run keys in
+# summary.csv and is left out of metrics_long.csv, whose values are numbers.
+HEALTH_KEY = "health"
 MODALITIES = ("image", "text")
 ALL_MODALITIES = "all"
 TRAIN_SUFFIX = "_train"
@@ -34,6 +40,7 @@ ATOM_KIND_PREFIXES = ("modality_atoms", "modality_energy_share")
 # Families of summary keys in display order, each with the key prefixes (whole words) it holds;
 # the longest matching prefix wins, so `retrieval_seed` is a setting and `recall_*` retrieval.
 METRIC_FAMILIES = (
+    ("health", (HEALTH_KEY,)),
     ("settings", SETTING_KEYS),
     ("reconstruction", ("mse", "r2")),
     ("sparsity and dead atoms", ("l0", "atoms_active", "dead_atoms")),
@@ -103,29 +110,42 @@ def summary_table(
 ) -> pd.DataFrame:
     """One row per run: the run's keys, every metric of its summary.json, and its stability.
 
-    SETTING_KEYS go to `runs_table` instead. A key a run's summary.json lacks (undefined for that
-    run) is NaN, an empty cell in the CSV. A run's `stability_seed*` / `stability_mixture*`
+    SETTING_KEYS go to `runs_table` instead; `health` comes right after the run keys. A key a
+    run's summary.json lacks (undefined for that run) is NaN, an empty cell in the CSV. A run's
+    `stability_seed*` / `stability_mixture*`
     columns are the means over the rows of the stability table (vlmsae.metrics.stability) that
     involve it; NaN when it has no partner of that kind.
     """
     rows = []
     for run, path in zip(runs, summary_paths, strict=True):
         summary = json.loads(Path(path).read_text())
+        health = {HEALTH_KEY: summary[HEALTH_KEY]} if HEALTH_KEY in summary else {}
         metrics = {key: value for key, value in summary.items() if key not in SETTING_KEYS}
-        rows.append({**{key: run[key] for key in RUN_KEYS}, **metrics})
+        rows.append({**{key: run[key] for key in RUN_KEYS}, **health, **metrics})
     table = pd.DataFrame(rows)
     if stability is None or stability.empty:
         return table
     return table.merge(run_stability(stability), on=list(RUN_KEYS), how="left")
 
 
+def health_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """health.csv: RUN_KEYS and `health` of each run of summary.csv (empty where unknown)."""
+    return summary.reindex(columns=[*RUN_KEYS, HEALTH_KEY])
+
+
 def long_table(summary: pd.DataFrame) -> pd.DataFrame:
     """metrics_long.csv from the wide summary table: one row per run and defined metric.
 
     Columns: RUN_KEYS, `metric`, `modality` (`split_modality`), `value`. Undefined (NaN) cells
-    have no row. Rows follow the runs' order, then the summary's column order.
+    and the text columns (`health`, the `<metric>_undefined` reasons) have no row. Rows follow
+    the runs' order, then the summary's column order.
     """
-    metrics = [column for column in summary.columns if column not in RUN_KEYS]
+    metrics = [
+        column
+        for column in summary.columns
+        if column not in (*RUN_KEYS, HEALTH_KEY)
+        and (pd.api.types.is_numeric_dtype(summary[column]) or summary[column].isna().all())
+    ]
     long = summary.reset_index(names="run_order").melt(
         id_vars=["run_order", *RUN_KEYS], value_vars=metrics, var_name="key", value_name="value"
     )

@@ -10,10 +10,10 @@ with logged(snakemake.log[0], snakemake.threads):
     inputs = snakemake.input
     runs = [
         RunFiles(run["variant"], run["mixture"], run["seed"], Path(weights), Path(atoms),
-                 Path(bridge_top), Path(inputs.atom_maps), Path(stability))
-        for run, weights, atoms, bridge_top, stability in zip(
+                 Path(bridge_top), Path(inputs.atom_maps), Path(stability), Path(summary))
+        for run, weights, atoms, bridge_top, stability, summary in zip(
             snakemake.params.runs, inputs.weights, inputs.atoms, inputs.bridge_top,
-            inputs.atom_stability, strict=True)
+            inputs.atom_stability, inputs.summaries, strict=True)
     ]
     try:
         build_explorer(snakemake.output[0], inputs.store, runs,

@@ -1,10 +1,15 @@
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from vlmsae import sae
+from vlmsae.config import Run
+from vlmsae.health import HealthSettings, warn, with_health
 from vlmsae.interventions.vocabulary import read_vocabulary
 from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
+from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore
 from vlmsae.workflow import logged
 
@@ -18,6 +23,11 @@ with logged(snakemake.log[0], snakemake.threads):
         EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None,
         vocabulary=vocabulary[0] if vocabulary else None)
+    summary, flags = with_health(
+        summary, pd.read_csv(snakemake.input.train_log),
+        parse_settings(HealthSettings, snakemake.params.health, "evaluation.health"))
+    run = snakemake.wildcards
+    warn(Run(run.dataset, run.model, run.variant, run.mixture, int(run.seed)).path, flags)
     atoms.to_parquet(snakemake.output.atoms, index=False)
     tables["bridge_top"].to_parquet(snakemake.output.bridge_top, index=False)
     Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))

@@ -18,4 +18,8 @@ with logged(snakemake.log[0], snakemake.threads):
         pd.read_parquet(snakemake.input.atoms),
         settings,
     )
+    status = table["probe_status"].iloc[0]
+    if status != "ok":
+        # The table keeps one row saying so; the log says it where a job's warnings are read.
+        print(f"vlmsae: warning: probe of '{table['target'].iloc[0]}' is {status}: no atoms listed")
     table.to_parquet(snakemake.output[0], index=False)

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmsae.manifest import verify_folders
-from vlmsae.tables import atoms_table, long_table, runs_table, summary_table
+from vlmsae.tables import atoms_table, health_table, long_table, runs_table, summary_table
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0]):
@@ -15,6 +15,7 @@ with logged(snakemake.log[0]):
               ignore_index=True).to_parquet(snakemake.output.atom_stability, index=False)
     summary = summary_table(runs, snakemake.input.summaries, stability)
     summary.to_csv(snakemake.output.summary, index=False)
+    health_table(summary).to_csv(snakemake.output.health, index=False)
     long_table(summary).to_csv(snakemake.output.long, index=False)
     runs_table(runs, snakemake.input.configs, snakemake.input.summaries).to_csv(
         snakemake.output.runs, index=False)

@@ -1,7 +1,9 @@
 """Precomputed paired embeddings from .npy / .npz files (row i of image pairs with row i of text).
 
 Optional: labels_path (.npy [N] int class of each image) and class_prompts_path (.npy [C, T, d],
-text embeddings of T prompt templates per class) enable zero-shot classification from codes.
+text embeddings of T prompt templates per class) enable zero-shot classification from codes;
+groups_path (.npy [N] int, one group id per text row, i.e. per pair) marks interchangeable texts
+for retrieval (stored as `text_group`; identical text rows are grouped without it).
 File settings carry `format: file`: the config check makes them absolute and checks they exist.
 
 Accepted layouts:
@@ -42,6 +44,12 @@ class PrecomputedSettings(EvalShare):
     )
     class_prompts_path: str | None = setting(
         None, ".npy [classes, templates, d] prompt embeddings (zero-shot)", format="file"
+    )
+    groups_path: str | None = setting(
+        None,
+        ".npy [N] int group id of each text row (pair): texts of one group are interchangeable "
+        "in retrieval",
+        format="file",
     )
     split_seed: int = setting(0, "seed of the random split", minimum=0)
     drop_bad_pairs: bool = setting(
@@ -180,6 +188,18 @@ def _labels(settings: PrecomputedSettings, n_pairs: int, n_classes: int | None) 
     return labels.astype(np.int64)
 
 
+def _text_groups(path: str, n_pairs: int) -> np.ndarray:
+    """[N] int64 group id of each text row, checked: one integer per pair."""
+    groups = _load_npy(Path(path))
+    if groups.shape != (n_pairs,) or groups.dtype.kind not in "iu":
+        raise InputFileError(
+            path,
+            f"expected [{n_pairs}] integers, got {groups.dtype} of shape {list(groups.shape)}",
+            "give one integer group id per text row",
+        )
+    return groups.astype(np.int64)
+
+
 def row_paired_arrays(image: np.ndarray, text: np.ndarray, split: np.ndarray) -> dict:
     """The core arrays of a store whose row i of `image` pairs with row i of `text`: rows
     L2-normalised in place, identity pairs, the same split on both sides."""
@@ -243,6 +263,8 @@ def build(settings: PrecomputedSettings) -> dict:
         n_classes = prompts.shape[0]
     if settings.labels_path is not None:
         optional["label"] = _labels(settings, len(keep), n_classes)[keep]
+    if settings.groups_path is not None:
+        optional["extra"] = {"text_group": _text_groups(settings.groups_path, len(keep))[keep]}
     return {
         **optional,
         **row_paired_arrays(image, text, split),

@@ -20,7 +20,7 @@ import zarr
 
 from vlmsae.errors import InputFileError
 from vlmsae.explorer import data
-from vlmsae.explorer.inputs import load_model, read_table
+from vlmsae.explorer.inputs import load_model, read_health, read_table
 from vlmsae.explorer.items import store_items
 from vlmsae.explorer.js import write_global
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
@@ -48,6 +48,8 @@ class RunFiles:
     atom_maps: Path  # results/metrics/<dataset>/<model>/atom_maps.parquet, the store's
     # results/metrics/<dataset>/<model>/<variant>/atom_stability.parquet; None: not computed
     atom_stability: Path | None = None
+    # results/metrics/<run>/summary.json, whose `health` the page shows beside the run; None: none
+    summary: Path | None = None
 
     @property
     def id(self) -> str:
@@ -67,6 +69,7 @@ class RunFiles:
             metrics / "bridge_top.parquet",
             metrics.parent.parent.parent / "atom_maps.parquet",
             metrics.parent.parent / "atom_stability.parquet",
+            metrics / "summary.json",
         )
 
 
@@ -220,6 +223,8 @@ def build_explorer(
                     "mixture": run.mixture,
                     "seed": run.seed,
                     "n_atoms": run_entry["n_atoms"],
+                    # "ok" or the run's flags (vlmsae.health); null when it has no summary
+                    "health": None if run.summary is None else read_health(run.summary),
                     "file": file,
                 }
             )

@@ -44,6 +44,18 @@ def read_table(
         ) from error
 
 
+def read_health(summary: Path) -> str | None:
+    """The `health` of a run's summary.json (vlmsae.health); None when its metrics predate it."""
+    try:
+        return json.loads(need(summary).read_text()).get("health")
+    except json.JSONDecodeError as error:
+        raise InputFileError(
+            str(summary),
+            f"not valid JSON ({error.msg}, line {error.lineno})",
+            f"delete it and re-run `snakemake {summary}`",
+        ) from error
+
+
 def read_decoder(weights: Path) -> np.ndarray:
     """W_dec [p, d] of a run's sae.safetensors."""
     try:

@@ -140,16 +140,36 @@ def draw_vector_arithmetic(tables: dict[str, pd.DataFrame], settings: Settings, 
 )
 def draw_probe_concepts(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """Per variant: the atoms with the largest |α| = |D θ| of a logistic probe θ, named where
-    the run has names, coloured by kind (group-sparse Fig. 5): which concepts the probe reads."""
+    the run has names, coloured by kind (group-sparse Fig. 5): which concepts the probe reads.
+    A degenerate probe (one class predicted for every eval image) lists no atoms: its panel
+    shows its status instead."""
     table = _one_run_per_variant(tables["probe_concepts"])
     variants = sorted(table["variant"].unique())
     figure, axes = grid(1, len(variants), panel_height=3.2)
     for column, variant in enumerate(variants):
         axis = axes[0][column]
         rows = table[table["variant"] == variant].sort_values("rank", ascending=False)
+        first = rows.iloc[0]
+        accuracy = first["probe_accuracy"], first["probe_balanced_accuracy"]
+        axis.set_title(
+            f"{variant}: {first['target']} (acc. {accuracy[0]:.2f}, balanced {accuracy[1]:.2f})",
+            fontsize=PANEL_TITLE_SIZE,
+        )
+        if first["probe_status"] != "ok":
+            axis.text(
+                0.5,
+                0.5,
+                f"{first['probe_status']}:\nno atoms listed",
+                ha="center",
+                va="center",
+                transform=axis.transAxes,
+            )
+            axis.set_axis_off()
+            continue
         names = rows["name"] if "name" in rows.columns else None
         labels = [
-            f"{name} ({atom})" if isinstance(name, str) else str(atom)
+            # A CSV column with a degenerate run's empty atom reads as float.
+            f"{name} ({int(atom)})" if isinstance(name, str) else str(int(atom))
             for name, atom in zip(
                 names if names is not None else [None] * len(rows), rows["atom"], strict=True
             )
@@ -162,11 +182,6 @@ def draw_probe_concepts(tables: dict[str, pd.DataFrame], settings: Settings, sub
         kinds = list(dict.fromkeys(rows["atom_kind_sq"]))
         handles = [Patch(color=KIND_COLOURS.get(kind, "0.5"), label=kind) for kind in kinds]
         axis.legend(handles=handles, fontsize=LEGEND_SIZE, title="kind", title_fontsize=LEGEND_SIZE)
-        accuracy = rows["probe_accuracy"].iloc[0]
-        axis.set_title(
-            f"{variant}: {rows['target'].iloc[0]} (probe acc. {accuracy:.2f})",
-            fontsize=PANEL_TITLE_SIZE,
-        )
     figure.suptitle(f"Probe decomposed into atoms: {subject}", fontsize=TITLE_SIZE)
     return figure
 

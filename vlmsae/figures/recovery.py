@@ -6,8 +6,9 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.style import TITLE_SIZE, subplots
+from vlmsae.paper_tables import STD_SUFFIX
 from vlmsae.registry import Settings
-from vlmsae.synthetic_recovery import COLUMNS, STD_SUFFIX, TAU1
+from vlmsae.synthetic_recovery import COLUMNS, TAU1
 
 PLOTTED = ("W", "mma")
 

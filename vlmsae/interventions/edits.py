@@ -8,7 +8,8 @@ cones) runs on it unchanged (rule `edited_store_metrics`):
 - `reconstruction`: Â = ZD, every atom kept. Neither adds the decoder bias: the paper's Â and Ã
   are ZD and (Z ⊙ δ)D, and leaving the bias out of both makes them differ by δ alone;
 - `mean-shift`: Liang et al.'s baseline I − μ_I + (μ_I + μ_T)/2 (and the same for text), the
-  means fitted on the store's train rows, on the dense rows (no SAE involved; it is written per
+  means fitted on the store's train pairs (`gap.train_half_gap`, the estimate of stores.csv's
+  `gap_*_mean_shift` too), on the dense rows (no SAE involved; it is written per
   run all the same, so each run's table row compares its edits with the baseline side by side).
 Class prompts are text: they get the text edit, so zero-shot on an edited store is zero-shot in
 the edited space. Edited rows are not unit-norm (attrs["normalised"] false); metrics normalise.
@@ -28,14 +29,14 @@ from vlmsae.errors import InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.metrics import modality
 from vlmsae.metrics.evaluate import encode
-from vlmsae.metrics.gap import bimodal_only
+from vlmsae.metrics.gap import bimodal_only, mean_shift, train_half_gap
 from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import MODALITIES, EmbeddingStore, write_store
 
 EDITS = ("bimodal", "reconstruction", "mean-shift")
 # Arrays of the source store copied as they are; everything else is rebuilt or left out.
-_COPIED = ("label", "attributes", "text_caption", "image_source", "triplets")
+_COPIED = ("label", "attributes", "text_caption", "image_source", "triplets", "text_group")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,21 +99,16 @@ def _decoded(
 
 def _mean_shifted(store: EmbeddingStore) -> dict[str, np.ndarray]:
     """{image, text, shift}: every row shifted, the means fitted on the train pairs' rows (the
-    rows the SAE was trained on)."""
-    pairs = store.split_pairs("train")
-    if not len(pairs):
+    rows the SAE was trained on) by `train_half_gap`, as stores.csv's `gap_*_mean_shift`."""
+    shift = train_half_gap(store)
+    if shift is None:
         raise InputFileError(
             str(store.path),
             "the store has no train pairs to fit the mean shift on",
             "rebuild it with a train split",
         )
-    image, text = store.rows("image"), store.rows("text")
-    half_gap = (
-        image[pairs[:, 0]].mean(axis=0, dtype=np.float64)
-        - text[pairs[:, 1]].mean(axis=0, dtype=np.float64)
-    ) / 2
-    shift = half_gap.astype(np.float32)
-    return {"image": image - shift, "text": text + shift, "shift": shift}
+    image, text = mean_shift(store.rows("image"), store.rows("text"), shift)
+    return {"image": image, "text": text, "shift": shift}
 
 
 def edited_arrays(

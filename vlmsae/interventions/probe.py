@@ -8,6 +8,10 @@ is θ·x ≈ Σ_k z_k α_k + θ·b: `contribution` = α_k × mean z_k over the e
 average share of the probe's logit, which ranks atoms by what they add to the decision on real
 images rather than by direction alone (an atom aligned with θ that never fires contributes 0).
 
+A probe that predicts one class only on the eval images (a rare target under strong
+regularisation: the intercept alone decides) reads nothing from the images, whatever its
+accuracy (the majority share): it is marked degenerate and no atoms are listed for it.
+
 Targets: on synthetic stores a true bimodal concept (an image carries it when its true code holds
 one of the concept's atoms); on stores with attributes (CelebA) the attribute `attribute`; on
 stores with class labels a class.
@@ -129,6 +133,14 @@ def _sample(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(rows, n, replace=False)) if len(rows) > n else rows
 
 
+def probe_status(predicted: np.ndarray) -> str:
+    """`ok`, or `degenerate: predicts only positive|negative` when the probe's eval
+    predictions [n] bool are all one class (positive: carries the target)."""
+    if predicted.all() or not predicted.any():
+        return f"degenerate: predicts only {'positive' if predicted[0] else 'negative'}"
+    return "ok"
+
+
 def probe_concepts(
     store: EmbeddingStore,
     model: SparseAutoencoder,
@@ -137,9 +149,13 @@ def probe_concepts(
 ) -> pd.DataFrame:
     """The top `top_atoms` atoms of the probe by |α| (module doc), one row each: `rank` (1 =
     largest |α|), `atom`, `alpha`, `contribution`, `name` (when atoms.parquet has names),
-    `atom_kind_sq`, `probe_accuracy` (eval accuracy), `probe_baseline` (the majority share of
-    the eval images), `target`; synthetic stores add `matched_concept` (the concept of the true
-    row the atom is matched to by decoder direction, −1 when unmatched) and `matches_target`."""
+    `atom_kind_sq`, `probe_accuracy` (eval accuracy), `probe_balanced_accuracy` (the mean of
+    the per-class recalls: 0.5 for a probe that ignores the images), `probe_baseline` (the
+    majority share of the eval images), `probe_status` (`probe_status`), `target`; synthetic
+    stores add `matched_concept` (the concept of the true row the atom is matched to by decoder
+    direction, −1 when unmatched) and `matches_target`. A degenerate probe gets one row, its
+    atom columns missing (NA). `rank`, `atom` and `matched_concept` are nullable integers and
+    `matches_target` a nullable boolean, so both cases have one schema."""
     rng = np.random.default_rng(settings.seed)
     train = _sample(store.split_rows("image", "train"), settings.max_train, rng)
     held_out = _sample(store.split_rows("image", "eval"), settings.max_eval, rng)
@@ -153,34 +169,50 @@ def probe_concepts(
                 "probe a target that some images carry and others do not",
             )
     x_train, x_eval = store.rows("image", train), store.rows("image", held_out)
-    from sklearn.linear_model import LogisticRegression  # here: a second to import
+    # Imported here: a second to import.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
 
     probe = LogisticRegression(C=settings.C, max_iter=1000).fit(x_train, y_train)
-    dictionary = unit_rows(model.W_dec.detach().float().cpu().numpy())
-    alpha = dictionary @ probe.coef_[0].astype(np.float32)
-    codes, _ = encode(model, x_eval, settings.batch_size, 0)
-    mean_code = np.asarray(codes.mean(axis=0)).ravel()
-    top = np.argsort(-np.abs(alpha), kind="stable")[: settings.top_atoms]
+    predicted = probe.predict(x_eval)
+    status = probe_status(predicted)
+    # A probe that reads nothing from the images has no concepts: no atom is decomposed.
+    top = matched = np.zeros(0, dtype=np.int64)  # matched: synthetic stores' true concepts
+    alpha = mean_code = np.zeros(0, dtype=np.float32)
+    if status == "ok":
+        dictionary = unit_rows(model.W_dec.detach().float().cpu().numpy())
+        alpha = dictionary @ probe.coef_[0].astype(np.float32)
+        codes, _ = encode(model, x_eval, settings.batch_size, 0)
+        mean_code = np.asarray(codes.mean(axis=0)).ravel()
+        top = np.argsort(-np.abs(alpha), kind="stable")[: settings.top_atoms]
+        if target.concept is not None:
+            truth = store.truth()
+            learned, true, _ = matched_cosines(dictionary, truth.dictionary)
+            concept_of_atom = np.full(len(dictionary), -1, dtype=np.int64)
+            concept_of_atom[learned] = np.asarray(truth.atom_concept)[true]
+            matched = concept_of_atom[top]
+    # Series, not arrays: an empty selection keeps the columns' types.
+    by_atom = atoms.set_index("atom").loc[top].reset_index(drop=True)
     table = pd.DataFrame(
         {
             "rank": np.arange(1, len(top) + 1),
             "atom": top,
             "alpha": alpha[top],
             "contribution": alpha[top] * mean_code[top],
+            **({"name": by_atom["name"]} if "name" in by_atom.columns else {}),
+            "atom_kind_sq": by_atom["atom_kind_sq"],
         }
     )
-    by_atom = atoms.set_index("atom")
-    if "name" in by_atom.columns:
-        table["name"] = by_atom.loc[top, "name"].to_numpy()
-    table["atom_kind_sq"] = by_atom.loc[top, "atom_kind_sq"].to_numpy()
-    table["probe_accuracy"] = float(probe.score(x_eval, y_eval))
+    if status != "ok":
+        table = table.reindex([0])  # one row for the scores below, its atom columns missing
+    # Nullable integers: a degenerate probe's row keeps the integer columns' type.
+    table = table.astype({"rank": "Int64", "atom": "Int64"})
+    table["probe_accuracy"] = float(np.mean(predicted == y_eval))
+    table["probe_balanced_accuracy"] = float(balanced_accuracy_score(y_eval, predicted))
     table["probe_baseline"] = float(max(y_eval.mean(), 1.0 - y_eval.mean()))
+    table["probe_status"] = status
     table["target"] = target.name
     if target.concept is not None:
-        truth = store.truth()
-        learned, true, _ = matched_cosines(dictionary, truth.dictionary)
-        concept_of_atom = np.full(len(dictionary), -1, dtype=np.int64)
-        concept_of_atom[learned] = np.asarray(truth.atom_concept)[true]
-        table["matched_concept"] = concept_of_atom[top]
-        table["matches_target"] = concept_of_atom[top] == target.concept
+        table["matched_concept"] = pd.Series(matched, dtype="Int64").reindex(table.index)
+        table["matches_target"] = table["matched_concept"] == target.concept
     return table

@@ -141,7 +141,15 @@ def read_word_list(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(str(path), "word file not found", "correct the path")
-    words = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputFileError(
+            str(path), f"line {line} is not UTF-8", "save it as UTF-8 (one word per line)"
+        ) from error
+    words = [line.strip() for line in text.splitlines()]
     words = [word for word in words if word]
     if len(words) < 2:
         raise InputFileError(

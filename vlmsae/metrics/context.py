@@ -28,6 +28,9 @@ class StoreContext:
     # [N, 2] the store rows (image, text) of each eval pair: an image with several captions, or
     # a text paired with several images, appears in several pairs (retrieval counts them right).
     pairs: np.ndarray | None = None
+    # [N] an explicit group of each eval pair's text (the store's `text_group`, precomputed
+    # `groups_path`): equal ids are interchangeable captions in retrieval. None: no such array.
+    text_groups: np.ndarray | None = None
     # A second view of the same rows for MMS: another encoder's embeddings of the same items, or
     # the true codes for synthetic data (kept sparse). [N, r] each, or None when there is none.
     reference_image: np.ndarray | sparse.csr_matrix | None = None
@@ -40,6 +43,9 @@ class StoreContext:
     true_codes_text: sparse.csr_matrix | None = None
     # Words embedded in the store's space, to name atoms (interventions.naming), or None.
     vocabulary: Vocabulary | None = None
+    # [d] (μ_I − μ_T)/2 of the store's TRAIN pairs, the mean-shift baseline's one estimate
+    # (gap.train_half_gap), or None when it has none; set for the store-level groups only.
+    train_half_gap: np.ndarray | None = None
 
 
 @dataclass(kw_only=True)

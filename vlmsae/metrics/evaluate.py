@@ -21,6 +21,7 @@ from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
+from vlmsae.metrics.gap import train_half_gap
 from vlmsae.store import EmbeddingStore
 
 if TYPE_CHECKING:  # torch is imported by the jobs that encode, not by the store-level ones
@@ -98,11 +99,13 @@ def _store_context(
             m: reference_store.rows(m, pairs[:, i]) for i, m in enumerate(("image", "text"))
         }
     labels = store.optional("label")
+    text_groups = store.optional("text_group")
     return StoreContext(
         image=store.rows("image", pairs[:, 0]),
         text=store.rows("text", pairs[:, 1]),
         seed=seed,
         pairs=pairs,
+        text_groups=None if text_groups is None else text_groups[pairs[:, 1]],
         reference_image=reference.get("image"),
         reference_text=reference.get("text"),
         labels=None if labels is None else labels[pairs[:, 0]],
@@ -130,6 +133,9 @@ def evaluate_store(
     """(summary dict, tables) of the store-level groups on the store's eval rows."""
     pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
     context = _store_context(store, pairs, settings.seed, reference_store)
+    # Read here, not in _store_context: only the store-level gap needs the train split, and
+    # every run's evaluation would read it again.
+    context.train_half_gap = train_half_gap(store)
     options = parse_group_settings(settings.metrics)
     result = _merge([entry.obj(context, options[entry.name]) for entry in ordered(STORE_METRICS)])
     summary = {"eval_pairs": len(pairs), "eval_seed": settings.seed, **result.summary}

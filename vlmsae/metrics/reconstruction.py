@@ -68,21 +68,31 @@ def l0(codes: np.ndarray | sparse.spmatrix) -> float:
 def reconstruction_summary(
     x: np.ndarray, reconstruction: np.ndarray, codes: np.ndarray | sparse.spmatrix, suffix: str = ""
 ) -> dict[str, float]:
-    """`mse`, `mse_sum`, `r2`, `r2_overall`, `l0`, each with `suffix`, of rows x [N, d]."""
-    return {
+    """`mse`, `mse_sum`, `r2`, `r2_overall`, `l0`, each with `suffix`, of rows x [N, d]. An R²
+    without variance to explain (every row, or entry, the same: a single class with one text
+    row) is left out, and `<key>_undefined` says why."""
+    rows = f"{suffix.strip('_').replace('_', ' ')} rows".strip()
+    summary: dict[str, float | str] = {
         f"mse{suffix}": mean_squared_error(x, reconstruction),
         f"mse_sum{suffix}": summed_squared_error(x, reconstruction),
-        f"r2{suffix}": r_squared(x, reconstruction),
-        f"r2_overall{suffix}": r_squared_overall(x, reconstruction),
-        f"l0{suffix}": l0(codes),
     }
+    for key, r2, undefined in (
+        ("r2", r_squared, f"every {rows.removesuffix('s')} is the same"),
+        ("r2_overall", r_squared_overall, f"every entry of the {rows} is the same"),
+    ):
+        try:
+            summary[f"{key}{suffix}"] = r2(x, reconstruction)
+        except ValueError:
+            summary[f"{key}{suffix}_undefined"] = undefined
+    summary[f"l0{suffix}"] = l0(codes)
+    return summary
 
 
 # What the summary reports of the training rows (context.train), to show overfitting.
 TRAIN_KEYS = ("r2", "r2_overall", "l0")
 
 
-def _summaries(x: dict, recon: dict, codes: dict, suffix: str = "") -> dict[str, float]:
+def _summaries(x: dict, recon: dict, codes: dict, suffix: str = "") -> dict[str, float | str]:
     """`reconstruction_summary` pooled over both modalities (`<key><suffix>`), then of each
     (`<key>_<modality><suffix>`)."""
     pooled = reconstruction_summary(

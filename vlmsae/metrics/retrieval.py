@@ -3,12 +3,33 @@ DESIGN §5 "Retrieval").
 
 Row i of the image rows I [N, d] is paired with row i of the text rows T [N, d]. Rows are
 re-normalised and compared by cosine. Image→text: image i queries every text and scores a hit at
-k when its caption is among the k most similar; text→image the other way round. The rank of the
-partner is the number of other candidates at least as similar as it: ties count against the
-query, so a zero row (cosine 0 with everything) retrieves nothing instead of everything. Cosines
-within TIE_TOLERANCE of the partner's count as ties: float32 rounding makes the cosines of two
-parallel rows (bimodal-only rows with the same single atom) differ in the last bits, and without
-the tolerance that noise, not the geometry, would decide the rank.
+k when its caption is among the k most similar; text→image the other way round.
+
+Groups. Candidates of one group are interchangeable, and every one of them is right: an image
+query's right texts are those paired with an image of its group or in its caption's group (and
+the other way round). `pair_groups` builds the groups from the DENSE eval rows, once, for every
+version: rows that are identical after normalisation (exact duplicates, which no cosine can tell
+apart: a store whose text rows are the class vectors of each image's class) form one group, and
+so do pairs sharing a store row (COCO's several captions of an image) and, where the store has
+one, an explicit text grouping (`text_group`, precomputed `groups_path`). `retrieval_grouping`
+says which of these made the groups: "pairs" (none: every pair its own), "store rows",
+"identical rows" or "groups_path"; `retrieval_groups_{image,text}` how many there are. With one
+text per class, R@1 image→text is then zero-shot top-1 accuracy.
+
+Ranks and ties (vlmsae.metrics.ranking, the rule zero-shot uses too): of the wrong candidates,
+`above` are more similar than the query's best right one by over TIE_TOLERANCE, `tied` within
+TIE_TOLERANCE of it; `partner_ranks` returns above + tied, the rank when ties count against the
+query. R@1 (and in-batch R@1) is a hit only at rank 0: a tie counts as wrong. R@k, k > 1, is the
+expected hit under a random order of the tied block, clip(k − above, 0, tied + 1) / (tied + 1).
+TIE_TOLERANCE is there because float32 rounding makes the cosines of two parallel rows
+(bimodal-only rows with the same single atom) differ in the last bits: without it that noise, not
+the geometry, would decide the rank. `retrieval_tie_rate_{i2t,t2i}_<v>` is the share of the
+split's queries whose best right candidate ties with a wrong one at rank 0.
+
+A query whose row is zero or not finite, or whose right candidates all are, cannot be ranked: its
+rank is inf and it is a miss at every k (a zero row, cosine 0 with everything, would otherwise
+tie its way into R@k). `retrieval_zero_rows_<v>` counts the eval pairs with such a row on either
+side.
 
 - In-batch R@1: the N pairs are shuffled with the seed and cut into batches of `batch` pairs
   (CLIP's contrastive setting); each query competes with its batch only. The last incomplete batch
@@ -16,11 +37,13 @@ the tolerance that noise, not the geometry, would decide the rank.
   one batch of all of them); batches are equal, so the mean over queries is the mean over batches.
 - R@{1, 5, 10} over the whole split: each query competes with all N candidates. The similarity
   matrix is computed in blocks of query rows, and one block serves both directions: its rows rank
-  texts for images, its columns rank images for texts. The work is N²·d multiply-adds per
-  version, 7.7·10¹² at N = 100k, d = 768: measured 3 s per version at N = 10k and 13 s at 20k on
-  2 cores, so about 16 minutes for the three versions at 100k. The split is therefore a seeded
-  subsample of `retrieval_max_pairs` pairs (default 10000, the default eval split size) when it is
-  larger; `retrieval_pairs` records how many pairs competed.
+  texts for images, its columns rank images for texts (with groups, each direction takes its own
+  pass, as a column's best right candidate is only known once the column is whole). The work
+  is N²·d multiply-adds per version, 7.7·10¹² at N = 100k, d = 768: measured 3 s per version at
+  N = 10k and 13 s at 20k on 2 cores (twice that with groups), so about 16 minutes for the three
+  versions at 100k. The split is therefore a seeded subsample of `retrieval_max_pairs` pairs
+  (default 10000, the default eval split size) when it is larger; `retrieval_pairs` records how
+  many pairs competed.
 
 Versions: `dense` (the eval rows; once per store, `summarise_store`), `reconstructed` (x̂,
 decoder bias included), `decoded` (Â = ZD, no decoder bias) and `bimodal_only` (Ã = (Z ⊙ δ)D,
@@ -46,16 +69,74 @@ from threadpoolctl import threadpool_limits
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.gap import bimodal_only
+from vlmsae.metrics.ranking import TIE_TOLERANCE, hit_credit, tied_at_top, valid_rows
 from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry import Settings, setting
 
 VERSIONS = ("dense", "reconstructed", "decoded", "bimodal_only")
 KS = (1, 5, 10)
 BLOCK_ENTRIES = 1 << 24  # similarities per block: 64 MB in float32
-# A comparison of two float32 cosines of unit rows at d = 768 can be off by twice their rounding
-# error (measured at most 7e-7 against float64); on the 500 real COCO pairs no competitor comes
-# closer than 1.0e-5 to its partner's cosine.
-TIE_TOLERANCE = 2e-6
+
+Counts = tuple[np.ndarray, np.ndarray]  # (above [N] float, inf when unscored; tied [N] int)
+
+
+def rank_counts(
+    image: np.ndarray,
+    text: np.ndarray,
+    block_entries: int = BLOCK_ENTRIES,
+    ids: np.ndarray | None = None,
+) -> tuple[Counts, Counts]:
+    """(image→text, text→image) (above, tied) of each query's best right candidate.
+
+    image, text [N, d], row i paired; cosine on re-normalised rows. above: wrong candidates with
+    a cosine over the best right one's + TIE_TOLERANCE; tied: wrong candidates within
+    TIE_TOLERANCE of it; above = inf for a query that cannot be ranked (module docstring).
+    Blocks of at most `block_entries` similarities.
+
+    ids [N, 2]: group ids (image, text) of each pair, equal ids marking one item (store rows, or
+    `pair_groups`); None: every pair its own. Every candidate sharing the query's image group or
+    its caption's group is right (the standard COCO protocol); the others are wrong.
+    """
+    if image.shape != text.shape:
+        raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
+    valid_image, valid_text = valid_rows(image), valid_rows(text)
+    # Zeroed before normalising: a non-finite row would spread NaN (and warnings) through the
+    # similarities; as a zero row it is a candidate like any other and never a query.
+    image = unit_rows(np.where(valid_image[:, None], image, 0))
+    text = unit_rows(np.where(valid_text[:, None], text, 0))
+    if ids is not None and _has_shared_rows(ids):
+        return (
+            _grouped_counts(image, text, valid_image, valid_text, ids, block_entries),
+            _grouped_counts(text, image, valid_text, valid_image, ids, block_entries),
+        )
+    n = len(image)
+    partner = np.einsum("nd,nd->n", image, text)
+    low, high = partner - np.float32(TIE_TOLERANCE), partner + np.float32(TIE_TOLERANCE)
+    counts = {
+        name: np.zeros(n, dtype=np.int64) for name in ("i2t", "i2t_above", "t2i", "t2i_above")
+    }
+    block = max(1, block_entries // max(1, n))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        similarity = image[start:stop] @ text.T  # [b, N]: images start..stop against all texts
+        # The partners are not candidates against themselves.
+        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        counts["i2t"][start:stop] = np.count_nonzero(similarity >= low[start:stop, None], axis=1)
+        counts["i2t_above"][start:stop] = np.count_nonzero(
+            similarity > high[start:stop, None], axis=1
+        )
+        counts["t2i"] += np.count_nonzero(similarity >= low[None, :], axis=0)
+        counts["t2i_above"] += np.count_nonzero(similarity > high[None, :], axis=0)
+    scored = valid_image & valid_text  # a pair's query and its one right candidate
+    return tuple(
+        _counts(counts[f"{side}_above"], counts[side] - counts[f"{side}_above"], scored)
+        for side in ("i2t", "t2i")
+    )
+
+
+def _counts(above: np.ndarray, tied: np.ndarray, scored: np.ndarray) -> Counts:
+    above = np.where(scored, above, np.inf)
+    return above, np.where(scored, tied, 0)
 
 
 def partner_ranks(
@@ -64,52 +145,30 @@ def partner_ranks(
     block_entries: int = BLOCK_ENTRIES,
     ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(image→text [N], text→image [N]) rank of each row's partner, 0 = retrieved first.
-
-    image, text [N, d], row i paired; cosine on re-normalised rows; rank = number of other rows
-    of the other modality with a cosine ≥ the partner's − TIE_TOLERANCE. Blocks of at most
-    `block_entries` similarities.
-
-    ids [N, 2]: the store rows (image, text) of each pair. Where an image has several captions
-    (COCO) or a text several images (class prompts), every candidate sharing the query's image
-    or its text is right, as in the standard COCO protocol: the rank is then the number of wrong
-    candidates at least as similar as the best right one.
-    """
-    if image.shape != text.shape:
-        raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
-    image, text = unit_rows(image), unit_rows(text)
-    if ids is not None and _has_shared_rows(ids):
-        return (
-            _grouped_ranks(image, text, ids, block_entries),
-            _grouped_ranks(text, image, ids, block_entries),
-        )
-    n = len(image)
-    threshold = np.einsum("nd,nd->n", image, text) - np.float32(TIE_TOLERANCE)
-    image_to_text = np.empty(n, dtype=np.int64)
-    text_to_image = np.zeros(n, dtype=np.int64)
-    block = max(1, block_entries // max(1, n))
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        similarity = image[start:stop] @ text.T  # [b, N]: images start..stop against all texts
-        # The partners are not candidates against themselves.
-        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        image_to_text[start:stop] = np.count_nonzero(
-            similarity >= threshold[start:stop, None], axis=1
-        )
-        text_to_image += np.count_nonzero(similarity >= threshold[None, :], axis=0)
-    return image_to_text, text_to_image
+    """(image→text [N], text→image [N]) rank of each query's best right candidate, 0 = retrieved
+    first: the wrong candidates at least as similar as it (within TIE_TOLERANCE), ties counting
+    against the query; inf where the query cannot be ranked. Arguments as `rank_counts`."""
+    return tuple(above + tied for above, tied in rank_counts(image, text, block_entries, ids))
 
 
 def _has_shared_rows(ids: np.ndarray) -> bool:
     return any(len(np.unique(ids[:, side])) < len(ids) for side in (0, 1))
 
 
-def _grouped_ranks(
-    queries: np.ndarray, candidates: np.ndarray, ids: np.ndarray, block_entries: int
-) -> np.ndarray:
-    """[N] rank of each query's best right candidate among the wrong ones (see partner_ranks)."""
+def _grouped_counts(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    valid_queries: np.ndarray,
+    valid_candidates: np.ndarray,
+    ids: np.ndarray,
+    block_entries: int,
+) -> Counts:
+    """[N] (above, tied) of each query's best right candidate among the wrong ones (see
+    rank_counts); a right candidate without a direction is not a right answer."""
     n = len(queries)
-    ranks = np.empty(n, dtype=np.int64)
+    above = np.empty(n, dtype=np.float64)
+    at_least = np.empty(n, dtype=np.int64)
+    reachable = np.empty(n, dtype=bool)
     block = max(1, block_entries // max(1, n))
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -117,15 +176,89 @@ def _grouped_ranks(
         right = (ids[start:stop, 0, None] == ids[None, :, 0]) | (
             ids[start:stop, 1, None] == ids[None, :, 1]
         )
-        best = np.where(right, similarity, -np.inf).max(axis=1)
-        threshold = best - np.float32(TIE_TOLERANCE)
-        ranks[start:stop] = np.count_nonzero((similarity >= threshold[:, None]) & ~right, axis=1)
-    return ranks
+        answers = right & valid_candidates[None, :]
+        best = np.where(answers, similarity, -np.inf).max(axis=1)
+        reachable[start:stop] = answers.any(axis=1)
+        low, high = best - np.float32(TIE_TOLERANCE), best + np.float32(TIE_TOLERANCE)
+        wrong = ~right
+        at_least[start:stop] = np.count_nonzero((similarity >= low[:, None]) & wrong, axis=1)
+        above[start:stop] = np.count_nonzero((similarity > high[:, None]) & wrong, axis=1)
+    return _counts(above, at_least - above.astype(np.int64), valid_queries & reachable)
 
 
-def recall_at(ranks: np.ndarray, k: int) -> float:
-    """Share of queries whose partner has rank < k (ranks [N] from `partner_ranks`)."""
-    return float(np.mean(ranks < k))
+def recall_at(ranks: np.ndarray, k: int, tied: np.ndarray | None = None) -> float:
+    """Mean top-k credit of queries with ranks [N] (`partner_ranks`: wrong candidates at least as
+    similar as the right one, ties included). tied [N]: how many of those tie with it
+    (`rank_counts`); credit by expected rank over the tied block for k > 1 (module docstring).
+    None: no tie information, a hit is rank < k (ties count against the query)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    tied = np.zeros(len(ranks)) if tied is None else np.asarray(tied, dtype=np.float64)
+    if not len(ranks):
+        return float("nan")
+    return float(np.mean(hit_credit(ranks - tied, tied, k)))
+
+
+def identical_rows(x: np.ndarray) -> np.ndarray:
+    """[N] int: equal for rows of x [N, d] that are identical after normalisation (bit for bit
+    as float32 unit rows; all zero or non-finite rows form one group of their own)."""
+    valid = valid_rows(x)
+    # + 0 turns −0.0 into 0.0: the two are one value but two bit patterns.
+    unit = np.ascontiguousarray(unit_rows(np.where(valid[:, None], x, 0)) + np.float32(0))
+    if unit.shape[1] == 0:
+        return np.zeros(len(unit), dtype=np.int64)
+    row_bytes = unit.view(np.dtype((np.void, unit.dtype.itemsize * unit.shape[1]))).ravel()
+    return np.unique(row_bytes, return_inverse=True)[1].astype(np.int64)
+
+
+def merged_groups(*labellings: np.ndarray) -> np.ndarray:
+    """[N] int: the finest grouping in which rows equal under any of the labellings [N] share a
+    group (the connected components of rows linked through equal labels)."""
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(labellings[0])
+    # A bipartite graph: row i is linked to one node per (labelling, label) it carries.
+    nodes = [np.unique(labels, return_inverse=True)[1] for labels in labellings]
+    offsets = np.cumsum([n] + [int(node.max(initial=-1)) + 1 for node in nodes])
+    columns = np.concatenate([node + offset for node, offset in zip(nodes, offsets, strict=False)])
+    rows = np.tile(np.arange(n), len(labellings))
+    graph = sparse.coo_array((np.ones(len(rows)), (rows, columns)), shape=(offsets[-1],) * 2)
+    components = connected_components(graph, directed=False)[1][:n]
+    return np.unique(components, return_inverse=True)[1].astype(np.int64)
+
+
+def pair_groups(
+    image: np.ndarray,
+    text: np.ndarray,
+    pairs: np.ndarray | None = None,
+    text_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """([N, 2] group ids (image, text) of each pair for `rank_counts`, the grouping's name).
+
+    image, text [N, d] the dense eval rows; pairs [N, 2] their store rows (None: all distinct);
+    text_groups [N] an explicit group of each pair's text (precomputed `groups_path`). Identical
+    rows, shared store rows and explicit groups are merged; the name (`retrieval_grouping`) is
+    "groups_path" with explicit groups, else "identical rows" when identical rows group more
+    than store rows do, else "store rows" when pairs share store rows, else "pairs".
+    """
+    stored = np.stack([np.arange(len(image))] * 2, axis=1) if pairs is None else np.asarray(pairs)
+    explicit = [] if text_groups is None else [np.asarray(text_groups)]
+    ids = np.stack(
+        [
+            merged_groups(stored[:, 0], identical_rows(image)),
+            merged_groups(stored[:, 1], identical_rows(text), *explicit),
+        ],
+        axis=1,
+    )
+    store_rows = np.stack([merged_groups(stored[:, side]) for side in (0, 1)], axis=1)
+    if text_groups is not None:
+        name = "groups_path"
+    elif any(ids[:, side].max(initial=-1) < store_rows[:, side].max(initial=-1) for side in (0, 1)):
+        name = "identical rows"
+    elif _has_shared_rows(stored):
+        name = "store rows"
+    else:
+        name = "pairs"
+    return ids, name
 
 
 def batches(n: int, batch: int, seed: int) -> np.ndarray:
@@ -199,28 +332,41 @@ def _recalls(
     versions: Iterable[tuple[str, np.ndarray, np.ndarray]],
     context: StoreContext,
     settings: RetrievalSettings,
-) -> dict[str, float | int]:
-    """Every recall of each version: in-batch per direction and averaged, R@k over the split."""
+) -> dict[str, float | int | str]:
+    """Every recall of each version: in-batch per direction and averaged, R@k over the split,
+    the tie rates and zero rows; then the settings and the grouping (module docstring)."""
     n = len(context.image)
     groups = batches(n, settings.retrieval_batch, context.seed)
     split = np.arange(n)
     if n > settings.retrieval_max_pairs:
         rng = np.random.default_rng(context.seed)
         split = np.sort(rng.choice(n, settings.retrieval_max_pairs, replace=False))
-    ids = context.pairs
-    summary: dict[str, float | int] = {}
+    # Groups come from the dense rows whatever the version: which pairs show one item is a fact
+    # of the data, and two reconstructions of one text may differ in their last bits.
+    ids, grouping = pair_groups(context.image, context.text, context.pairs, context.text_groups)
+    summary: dict[str, float | int | str] = {}
     for version, image, text in versions:
         i2t, t2i = inbatch_recall(image, text, groups, ids)
         summary[f"recall_inbatch_i2t_{version}"] = i2t
         summary[f"recall_inbatch_t2i_{version}"] = t2i
         summary[f"recall_inbatch_{version}"] = (i2t + t2i) / 2
-        ranks = partner_ranks(image[split], text[split], ids=None if ids is None else ids[split])
+        counts = rank_counts(image[split], text[split], ids=ids[split])
         for k in KS:
-            for direction, direction_ranks in zip(("i2t", "t2i"), ranks, strict=True):
-                summary[f"recall_at{k}_{direction}_{version}"] = recall_at(direction_ranks, k)
+            for direction, (above, tied) in zip(("i2t", "t2i"), counts, strict=True):
+                summary[f"recall_at{k}_{direction}_{version}"] = recall_at(above + tied, k, tied)
+        for direction, (above, tied) in zip(("i2t", "t2i"), counts, strict=True):
+            summary[f"retrieval_tie_rate_{direction}_{version}"] = float(
+                np.mean(tied_at_top(above, tied))
+            )
+        summary[f"retrieval_zero_rows_{version}"] = int(
+            np.count_nonzero(~(valid_rows(image) & valid_rows(text)))
+        )
     summary["retrieval_seed"] = context.seed
     summary["retrieval_batch"] = int(groups.shape[1])
     summary["retrieval_pairs"] = len(split)
+    summary["retrieval_grouping"] = grouping
+    summary["retrieval_groups_image"] = int(len(np.unique(ids[:, 0])))
+    summary["retrieval_groups_text"] = int(len(np.unique(ids[:, 1])))
     return summary
 
 
@@ -254,10 +400,12 @@ def summarise(context: EvalContext, settings: RetrievalSettings) -> MetricResult
     <version>`, their mean `recall_inbatch_<version>` and `recall_at{1,5,10}_{i2t,t2i}_<version>`;
     then `delta_r`, `delta_r_with_bias_i2t` (module docstring), `retrieval_seed` (context.seed,
     which draws the batches and the subsample), `retrieval_batch` (pairs per batch) and
-    `retrieval_pairs` (pairs in the whole-split recall). The dense recalls are the store's.
+    `retrieval_pairs` (pairs in the whole-split recall), `retrieval_tie_rate_{i2t,t2i}_<version>`,
+    `retrieval_zero_rows_<version>`, `retrieval_grouping` and `retrieval_groups_{image,text}`.
+    The dense recalls are the store's.
 
-    Without bimodal atoms every bimodal-only row is zero and its recalls are 0 (ties count
-    against the query).
+    Without bimodal atoms every bimodal-only row is zero: no query can be ranked, its recalls
+    are 0 and `retrieval_zero_rows_bimodal_only` counts every pair.
     """
     summary = _recalls(_run_versions(context), context, settings)
     # The same numbers as `delta_r(...)` gives, without decoding the rows twice.

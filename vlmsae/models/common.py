@@ -92,12 +92,19 @@ def local_path(spec: ModelSpec, value: str, key: str) -> Path | None:
     if path.exists():
         return path
     if value.startswith(("/", ".", "~")):
-        raise InputFileError(
-            value,
-            f"models.{spec.name}.{key} does not exist",
-            f"set models.{spec.name}.{key} to an existing file or folder",
-        )
+        raise missing_path(spec, value, key)
     return None
+
+
+def missing_path(spec: ModelSpec, value: str, key: str) -> InputFileError:
+    """The error for the entry's `key` naming a local file or folder `value` that is not there
+    (relative paths resolved, so the message says where it was looked for)."""
+    return InputFileError(
+        value,
+        f"models.{spec.name}.{key} does not exist "
+        f"(no such file: {Path(value).expanduser().absolute()})",
+        f"set models.{spec.name}.{key} to an existing file or folder",
+    )
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from vlmsae.models.common import (
     image_transform,
     is_cached,
     local_checkpoint,
+    missing_path,
     seeded,
 )
 
@@ -36,6 +37,7 @@ CONFIG_FILE = "open_clip_config.json"
 # What open_clip's hub download looks for when a tag names a repo but no file: safetensors first.
 HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")  # what open_clip looks for in a local-dir
+FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".pt", ".ckpt")  # what open_clip's `pretrained` file may be
 
 
 class OpenClipEncoder(TorchEncoder):
@@ -76,6 +78,10 @@ def _source(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
     if spec.checkpoint.startswith("hf-hub:"):
         return spec.checkpoint, {}
     path = local_checkpoint(spec)
+    if path is None and ("/" in spec.checkpoint or Path(spec.checkpoint).suffix in FILE_SUFFIXES):
+        # Not hf-hub:, and no pretrained tag holds a "/" or ends like a file: a path, written
+        # without "./", that is not there.
+        raise missing_path(spec, spec.checkpoint, "checkpoint")
     if path is not None and path.is_dir():
         _check_folder(spec, path)
         return f"local-dir:{path}", {}

@@ -24,7 +24,6 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -426,13 +425,37 @@ def train(
 
     Writes sae.safetensors, config.json and train_log.csv into `out_dir`; resumes from
     `out_dir/checkpoint.json` (and .safetensors) when one with the same fingerprint is there.
-    `verify_store`: check every chunk of the store against its manifest on a background thread
-    while training (so that it costs no wall time on a GPU); a damaged store stops the run before
-    any weights are written, and its checkpoint is removed.
+    `verify_store`: check every chunk of the store against its manifest before anything reads it
+    (the workflow's rule does): a damaged store stops the run naming the damaged file, before any
+    weights are written, and its checkpoint is removed. Whatever `verify_store`, a run that
+    diverges or fails while reading first checks the store, and blames it when it is damaged.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    verification = _verify_in_background(store) if verify_store else None
+    if verify_store:
+        _verify(store, out_dir)
+    try:
+        return _train(store, variant, settings, mixture, seed, out_dir, progress)
+    except TrainingDiverged as error:
+        _verify(store, out_dir, error)
+        raise
+    except VlmsaeError:
+        raise
+    except Exception as error:  # a chunk that fails to decode, an array that is gone, ...
+        _verify(store, out_dir, error)
+        raise
+
+
+def _train(
+    store: EmbeddingStore,
+    variant: dict,
+    settings: TrainSettings,
+    mixture: str,
+    seed: int,
+    out_dir: Path,
+    progress: bool,
+) -> SparseAutoencoder:
+    """`train` on a store that has been checked (or need not be)."""
     torch.manual_seed(seed)
     device = resolve_device(settings.device, "train.device")
     variant_type, n_atoms, hyper, regularisers = split_variant(variant)
@@ -513,13 +536,11 @@ def train(
                 _save_checkpoint(snapshot(done), out_dir)
 
     model.eval()
-    if verification is not None:
-        _await_verification(verification, out_dir)
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():
             raise TrainingDiverged(
                 f"{out_dir}: training diverged: parameter '{name}' holds NaN or Inf; no weights "
-                "written; fix: lower 'train.lr', and check the store with `vlmsae verify`"
+                "written (the store matches its manifest); fix: lower 'train.lr'"
             )
     calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
     if calibrated:
@@ -700,21 +721,15 @@ def _log_row(
     return row
 
 
-def _verify_in_background(store: EmbeddingStore) -> Future:
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-store")
-    future = pool.submit(store.verify)
-    pool.shutdown(wait=False)
-    return future
-
-
-def _await_verification(verification: Future, out_dir: Path) -> None:
-    """Wait for the store's verification; when it failed, remove the run's checkpoint (it was
-    trained on damaged rows) and raise its DamagedOutputError."""
+def _verify(store: EmbeddingStore, out_dir: Path, cause: Exception | None = None) -> None:
+    """Check every chunk of the store against its manifest. When it is damaged, remove the run's
+    checkpoint (it may hold what damaged rows taught it) and raise the DamagedOutputError that
+    names the damaged file, from `cause` (the failure that made the run check its store)."""
     try:
-        verification.result()
-    except VlmsaeError:
+        store.verify()
+    except VlmsaeError as damage:
         _remove_checkpoint(out_dir)
-        raise
+        raise damage from cause
 
 
 def _stop_if_diverged(row: dict, out_dir: Path, lowest_r2: float) -> None:
@@ -725,9 +740,9 @@ def _stop_if_diverged(row: dict, out_dir: Path, lowest_r2: float) -> None:
     if bad or not math.isfinite(row["r2"]) or row["r2"] < lowest_r2:
         what = f"{bad[0]} is {losses[bad[0]]}" if bad else f"training R² is {row['r2']:.3g}"
         raise TrainingDiverged(
-            f"{out_dir}: training diverged at step {row['step']} ({what}); no weights written; "
-            "fix: lower 'train.lr' (or raise 'train.warmup_steps'), and check the store with "
-            "`vlmsae verify`"
+            f"{out_dir}: training diverged at step {row['step']} ({what}); no weights written "
+            "(the store matches its manifest); fix: lower 'train.lr' (or raise "
+            "'train.warmup_steps')"
         )
 
 

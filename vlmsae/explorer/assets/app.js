@@ -60,6 +60,16 @@
     for (const key of ["variant", "mixture", "seed"]) $(`select-${key}`).value = String(run[key]);
   }
 
+  // The run's health (vlmsae.health) beside its selectors: "ok", or its flags with their numbers
+  // highlighted, so a broken SAE is not read as a result; hidden when the run has none.
+  function showHealth(id) {
+    const health = api.store.runs.find((r) => r.id === id).health;
+    const box = $("run-health");
+    box.hidden = health === null || health === undefined;
+    box.textContent = `health: ${health}`;
+    box.classList.toggle("flagged", health !== "ok");
+  }
+
   // The run of the changed selector's value that agrees most with the other two selectors.
   function chooseRun(changed) {
     const wanted = {};
@@ -155,6 +165,7 @@
     const changed = state.run !== id;
     state.run = id;
     showSelectors(run);
+    showHealth(id);
     if (changed) {
       kindOptions(run);
       api.table.setRun(run);
