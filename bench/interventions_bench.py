@@ -55,10 +55,10 @@ def main() -> None:
         store_codes,
         write_edited_store,
     )
-    from vlmsae.interventions.naming import name_atoms
-    from vlmsae.interventions.vocabulary import Vocabulary
+    from vlmsae.metrics.naming import name_atoms
     from vlmsae.store import EmbeddingStore
     from vlmsae.stores import build_store
+    from vlmsae.vocabulary_format import Vocabulary
 
     rng = np.random.default_rng(0)
     model = sae.build("topk", D, N_ATOMS, k=K).eval()

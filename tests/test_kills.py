@@ -24,12 +24,8 @@ from test_trainer import PAIRED, VARIANT
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.manifest import verify_folder
 from vlmsae.store import EmbeddingStore
-from vlmsae.training.trainer import (
-    CHECKPOINT_FILE,
-    TRAIN_FAULT_POINTS,
-    TrainSettings,
-    train,
-)
+from vlmsae.training.checkpoint import CHECKPOINT_FILE
+from vlmsae.training.trainer import TRAIN_FAULT_POINTS, TrainSettings, train
 
 # Checkpoints at steps 30 and 60 of 80.
 SETTINGS = TrainSettings(

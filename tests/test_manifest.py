@@ -16,7 +16,12 @@ from vlmsae.cli import main
 from vlmsae.errors import DamagedOutputError, InputFileError
 from vlmsae.manifest import checksum, verify_folder, verify_store, write_folder_manifest
 from vlmsae.store import EmbeddingStore, write_store
-from vlmsae.training import trainer
+from vlmsae.training.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_TENSORS,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 RUN = "tiny/generator/topk/1-1/seed0"
 ROWS, DIM = 40, 8
@@ -180,19 +185,19 @@ def test_a_store_with_nan_or_zero_rows_fails_verification(tmp_path):
 
 
 CHECKPOINT_DAMAGE = {
-    "tensors truncated": lambda d: _truncate(d / trainer.CHECKPOINT_TENSORS),
-    "tensors empty": lambda d: (d / trainer.CHECKPOINT_TENSORS).write_bytes(b""),
-    "tensors garbage": lambda d: (d / trainer.CHECKPOINT_TENSORS).write_bytes(b"\x00garbage" * 9),
-    "json truncated": lambda d: _truncate(d / trainer.CHECKPOINT_FILE),
+    "tensors truncated": lambda d: _truncate(d / CHECKPOINT_TENSORS),
+    "tensors empty": lambda d: (d / CHECKPOINT_TENSORS).write_bytes(b""),
+    "tensors garbage": lambda d: (d / CHECKPOINT_TENSORS).write_bytes(b"\x00garbage" * 9),
+    "json truncated": lambda d: _truncate(d / CHECKPOINT_FILE),
 }
 
 
 @pytest.mark.parametrize("kind", list(CHECKPOINT_DAMAGE))
 def test_a_damaged_checkpoint_is_one_line_naming_its_file(tmp_path, kind):
     state = {"fingerprint": "run", "step": 3, "weights": torch.arange(6.0)}
-    trainer._save_checkpoint(state, tmp_path)
-    assert trainer._load_checkpoint(tmp_path, "run")["step"] == 3
+    save_checkpoint(state, tmp_path)
+    assert load_checkpoint(tmp_path, "run")["step"] == 3
     CHECKPOINT_DAMAGE[kind](tmp_path)
     with pytest.raises(InputFileError, match="checkpoint") as error:
-        trainer._load_checkpoint(tmp_path, "run")
+        load_checkpoint(tmp_path, "run")
     assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)

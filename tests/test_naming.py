@@ -10,8 +10,10 @@ from oracles import oracle_topk
 from scipy import sparse
 
 from vlmsae.config import check_config
-from vlmsae.interventions import naming
-from vlmsae.interventions.naming import (
+from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
+from vlmsae.metrics import naming
+from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
+from vlmsae.metrics.naming import (
     name_atoms,
     naming_accuracy,
     naming_accuracy_by_usage,
@@ -19,8 +21,6 @@ from vlmsae.interventions.naming import (
     random_dictionary,
     true_row_words,
 )
-from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
-from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.metrics.rows import unit_rows
 from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure
 from vlmsae.stores import build_store

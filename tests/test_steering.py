@@ -9,7 +9,6 @@ from oracles import oracle_topk
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions.concepts import captions_with_word
-from vlmsae.interventions.naming import name_atoms
 from vlmsae.interventions.steering import (
     SteeringSettings,
     concept_judge,
@@ -19,6 +18,7 @@ from vlmsae.interventions.steering import (
 )
 from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabulary
 from vlmsae.metrics.evaluate import EvalSettings, encode, evaluate_run
+from vlmsae.metrics.naming import name_atoms
 from vlmsae.metrics.rows import unit_rows
 from vlmsae.store import EmbeddingStore, write_store
 

@@ -12,13 +12,8 @@ from vlmsae import sae
 from vlmsae.errors import VlmsaeError
 from vlmsae.metrics.evaluate import encode
 from vlmsae.training import trainer as trainer_module
-from vlmsae.training.trainer import (
-    CHECKPOINT_FILE,
-    CHECKPOINT_TENSORS,
-    TrainSettings,
-    lr_factor,
-    train,
-)
+from vlmsae.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_TENSORS
+from vlmsae.training.trainer import TrainSettings, lr_factor, train
 
 SETTINGS = TrainSettings(
     steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50, buffer_rows=256

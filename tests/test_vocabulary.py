@@ -13,16 +13,15 @@ from vlmsae.interventions.vocabulary import (
     caption_bigrams,
     embed_words,
     make_vocabulary,
-    read_vocabulary,
     read_word_list,
     synthetic_vocabulary,
     vocabulary_kind,
     wordfreq_words,
-    write_vocabulary,
 )
 from vlmsae.models.common import seeded
 from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure, write_store
+from vlmsae.vocabulary_format import read_vocabulary, write_vocabulary
 
 
 @pytest.fixture(scope="module")

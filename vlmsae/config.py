@@ -26,7 +26,7 @@ from vlmsae.registry import load_plugins, parse_settings, settings_schema
 from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.regularisers import REGULARISER_KEYS
-from vlmsae.training.trainer import VARIANT_KEYS
+from vlmsae.training.variant_keys import VARIANT_KEYS
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 PAIRED_MIXTURE = "1-1"

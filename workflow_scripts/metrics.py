@@ -6,11 +6,11 @@ import pandas as pd
 from vlmsae import sae
 from vlmsae.config import Run
 from vlmsae.health import HealthSettings, warn, with_health
-from vlmsae.interventions.vocabulary import read_vocabulary
 from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore
+from vlmsae.vocabulary_format import read_vocabulary
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):

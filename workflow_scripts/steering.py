@@ -4,10 +4,10 @@ import pandas as pd
 
 from vlmsae import sae
 from vlmsae.interventions.steering import SteeringSettings, steer_retrieval
-from vlmsae.interventions.vocabulary import read_vocabulary
 from vlmsae.manifest import verify_folders
 from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore
+from vlmsae.vocabulary_format import read_vocabulary
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):

@@ -1,8 +1,9 @@
 import torch  # noqa: F401  (imported first, so that `logged` gives it the job's threads)
 
-from vlmsae.interventions.vocabulary import NamingSettings, build_vocabulary, write_vocabulary
+from vlmsae.interventions.vocabulary import NamingSettings, build_vocabulary
 from vlmsae.registry import parse_settings
 from vlmsae.store import EmbeddingStore
+from vlmsae.vocabulary_format import write_vocabulary
 from vlmsae.workflow import logged
 
 with logged(snakemake.log[0], snakemake.threads):

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmsae.datasets import SOURCES
 from vlmsae.datasets.image_captions import (
     CaptionedImageSettings,
     eval_files,
-    read_captioned,
+    register_captioned,
     train_files,
 )
-from vlmsae.datasets.raw import RawDataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,14 +28,9 @@ class CC3MSettings(CaptionedImageSettings):
     eval: str | None = eval_files("val/*.tar")
 
 
-@SOURCES.register(
+register_captioned(
     "cc3m",
     CC3MSettings,
     "Image–caption pairs as img2dataset webdataset shards, open_clip-style tsv, or parquet with "
     "image bytes.",
-    kind="raw",
-    modality="image",
 )
-def read(settings: CC3MSettings) -> RawDataset:
-    """CC3M image–caption pairs (see the module docstring)."""
-    return read_captioned(settings, "cc3m")

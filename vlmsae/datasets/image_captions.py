@@ -20,6 +20,7 @@ source overrides with its release's layout (`train_files`, `eval_files`).
 
 from __future__ import annotations
 
+import functools
 import glob
 import tarfile
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.raw import (
     EVAL,
@@ -320,3 +322,11 @@ def read_captioned(settings: CaptionedImageSettings, source: str) -> RawDataset:
         skipped=skipped,
     )
     return limit_media(raw, settings.max_items)
+
+
+def register_captioned(name: str, settings: type[CaptionedImageSettings], description: str) -> None:
+    """Register source `name`, read by `read_captioned` under its config section `settings`:
+    the captioned web datasets (CC3M, LAION) differ only in their default files and split."""
+    SOURCES.register(name, settings, description, kind="raw", modality="image")(
+        functools.partial(read_captioned, source=name)
+    )

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmsae.datasets import SOURCES
-from vlmsae.datasets.image_captions import CaptionedImageSettings, read_captioned
-from vlmsae.datasets.raw import RawDataset
+from vlmsae.datasets.image_captions import CaptionedImageSettings, register_captioned
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,14 +23,9 @@ class LaionSettings(CaptionedImageSettings):
     split), the defaults of `CaptionedImageSettings`."""
 
 
-@SOURCES.register(
+register_captioned(
     "laion",
     LaionSettings,
     "LAION-style pairs (webdataset shards or parquet with image bytes, or a tsv); no split of its "
     "own, so a seeded random split unless `eval` is given.",
-    kind="raw",
-    modality="image",
 )
-def read(settings: LaionSettings) -> RawDataset:
-    """LAION image–caption pairs (see the module docstring)."""
-    return read_captioned(settings, "laion")

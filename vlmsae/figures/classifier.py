@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from vlmsae.figures import FIGURES
-from vlmsae.figures.panels import share_histogram, variant_mixture_grid
-from vlmsae.figures.style import LEGEND_SIZE, TITLE_SIZE
+from vlmsae.figures.panels import share_histogram_grid
 from vlmsae.registry import Settings, setting
 
 
@@ -32,14 +31,11 @@ def draw(tables: dict[str, pd.DataFrame], settings: ClassifierHistogramSettings,
     An accuracy near 1 means the atom's direction alone tells images from texts: most atoms of
     a split dictionary, and most of the energy, sit there.
     """
-    edges = np.linspace(0.5, 1.0, settings.bins + 1)
     live = tables["atoms"].dropna(subset=["classifier_accuracy"])
-    live = live[live["atom_kind"] != "dead"]
-    figure, panels = variant_mixture_grid(live, sharex=True)
-    for axis, _, _, atoms in panels:
-        share_histogram(axis, atoms["classifier_accuracy"], atoms["energy"], edges)
-        axis.set_xlabel("classifier_accuracy")
-        axis.set_ylabel("share")
-    panels[0][0].legend(fontsize=LEGEND_SIZE)
-    figure.suptitle(f"Atoms as modality classifiers: {subject}", fontsize=TITLE_SIZE)
-    return figure
+    return share_histogram_grid(
+        live[live["atom_kind"] != "dead"],
+        "classifier_accuracy",
+        np.linspace(0.5, 1.0, settings.bins + 1),
+        "classifier_accuracy",
+        f"Atoms as modality classifiers: {subject}",
+    )

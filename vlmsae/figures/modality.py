@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from vlmsae.figures import FIGURES
-from vlmsae.figures.panels import share_histogram, variant_mixture_grid
-from vlmsae.figures.style import LEGEND_SIZE, TITLE_SIZE
+from vlmsae.figures.panels import share_histogram_grid
 from vlmsae.registry import Settings, setting
 
 
@@ -32,13 +31,10 @@ def draw(tables: dict[str, pd.DataFrame], settings: ModalityHistogramSettings, s
     A split dictionary piles both at 0 and 1; energy-weighting shows whether the atoms that
     carry the embeddings are the unimodal or the bimodal ones.
     """
-    edges = np.linspace(0.0, 1.0, settings.bins + 1)
-    live = tables["atoms"].dropna(subset=["modality_score"])
-    figure, panels = variant_mixture_grid(live, sharex=True)
-    for axis, _, _, atoms in panels:
-        share_histogram(axis, atoms["modality_score"], atoms["energy"], edges)
-        axis.set_xlabel("modality_score (0 text, 1 image)")
-        axis.set_ylabel("share")
-    panels[0][0].legend(fontsize=LEGEND_SIZE)
-    figure.suptitle(f"Modality scores: {subject}", fontsize=TITLE_SIZE)
-    return figure
+    return share_histogram_grid(
+        tables["atoms"].dropna(subset=["modality_score"]),
+        "modality_score",
+        np.linspace(0.0, 1.0, settings.bins + 1),
+        "modality_score (0 text, 1 image)",
+        f"Modality scores: {subject}",
+    )

@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlmsae.figures.style import PANEL_TITLE_SIZE, grid, mixture_label
+from vlmsae.figures.style import (
+    LEGEND_SIZE,
+    PANEL_TITLE_SIZE,
+    TITLE_SIZE,
+    grid,
+    mixture_label,
+)
 
 
 def mixture_order(mixtures) -> list[str]:
@@ -72,6 +78,21 @@ def share_histogram(axis, values: pd.Series, weights: pd.Series, edges: np.ndarr
         linewidth=1.5,
         label="energy-weighted",
     )
+
+
+def share_histogram_grid(
+    atoms: pd.DataFrame, column: str, edges: np.ndarray, xlabel: str, title: str
+):
+    """One `share_histogram` panel of `column` per (variant, mixture) of `atoms` (seeds pooled,
+    weighted by `energy`), legend on the first panel: linear-structure Figs. 4 and 6."""
+    figure, panels = variant_mixture_grid(atoms, sharex=True)
+    for axis, _, _, rows in panels:
+        share_histogram(axis, rows[column], rows["energy"], edges)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("share")
+    panels[0][0].legend(fontsize=LEGEND_SIZE)
+    figure.suptitle(title, fontsize=TITLE_SIZE)
+    return figure
 
 
 def grouped_bars(axis, stats: pd.DataFrame, metric: str, hue: str) -> None:

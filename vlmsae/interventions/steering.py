@@ -28,12 +28,12 @@ from vlmsae.interventions.concepts import (
     images_with_concept,
     most_frequent_bimodal_concept,
 )
-from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.store import EmbeddingStore
+from vlmsae.vocabulary_format import Vocabulary
 
 KEY = "interventions.steering.atom"
 LISTED_NAMES = 8  # valid names an error message lists

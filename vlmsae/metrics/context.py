@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.store import TrueStructure
+from vlmsae.vocabulary_format import Vocabulary
 
 
 @dataclass(kw_only=True)

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from vlmsae.interventions.vocabulary import Vocabulary
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
 from vlmsae.metrics.gap import train_half_gap
 from vlmsae.store import EmbeddingStore
+from vlmsae.vocabulary_format import Vocabulary
 
 if TYPE_CHECKING:  # torch is imported by the jobs that encode, not by the store-level ones
     from vlmsae.sae.base import SparseAutoencoder

@@ -5,58 +5,57 @@ mean (per modality when the SAE has modality pre-biases), the AuxK loss that rev
 (Gao et al. 2024), bf16 autocast on CUDA, seeded data streams read block by block from the store,
 image:text mixtures for unpaired training and aligned pairs for the regularisers.
 
-Resumable: every `checkpoint_every` steps, and on SIGTERM (how SLURM pre-empts), the complete state
-(model, optimiser, scheduler, RNG, stream positions, dead-atom counters, log) goes to the run
-folder as `checkpoint.safetensors` (every tensor) and `checkpoint.json` (the rest, and the SHA-256
-of the tensors file), no pickle; a re-run with the same settings continues from it and, on CPU,
-ends with the same weights as an uninterrupted run. The checkpoint is removed once the run is done.
+Resumable: every `checkpoint_every` steps, and on SIGTERM (vlmsae.training.preemption), the
+complete state goes to the run folder as a checkpoint (vlmsae.training.checkpoint); a re-run with
+the same settings continues from it and, on CPU, ends with the same weights as an uninterrupted
+run. Once the weights are final, the SAE is calibrated (vlmsae.training.sae_calibration).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
-import json
 import logging
 import math
-import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vlmsae import sae as sae_registry
 from vlmsae.devices import resolve_device
-from vlmsae.errors import InputFileError, VlmsaeError
+from vlmsae.errors import VlmsaeError
 from vlmsae.faults import fault
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.batchtopk import BatchTopK
 from vlmsae.sae.penalty import STEERED_SHARE, Penalised
 from vlmsae.store import EmbeddingStore
+from vlmsae.training.checkpoint import (
+    CHECKPOINT_FILE,
+    fingerprint,
+    load_checkpoint,
+    remove_checkpoint,
+    restore,
+    save_checkpoint,
+    snapshot,
+)
 from vlmsae.training.mixture import batch_counts
+from vlmsae.training.preemption import Preemption
 from vlmsae.training.regularisers import (
-    REGULARISER_KEYS,
-    REGULARISER_OPTIONS,
     Regularisers,
     alignment_loss,
     group_sparsity_loss,
     shared_mask,
 )
+from vlmsae.training.sae_calibration import calibrate
 from vlmsae.training.stream import BlockStream, modality_stream, pair_stream
+from vlmsae.training.variant_keys import split_variant
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("step", "samples", "loss", "mse", "r2", "l0", "dead", "lr", "seconds")
-# The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
-CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
 # Fault points of a training run (vlmsae.faults), in the order a run reaches them: after step n
 # (`train:step-<n>`), inside each checkpoint write, inside sae.save, and after the saved run
 # before its checkpoint is removed.
@@ -70,15 +69,10 @@ TRAIN_FAULT_POINTS = (
     "train:saved",
 )
 LOG_FILE = "train_log.csv"
-LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
 # A run whose logged training R² falls below −DIVERGENCE_PER_ATOM × n_atoms has diverged. A fresh
 # dictionary starts far above it: a ReLU SAE near −n_atoms (its many small codes add up), a TopK
 # one near −10; so slow starts and short runs are not mistaken for divergence.
 DIVERGENCE_PER_ATOM = 1000.0
-# A steered run whose final training L0 is off its target_l0 by more than this share warns.
-STEERING_TOLERANCE = 0.2
-# Settings that change how a run is watched, not what it computes: not part of its fingerprint.
-NON_SEMANTIC = ("log_every", "checkpoint_every", "device", "buffer_rows")
 
 
 @dataclass(frozen=True)
@@ -104,17 +98,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-# Keys of a variant config entry that are not SAE Settings: `family` only groups variants in
-# tables and figures (a variant listing several k is one family).
-VARIANT_KEYS = ("type", "family", *REGULARISER_KEYS, *REGULARISER_OPTIONS)
-
-
-def split_variant(variant: dict) -> tuple[str, int, dict, Regularisers]:
-    """(type, n_atoms, SAE hyper-parameters, regularisers) of a variant config entry."""
-    hyper = {k: v for k, v in variant.items() if k not in ("n_atoms", *VARIANT_KEYS)}
-    return variant["type"], variant["n_atoms"], hyper, Regularisers.from_variant(variant)
 
 
 class Batches:
@@ -304,113 +287,6 @@ class Trainer:
         self.generator.set_state(state["generator"])
 
 
-def fingerprint(
-    variant: dict, settings: TrainSettings, mixture: str, seed: int, store: EmbeddingStore
-) -> str:
-    """What a checkpoint must match to be resumed: everything that changes the result."""
-    semantic = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NON_SEMANTIC}
-    identity = {
-        "variant": variant,
-        "settings": semantic,
-        "mixture": mixture,
-        "seed": seed,
-        "store": [
-            str(store.path.resolve()),
-            store.attrs.get("dataset"),
-            store.attrs.get("model"),
-            store.array("image").shape[0],
-        ],
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class _Preemption:
-    """Turns SIGTERM into a flag the loop checks, so the state can be saved before exiting."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _Preemption:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-# In checkpoint.json each tensor is a reference {"__tensor__": name} into checkpoint.safetensors;
-# a dict with keys other than strings (the optimiser's per-parameter state) is {"__items__": pairs}.
-_TENSOR, _ITEMS = "__tensor__", "__items__"
-
-
-def _encode(value, name: str, tensors: dict[str, torch.Tensor]):
-    """`value` as JSON data, its tensors moved into `tensors` under their path from `name`."""
-    if isinstance(value, torch.Tensor):
-        tensors[name] = value.detach().cpu().contiguous()
-        return {_TENSOR: name}
-    if isinstance(value, dict):
-        items = {key: _encode(item, f"{name}/{key}", tensors) for key, item in value.items()}
-        if all(isinstance(key, str) for key in items):
-            return items
-        return {_ITEMS: [[key, item] for key, item in items.items()]}
-    if isinstance(value, list | tuple):
-        return [_encode(item, f"{name}/{index}", tensors) for index, item in enumerate(value)]
-    return value
-
-
-def _decode(value, tensors: dict[str, torch.Tensor]):
-    """The inverse of `_encode` (tuples come back as lists)."""
-    if isinstance(value, list):
-        return [_decode(item, tensors) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if _TENSOR in value:
-        return tensors[value[_TENSOR]]
-    pairs = value[_ITEMS] if _ITEMS in value else value.items()
-    return {key: _decode(item, tensors) for key, item in pairs}
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
-
-
-def _save_checkpoint(state: dict, directory: Path) -> None:
-    """The tensors, then the JSON naming their hash, each renamed into place once written whole.
-
-    An interruption at any point leaves the previous checkpoint, or a pair whose hashes disagree,
-    which `_load_checkpoint` reports; never a half-written file under the final names.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    encoded = _encode(state, "state", tensors)
-    weights, marker = directory / CHECKPOINT_TENSORS, directory / CHECKPOINT_FILE
-    save_file(tensors, _partial(weights))
-    fault("checkpoint:tensors-written")
-    record = {"tensors_sha256": _sha256(_partial(weights)), "state": encoded}
-    os.replace(_partial(weights), weights)
-    fault("checkpoint:tensors-renamed")
-    _partial(marker).write_text(json.dumps(record))
-    fault("checkpoint:marker-written")
-    os.replace(_partial(marker), marker)
-
-
-def _remove_checkpoint(directory: Path) -> None:
-    """The JSON first: without it, any file left behind is ignored and later overwritten."""
-    for path in (directory / CHECKPOINT_FILE, directory / CHECKPOINT_TENSORS):
-        path.unlink(missing_ok=True)
-        _partial(path).unlink(missing_ok=True)
-
-
 def train(
     store: EmbeddingStore,
     variant: dict,
@@ -465,7 +341,7 @@ def _train(
     )
     checkpoint_path = out_dir / CHECKPOINT_FILE
     run_id = fingerprint(variant, settings, mixture, seed, store)
-    state = _load_checkpoint(out_dir, run_id)
+    state = load_checkpoint(out_dir, run_id)
     if state is None:
         _initialise_from_data(model, batches)
     model.to(device).train()
@@ -473,28 +349,12 @@ def _train(
     rows: list[dict] = []
     start_step, window, elapsed = 0, {}, 0.0
     if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["torch_rng"])
-        rows, start_step, window, elapsed = (
-            state["rows"],
-            state["step"],
-            state["window"],
-            state["seconds"],
-        )
+        rows, start_step, window, elapsed = restore(state, trainer, batches)
         log.info("resumed from %s at step %d", checkpoint_path, start_step)
 
-    def snapshot(step: int) -> dict:
-        return {
-            "fingerprint": run_id,
-            "step": step,
-            "trainer": trainer.state_dict(),
-            "batches": batches.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "rows": rows,
-            "window": window,
-            "seconds": elapsed + time.perf_counter() - started,
-        }
+    def state_at(step: int) -> dict:
+        seconds = elapsed + time.perf_counter() - started
+        return snapshot(run_id, step, trainer, batches, rows, window, seconds)
 
     started = time.perf_counter()
     bar = tqdm(
@@ -505,7 +365,7 @@ def _train(
         disable=not progress,
         mininterval=1.0,
     )
-    with _Preemption() as preemption:
+    with Preemption() as preemption:
         for step in bar:
             x, modality = batches.next()
             metrics = trainer.step(x.to(device, non_blocking=True), modality.to(device))
@@ -529,11 +389,11 @@ def _train(
                     dead=rows[-1]["dead"],
                 )
             if preemption.requested:
-                _save_checkpoint(snapshot(done), out_dir)
+                save_checkpoint(state_at(done), out_dir)
                 log.warning("SIGTERM: saved the state at step %d to %s", done, checkpoint_path)
                 raise SystemExit(143)
             if done % settings.checkpoint_every == 0 and done < settings.steps:
-                _save_checkpoint(snapshot(done), out_dir)
+                save_checkpoint(state_at(done), out_dir)
 
     model.eval()
     for name, parameter in model.named_parameters():
@@ -542,7 +402,7 @@ def _train(
                 f"{out_dir}: training diverged: parameter '{name}' holds NaN or Inf; no weights "
                 "written (the store matches its manifest); fix: lower 'train.lr'"
             )
-    calibrated = _calibrate(model, store, batches, seed, device, rows[-1]["l0"])
+    calibrated = calibrate(model, store, batches, seed, device, rows[-1]["l0"])
     if calibrated:
         log.info("calibrated: %s", calibrated)
     _write_log(out_dir / LOG_FILE, rows)
@@ -567,7 +427,7 @@ def _train(
         },
     )
     fault("train:saved")
-    _remove_checkpoint(out_dir)
+    remove_checkpoint(out_dir)
     log.info(
         "trained %s: final r2 %.4f, l0 %.2f, %.1f s",
         variant_type,
@@ -580,48 +440,6 @@ def _train(
 
 class TrainingDiverged(VlmsaeError):
     """The loss became NaN or Inf, or the reconstructions diverged; the message names the step."""
-
-
-def _load_checkpoint(directory: Path, run_id: str) -> dict | None:
-    """The state `_save_checkpoint` left in `directory` for this run (fingerprint run_id), if any.
-
-    Raises InputFileError, naming the file and the fix, when the checkpoint is damaged.
-    """
-    legacy = directory / LEGACY_CHECKPOINT
-    if legacy.exists():
-        log.warning("ignoring %s: older pickled checkpoints are not read; delete it", legacy)
-    marker, weights = directory / CHECKPOINT_FILE, directory / CHECKPOINT_TENSORS
-    if not marker.exists():
-        return None
-    try:
-        record = json.loads(marker.read_text())
-        stored_id, digest = record["state"]["fingerprint"], record["tensors_sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise _damaged(marker, _unreadable(error)) from error
-    if stored_id != run_id:
-        log.warning("ignoring %s: it belongs to other settings", marker)
-        return None
-    if not weights.exists():
-        raise _damaged(weights, f"missing, though {CHECKPOINT_FILE} refers to it")
-    if _sha256(weights) != digest:
-        raise _damaged(weights, f"its SHA-256 differs from the one in {CHECKPOINT_FILE}")
-    try:
-        return _decode(record["state"], load_file(weights))
-    except (SafetensorError, KeyError, TypeError, ValueError) as error:
-        raise _damaged(marker, _unreadable(error)) from error
-
-
-def _unreadable(error: Exception) -> str:
-    return f"unreadable: {type(error).__name__}: {error}"
-
-
-def _damaged(path: Path, problem: str) -> InputFileError:
-    return InputFileError(
-        str(path),
-        f"damaged training checkpoint, {problem}",
-        f"delete {CHECKPOINT_FILE} and {CHECKPOINT_TENSORS} in {path.parent} to restart the run "
-        "from step 0",
-    )
 
 
 @torch.no_grad()
@@ -643,67 +461,6 @@ def _initialise_from_data(model: SparseAutoencoder, batches: Batches) -> None:
     if isinstance(model, Penalised) and model.target_l0 is not None:
         model.initialise_for_target(model.pre_activation(x - model.bias(modality), None))
     batches.load_state_dict(state)
-
-
-@torch.no_grad()
-def _calibrate(
-    model: SparseAutoencoder,
-    store: EmbeddingStore,
-    batches: Batches,
-    seed: int,
-    device: torch.device,
-    train_l0: float,
-) -> dict:
-    """What is set once the weights are final, recorded in config.json as `calibrated`.
-
-    BatchTopK (and Matryoshka) estimate their inference threshold on `threshold_rows` rows:
-    the next batches of the run's own training stream (so a resumed run reads the same rows), or
-    the store's val pairs. A penalised variant with target_l0 reports the λ it was steered to and
-    the L0 it reached (train_l0, of the last logged batches), with a warning when it missed.
-    """
-    if isinstance(model, BatchTopK):
-        n_rows = model.settings.threshold_rows
-        if model.settings.threshold_split == "val":
-            rows = _val_batches(store, n_rows, batches.size, seed)
-        else:
-            rows = [batches.next() for _ in range(-(-n_rows // batches.size))]
-        return model.calibrate_threshold([(x.to(device), m.to(device)) for x, m in rows])
-    if isinstance(model, Penalised) and model.target_l0 is not None:
-        if abs(train_l0 - model.target_l0) > STEERING_TOLERANCE * model.target_l0:
-            log.warning(
-                "target_l0 %d missed: the last training batches kept %.1f atoms per row at %s = "
-                "%.3g; more steps, or for jumprelu a bandwidth nearer the pre-activations' scale",
-                model.target_l0,
-                train_l0,
-                model.settings.penalty,
-                float(model.penalty_coefficient),
-            )
-        return model.calibration(train_l0)
-    return {}
-
-
-def _val_batches(
-    store: EmbeddingStore, n_rows: int, batch_size: int, seed: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Both rows of the store's val pairs, at most n_rows (a seeded draw of pairs), as batches
-    (x [B, d], modality [B]) of at most batch_size rows, each pair's two rows in one batch."""
-    pairs = store.split_pairs("val")
-    if len(pairs) == 0:
-        raise InputFileError(
-            str(store.path),
-            "no val pairs to set the BatchTopK threshold on (threshold_split: val)",
-            "use threshold_split: train, or a store with a val split (datasets.*.val_fraction)",
-        )
-    keep = min(len(pairs), max(1, n_rows // 2))
-    pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), keep, replace=False))]
-    per_batch = max(1, batch_size // 2)
-    out = []
-    for start in range(0, len(pairs), per_batch):
-        chunk = pairs[start : start + per_batch]
-        image, text = store.rows("image", chunk[:, 0]), store.rows("text", chunk[:, 1])
-        modality = torch.arange(2).repeat_interleave(len(chunk))
-        out.append((torch.from_numpy(np.concatenate([image, text])), modality))
-    return out
 
 
 def _log_row(
@@ -728,7 +485,7 @@ def _verify(store: EmbeddingStore, out_dir: Path, cause: Exception | None = None
     try:
         store.verify()
     except VlmsaeError as damage:
-        _remove_checkpoint(out_dir)
+        remove_checkpoint(out_dir)
         raise damage from cause
 
 
