@@ -104,6 +104,7 @@ def train_case(folder: Path, monkey) -> dict:
     from vlmsae import manifest, sae, store
     from vlmsae.store import EmbeddingStore, write_store
     from vlmsae.training.trainer import TrainSettings, train
+    from vlmsae.training.variants import Variant
 
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((2, TRAIN_PAIRS, TRAIN_DIM)).astype(np.float32)
@@ -125,7 +126,7 @@ def train_case(folder: Path, monkey) -> dict:
     start = time.perf_counter()
     train(
         EmbeddingStore(path),
-        variant={"type": "topk", "n_atoms": 4096, "k": 32},
+        variant=Variant.from_config("v", {"type": "topk", "n_atoms": 4096, "k": 32}),
         settings=settings,
         mixture="1-1",
         seed=0,

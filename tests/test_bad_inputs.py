@@ -19,6 +19,7 @@ from vlmsae.embedding import embed_dataset
 from vlmsae.errors import InputFileError, VlmsaeError
 from vlmsae.stores import build_store
 from vlmsae.training.trainer import TrainingDiverged, TrainSettings, train
+from vlmsae.training.variants import Variant
 
 REPO = Path(__file__).resolve().parent.parent
 N, D = 40, 8
@@ -374,7 +375,14 @@ def test_a_file_where_the_results_folders_go_is_one_line(tmp_path):
 def test_a_diverging_run_stops_in_one_line_and_writes_no_weights(tmp_path, tiny_store):
     settings = TrainSettings(steps=200, batch_size=64, lr=1e6, log_every=20, warmup_steps=1)
     with pytest.raises(TrainingDiverged) as error:
-        train(tiny_store, {"type": "topk", "n_atoms": 32, "k": 4}, settings, "1-1", 0, tmp_path)
+        train(
+            tiny_store,
+            Variant.from_config("v", {"type": "topk", "n_atoms": 32, "k": 4}),
+            settings,
+            "1-1",
+            0,
+            tmp_path,
+        )
     assert "\n" not in str(error.value) and "train.lr" in str(error.value)
     assert not (tmp_path / "sae.safetensors").exists()
     assert not (tmp_path / "manifest.json").exists()
@@ -391,7 +399,7 @@ def test_training_on_a_damaged_store_writes_no_weights(tmp_path):
     with pytest.raises(DamagedOutputError, match=r"s/text: chunk 0 .*--forcerun embed"):
         train(
             EmbeddingStore(path),
-            {"type": "topk", "n_atoms": 16, "k": 2},
+            Variant.from_config("v", {"type": "topk", "n_atoms": 16, "k": 2}),
             settings,
             "1-1",
             0,

@@ -1,5 +1,6 @@
 """The README's "Extending" section, run as a user would: its plugin file on the tiny config."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -87,3 +88,51 @@ def test_plugin_settings_reach_the_generated_schema(tmp_path):
     assert found["floor_minimum"] == 0
     assert "code_norm" in found["figures"]
     assert found["refused"] is not None and "variants.floored.floor" in found["refused"]
+
+
+def test_a_new_topk_hyper_parameter_is_one_settings_field(tmp_path, tiny_store, monkeypatch):
+    """A contributor adds a hyper-parameter to TopK by writing one Settings class (and the
+    variant that reads it): from a config entry it reaches the model through
+    `Variant.from_config`, `sae.build_from_settings` and `train`, and the saved config.json,
+    with no edit to any other module."""
+    from dataclasses import dataclass
+
+    from vlmsae import sae
+    from vlmsae.errors import ConfigError
+    from vlmsae.registry import setting
+    from vlmsae.sae.topk import TopK, TopKSettings
+    from vlmsae.training.trainer import TrainSettings, train
+    from vlmsae.training.variants import Variant
+
+    # The test's variant is registered on a copy of the registry, gone after the test.
+    sae.available()
+    monkeypatch.setattr(sae.VARIANTS, "_entries", dict(sae.VARIANTS._entries))
+
+    @dataclass(frozen=True, kw_only=True)
+    class ScaledTopKSettings(TopKSettings):
+        scale: float = setting(1.0, "factor on every active code", minimum=0)
+
+    @sae.register
+    class ScaledTopK(TopK):
+        variant = "scaled_topk_test"
+        Settings = ScaledTopKSettings
+
+        def encode(self, x, modality=None, atom_mask=None):
+            codes = super().encode(x, modality, atom_mask)
+            return dataclasses.replace(codes, values=codes.values * self.settings.scale)
+
+    entry = {"type": "scaled_topk_test", "n_atoms": 32, "k": 3, "scale": 0.5}
+    variant = Variant.from_config("scaled", entry)
+    assert variant.settings.scale == 0.5 and variant.settings.k == 3
+    built = sae.build_from_settings(variant.type, tiny_store.dim, variant.settings)
+    assert isinstance(built, ScaledTopK) and built.settings.scale == 0.5
+    # What TopK's Settings check still holds for the subclass: k ≤ n_atoms.
+    with pytest.raises(ConfigError, match=r"variants\.scaled\.k"):
+        Variant.from_config("scaled", {**entry, "k": 33})
+
+    settings = TrainSettings(steps=10, batch_size=32, log_every=5, checkpoint_every=10**9)
+    model = train(tiny_store, variant, settings, "1-1", 0, tmp_path, progress=False)
+    assert model.settings.scale == 0.5
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["sae"]["variant"] == "scaled_topk_test" and saved["sae"]["scale"] == 0.5
+    assert sae.load(tmp_path).settings == variant.settings

@@ -249,8 +249,8 @@ def test_sae_a_with_an_alignment_that_outweighs_the_mse_collapses_and_is_flagged
     shared atoms; the train-batch R² peaks early, then falls. β = 0 on the same store trains
     fine, so neither the duplicated texts nor the missing decoder bias is the cause. Every
     flag comes from the defaults."""
-    from vlmsae.config import VARIANT_PRESETS
     from vlmsae.training.trainer import TrainSettings, train
+    from vlmsae.training.variants import VARIANT_PRESETS, Variant
 
     store = class_text_store(tmp_path / "classes.zarr")
     settings = TrainSettings(
@@ -260,7 +260,9 @@ def test_sae_a_with_an_alignment_that_outweighs_the_mse_collapses_and_is_flagged
     health = {}
     for beta in (0.0, 10.0):
         variant = {**VARIANT_PRESETS["sae-a"], "n_atoms": 64, "k": 8, "alignment": beta}
-        model = train(store, variant, settings, "1-1", 0, tmp_path / f"beta{beta}")
+        model = train(
+            store, Variant.from_config("v", variant), settings, "1-1", 0, tmp_path / f"beta{beta}"
+        )
         _, summary, _ = evaluate_run(model, store, EvalSettings(max_pairs=400, train_pairs=400))
         log = pd.read_csv(tmp_path / f"beta{beta}" / "train_log.csv")
         health[beta] = with_health(summary, log, DEFAULTS)[1]

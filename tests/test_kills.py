@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_trainer import PAIRED, VARIANT
+from test_trainer import PAIRED, VARIANT, _variant
 
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.manifest import verify_folder
@@ -56,14 +56,24 @@ def test_every_fault_point_of_a_run_is_killed_here():
 @functools.cache
 def _reference(store_path: Path, variant: str, root: Path) -> dict[str, torch.Tensor]:
     out = root / f"reference-{variant}"
-    train(EmbeddingStore(store_path), VARIANTS[variant], SETTINGS, "1-1", 0, out, progress=False)
+    train(
+        EmbeddingStore(store_path),
+        _variant(VARIANTS[variant]),
+        SETTINGS,
+        "1-1",
+        0,
+        out,
+        progress=False,
+    )
     return load_file(out / "sae.safetensors")
 
 
 def _train_until(point: str, store: str, variant: str, out: str) -> None:
     """The child: train with `VLMSAE_FAULT=point`, which ends it there."""
     os.environ[FAULT_VARIABLE] = point
-    train(EmbeddingStore(store), VARIANTS[variant], SETTINGS, "1-1", 0, out, progress=False)
+    train(
+        EmbeddingStore(store), _variant(VARIANTS[variant]), SETTINGS, "1-1", 0, out, progress=False
+    )
 
 
 @functools.cache
@@ -96,7 +106,7 @@ def test_a_run_killed_at_any_point_then_run_again_equals_one_never_killed(
     _killed_at(point, tiny_store, variant, out)
     if point == "train:step-7":
         assert not (out / CHECKPOINT_FILE).exists()  # killed before any checkpoint
-    train(tiny_store, VARIANTS[variant], SETTINGS, "1-1", 0, out, progress=False)
+    train(tiny_store, _variant(VARIANTS[variant]), SETTINGS, "1-1", 0, out, progress=False)
     resumed = load_file(out / "sae.safetensors")
     assert resumed.keys() == reference.keys()
     for name, tensor in reference.items():

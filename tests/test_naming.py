@@ -25,6 +25,7 @@ from vlmsae.metrics.rows import unit_rows
 from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure
 from vlmsae.stores import build_store
 from vlmsae.training.trainer import TrainSettings, train
+from vlmsae.training.variants import Variant
 
 SQRT_HALF = np.sqrt(0.5)
 PRESET = Path(__file__).resolve().parent.parent / "presets" / "iso-energy-synthetic.yaml"
@@ -235,7 +236,13 @@ def test_sae_a_names_at_least_as_well_as_sae_where_iso_energy_holds(tmp_path):
     for seed in range(3):
         for name, variant in variants.items():
             model = train(
-                store, variant, settings, "1-1", seed, tmp_path / f"{name}-{seed}", progress=False
+                store,
+                Variant.from_config("v", variant),
+                settings,
+                "1-1",
+                seed,
+                tmp_path / f"{name}-{seed}",
+                progress=False,
             )
             dictionary = model.W_dec.detach().numpy()
             names = name_atoms(dictionary, vocabulary)["name"].to_numpy()

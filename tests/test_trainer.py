@@ -14,11 +14,17 @@ from vlmsae.metrics.evaluate import encode
 from vlmsae.training import trainer as trainer_module
 from vlmsae.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_TENSORS
 from vlmsae.training.trainer import TrainSettings, lr_factor, train
+from vlmsae.training.variants import Variant
 
 SETTINGS = TrainSettings(
     steps=150, batch_size=64, lr=3e-3, warmup_steps=10, log_every=50, buffer_rows=256
 )
 VARIANT = {"type": "topk", "n_atoms": 64, "k": 6}
+
+
+def _variant(entry: dict) -> Variant:
+    """The Variant of a config entry, as a train job builds it."""
+    return Variant.from_config(entry["type"], entry)
 
 
 def _log(path):
@@ -35,7 +41,13 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 @pytest.mark.parametrize("variant_type", ["topk", "batchtopk"])
 def test_training_writes_a_loadable_run_and_learns(tmp_path, tiny_store, variant_type):
     train(
-        tiny_store, {**VARIANT, "type": variant_type}, SETTINGS, "1-1", 0, tmp_path, progress=False
+        tiny_store,
+        _variant({**VARIANT, "type": variant_type}),
+        SETTINGS,
+        "1-1",
+        0,
+        tmp_path,
+        progress=False,
     )
     rows = _log(tmp_path)
     assert [int(r["step"]) for r in rows] == [50, 100, 150]
@@ -48,9 +60,11 @@ def test_training_writes_a_loadable_run_and_learns(tmp_path, tiny_store, variant
 
 
 def test_same_seed_gives_the_same_weights(tmp_path, tiny_store):
-    first = train(tiny_store, VARIANT, SETTINGS, "5-1", 3, tmp_path / "a", progress=False)
-    second = train(tiny_store, VARIANT, SETTINGS, "5-1", 3, tmp_path / "b", progress=False)
-    other = train(tiny_store, VARIANT, SETTINGS, "5-1", 4, tmp_path / "c", progress=False)
+    first = train(tiny_store, _variant(VARIANT), SETTINGS, "5-1", 3, tmp_path / "a", progress=False)
+    second = train(
+        tiny_store, _variant(VARIANT), SETTINGS, "5-1", 3, tmp_path / "b", progress=False
+    )
+    other = train(tiny_store, _variant(VARIANT), SETTINGS, "5-1", 4, tmp_path / "c", progress=False)
     torch.testing.assert_close(first.W_dec, second.W_dec, rtol=0, atol=0)
     assert not torch.allclose(first.W_dec, other.W_dec)
 
@@ -94,16 +108,26 @@ def test_interrupted_run_resumes_to_the_same_weights(
 ):
     settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40, "dead_window": 20})
     reference = train(
-        tiny_store, variant, settings, "1-1", 0, tmp_path / "straight", progress=False
+        tiny_store, _variant(variant), settings, "1-1", 0, tmp_path / "straight", progress=False
     )
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 97, how)
         with pytest.raises((KeyboardInterrupt, SystemExit)):
-            train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
+            train(
+                tiny_store,
+                _variant(variant),
+                settings,
+                "1-1",
+                0,
+                tmp_path / "resumed",
+                progress=False,
+            )
     assert (tmp_path / "resumed" / CHECKPOINT_FILE).exists()
     assert (tmp_path / "resumed" / CHECKPOINT_TENSORS).exists()
     assert not (tmp_path / "resumed" / "sae.safetensors").exists()
-    resumed = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "resumed", progress=False)
+    resumed = train(
+        tiny_store, _variant(variant), settings, "1-1", 0, tmp_path / "resumed", progress=False
+    )
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
     straight, again = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
@@ -118,10 +142,12 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, tiny_store, monkeypat
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 60, _raise_interrupt)
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+            train(tiny_store, _variant(VARIANT), settings, "1-1", 0, tmp_path, progress=False)
     changed = {**VARIANT, "k": 5}
-    fresh = train(tiny_store, changed, settings, "1-1", 0, tmp_path / "fresh", progress=False)
-    reused = train(tiny_store, changed, settings, "1-1", 0, tmp_path, progress=False)
+    fresh = train(
+        tiny_store, _variant(changed), settings, "1-1", 0, tmp_path / "fresh", progress=False
+    )
+    reused = train(tiny_store, _variant(changed), settings, "1-1", 0, tmp_path, progress=False)
     torch.testing.assert_close(reused.W_dec, fresh.W_dec, rtol=0, atol=0)
 
 
@@ -131,7 +157,7 @@ def _interrupted_run(tmp_path, store, monkeypatch):
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 60, _raise_interrupt)
         with pytest.raises(KeyboardInterrupt):
-            train(store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+            train(store, _variant(VARIANT), settings, "1-1", 0, tmp_path, progress=False)
     return settings
 
 
@@ -180,7 +206,7 @@ def test_damaged_checkpoint_is_one_line_error(tmp_path, tiny_store, monkeypatch,
     settings = _interrupted_run(tmp_path, tiny_store, monkeypatch)
     damage(tmp_path)
     with pytest.raises(VlmsaeError) as raised:
-        train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+        train(tiny_store, _variant(VARIANT), settings, "1-1", 0, tmp_path, progress=False)
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(str(tmp_path / named))
@@ -191,8 +217,10 @@ def test_tensors_without_their_json_are_ignored(tmp_path, tiny_store, monkeypatc
     """A run killed after writing its first tensors, before the JSON that commits them."""
     settings = _interrupted_run(tmp_path, tiny_store, monkeypatch)
     (tmp_path / CHECKPOINT_FILE).unlink()
-    fresh = train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path / "fresh", progress=False)
-    restarted = train(tiny_store, VARIANT, settings, "1-1", 0, tmp_path, progress=False)
+    fresh = train(
+        tiny_store, _variant(VARIANT), settings, "1-1", 0, tmp_path / "fresh", progress=False
+    )
+    restarted = train(tiny_store, _variant(VARIANT), settings, "1-1", 0, tmp_path, progress=False)
     torch.testing.assert_close(restarted.W_dec, fresh.W_dec, rtol=0, atol=0)
     assert not (tmp_path / CHECKPOINT_TENSORS).exists()
 
@@ -201,7 +229,13 @@ def test_paired_training_logs_every_regulariser(tmp_path, tiny_store):
     settings = TrainSettings(**{**SETTINGS.__dict__, "dead_window": 5})
     # Many atoms for 32 pairs a batch: some fall silent, so AuxK has dead latents to revive.
     model = train(
-        tiny_store, {**PAIRED, "n_atoms": 1024}, settings, "1-1", 0, tmp_path, progress=False
+        tiny_store,
+        _variant({**PAIRED, "n_atoms": 1024}),
+        settings,
+        "1-1",
+        0,
+        tmp_path,
+        progress=False,
     )
     header = open(tmp_path / "train_log.csv").readline().strip().split(",")
     assert {"loss_align", "loss_group", "loss_aux"} <= set(header)
@@ -214,7 +248,7 @@ def test_modality_biases_start_at_each_modality_mean(tmp_path, tiny_store):
     settings = TrainSettings(steps=1, batch_size=512, lr=1e-9, warmup_steps=1, log_every=1)
     model = train(
         tiny_store,
-        {**VARIANT, "modality_biases": True},
+        _variant({**VARIANT, "modality_biases": True}),
         settings,
         "1-1",
         0,
@@ -248,7 +282,7 @@ def test_batchtopk_threshold_keeps_k_on_held_out_rows(tmp_path, tiny_store, spli
     3.7–5.9 for k = 8 on this store); θ set on training (or val) rows after training gives k."""
     settings = TrainSettings(**{**SPARSITY.__dict__, "steps": 150})
     variant = {"type": "batchtopk", "n_atoms": 128, "k": 8, "threshold_split": split}
-    model = train(tiny_store, variant, settings, "1-1", 0, tmp_path, progress=False)
+    model = train(tiny_store, _variant(variant), settings, "1-1", 0, tmp_path, progress=False)
     # Eval rows are drawn like the training rows, so only sampling separates their mean L0 from
     # the k of the calibration rows: 15 % leaves room for it and none for the lag.
     assert _eval_l0(model, tiny_store) == pytest.approx(8, rel=0.15)
@@ -272,7 +306,7 @@ def test_target_l0_is_reached_on_held_out_rows(tmp_path, tiny_store, variant, to
     """Steered λ: the default λ = 1e-3 leaves these codes dense (L0 ≈ 40–55 of 128)."""
     model = train(
         tiny_store,
-        {**variant, "n_atoms": 128, "target_l0": 8},
+        _variant({**variant, "n_atoms": 128, "target_l0": 8}),
         SPARSITY,
         "1-1",
         0,
@@ -292,12 +326,16 @@ def test_target_l0_is_reached_on_held_out_rows(tmp_path, tiny_store, variant, to
 def test_steered_run_resumes_to_the_same_weights_and_penalty(tmp_path, tiny_store, monkeypatch):
     settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_every": 40})
     variant = {"type": "relu", "n_atoms": 64, "target_l0": 6}
-    reference = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "a", progress=False)
+    reference = train(
+        tiny_store, _variant(variant), settings, "1-1", 0, tmp_path / "a", progress=False
+    )
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 97, _raise_interrupt)
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", progress=False)
-    resumed = train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", progress=False)
+            train(tiny_store, _variant(variant), settings, "1-1", 0, tmp_path / "b", progress=False)
+    resumed = train(
+        tiny_store, _variant(variant), settings, "1-1", 0, tmp_path / "b", progress=False
+    )
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
 
@@ -312,7 +350,7 @@ def test_sae_a_as_the_authors_train_it(tmp_path, tiny_store):
         "alignment": 0.01,
         "alignment_form": "authors",
     }
-    model = train(tiny_store, variant, SETTINGS, "1-1", 0, tmp_path, progress=False)
+    model = train(tiny_store, _variant(variant), SETTINGS, "1-1", 0, tmp_path, progress=False)
     assert not model.b_dec.any() and "b_dec" not in dict(model.named_parameters())
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["training"]["alignment_form"] == "authors" and config["training"]["paired"]
@@ -402,7 +440,7 @@ def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
     with pytest.raises(DamagedOutputError, match=named) as error:
         train(
             EmbeddingStore(store),
-            VARIANT,
+            _variant(VARIANT),
             DAMAGE_SETTINGS,
             "1-1",
             0,
@@ -426,6 +464,14 @@ def test_a_failing_or_non_finite_run_rechecks_its_store_first(tmp_path, kind):
     store = _small_store(tmp_path / "s.zarr")
     damage(store)
     with pytest.raises(DamagedOutputError, match=named) as error:
-        train(EmbeddingStore(store), VARIANT, DAMAGE_SETTINGS, "1-1", 0, tmp_path / "run", False)
+        train(
+            EmbeddingStore(store),
+            _variant(VARIANT),
+            DAMAGE_SETTINGS,
+            "1-1",
+            0,
+            tmp_path / "run",
+            False,
+        )
     assert "train.lr" not in str(error.value)
     assert not (tmp_path / "run" / "sae.safetensors").exists()

@@ -23,34 +23,14 @@ from vlmsae import datasets, sae
 from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings
 from vlmsae.registry import load_plugins, parse_settings, settings_schema
-from vlmsae.sweeps import SWEEP, swept_parameters
 from vlmsae.training.mixture import parse_mixture
-from vlmsae.training.regularisers import REGULARISER_KEYS
-from vlmsae.training.variant_keys import VARIANT_KEYS
+from vlmsae.training.regularisers import Regularisers
+from vlmsae.training.variants import Variant, expand_preset
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 PAIRED_MIXTURE = "1-1"
 # Hyper-parameters a variant may list several values of, one run family per variant.
 FRONTIER_KEYS = ("k", "target_l0")
-# Named recipes of the papers; a variant's own keys override them.
-VARIANT_PRESETS = {
-    # iso-energy §3, eq. 1, as the authors' code trains it: their alignment form, no decoder bias
-    "sae-a": {
-        "type": "mp",
-        "k": 20,
-        "alignment": 1e-4,
-        "alignment_form": "authors",
-        "decoder_bias": False,
-    },
-    "gsae": {"type": "topk", "k": 32, "group_sparsity": 0.05, "modality_biases": True},
-    "mgsae": {
-        "type": "topk",
-        "k": 32,
-        "group_sparsity": 0.05,
-        "modality_biases": True,
-        "mask_probability": 0.2,
-    },  # group-sparse App. A.2.1 (CLIP)
-}
 
 
 @dataclass(frozen=True)
@@ -168,7 +148,7 @@ def _variant_properties() -> dict[str, Any]:
     """Every registered variant's hyper-parameters, one property each (the union over variants).
 
     A key's default depends on the variant, so none is set here: `_check_variant` fills them in
-    from the variant's Settings.
+    from the variant's Settings (`Variant.from_config`).
     """
     properties: dict[str, Any] = {}
     for entry in sae.VARIANTS:
@@ -382,43 +362,16 @@ def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:
 
 def is_paired(variant: dict) -> bool:
     """Whether a variant trains on aligned pairs (it has a regulariser, fixed or swept)."""
-    return any(variant.get(key, 0) == SWEEP or variant.get(key, 0) > 0 for key in REGULARISER_KEYS)
+    return Regularisers.from_variant(variant).paired
 
 
-def _check_variant(name: str, variant: dict) -> dict:
-    """The variant with its preset expanded; ConfigError for an unknown type or hyper-parameter."""
-    key = f"variants.{name}"
-    variant = {**VARIANT_PRESETS.get(variant.get("preset"), {}), **variant}
-    variant.pop("preset", None)
-    if "type" not in variant:
-        raise ConfigError(
-            key,
-            "no 'type' and no 'preset'",
-            f"add type: one of "
-            f"{', '.join(sae.available())}, or preset: one of "
-            f"{', '.join(VARIANT_PRESETS)}",
-        )
-    sae.VARIANTS.get(variant["type"], f"{key}.type")
-    hyper = {k: v for k, v in variant.items() if k not in VARIANT_KEYS}
-    settings = parse_settings(sae.VARIANTS.get(variant["type"]).settings, hyper, key)
-    variant = {**variant, **settings.as_dict()}
-    if variant.get("alignment") == SWEEP and len(swept_parameters(variant)) > 1:
-        raise ConfigError(
-            f"{key}.alignment",
-            "the alignment sweep cannot be combined with other sweeps",
-            "sweep β on its own, or fix the other regularisers",
-        )
-    if (
-        variant.get("mask_probability") == SWEEP
-        and variant.get("group_sparsity") != SWEEP
-        and not variant.get("group_sparsity")
-    ):
-        raise ConfigError(
-            f"{key}.mask_probability",
-            "its sweep compares against the GSAE, which needs group_sparsity",
-            "set group_sparsity (a value or 'sweep')",
-        )
-    return variant
+def _check_variant(name: str, entry: dict) -> dict:
+    """The entry with its preset expanded and every default its `Variant` fills in (added after
+    the entry's own keys, which keep their order and values: a rule's params change only when
+    the entry does); ConfigError for an unknown type or hyper-parameter (`Variant.from_config`)."""
+    entry = expand_preset(entry)
+    defaults = Variant.from_config(name, entry).as_config()
+    return {**entry, **{key: value for key, value in defaults.items() if key not in entry}}
 
 
 def _check_dataset(name: str, spec: dict, base_dir: Path) -> None:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from vlmsae.training.regularisers import SWEEP
+
 if TYPE_CHECKING:
     from vlmsae.sae.base import SparseAutoencoder
     from vlmsae.store import EmbeddingStore
 
-SWEEP = "sweep"
 PARAMETERS = ("alignment", "group_sparsity", "mask_probability")
 # The store split sweep points are scored on: carved from train, disjoint from eval.
 SELECTION_SPLIT = "val"

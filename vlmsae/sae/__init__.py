@@ -21,6 +21,7 @@ __all__ = [
     "SparseAutoencoder",
     "available",
     "build",
+    "build_from_settings",
     "load",
     "register",
     "save",
@@ -34,10 +35,21 @@ def available() -> list[str]:
     return VARIANTS.names()
 
 
-def build(variant: str, d: int, n_atoms: int, **hyper) -> SparseAutoencoder:
-    """A freshly initialised SAE of the named variant; `hyper` are its Settings fields."""
+def build_from_settings(variant: str, d: int, settings: SAESettings) -> SparseAutoencoder:
+    """A freshly initialised SAE of the named variant from its own Settings instance (a
+    `vlmsae.training.variants.Variant`'s `settings`)."""
     cls = VARIANTS.get(variant).obj
-    return cls(d, cls.Settings(n_atoms=n_atoms, **hyper))
+    if not isinstance(settings, cls.Settings):
+        raise TypeError(
+            f"a {variant} SAE takes {cls.Settings.__name__}, not {type(settings).__name__}"
+        )
+    return cls(d, settings)
+
+
+def build(variant: str, d: int, n_atoms: int, **hyper) -> SparseAutoencoder:
+    """A freshly initialised SAE of the named variant; `hyper` are its Settings fields (the
+    keyword form of `build_from_settings`, as config.json's `sae` section stores them)."""
+    return build_from_settings(variant, d, VARIANTS.get(variant).settings(n_atoms=n_atoms, **hyper))
 
 
 def save(

@@ -22,11 +22,11 @@ import torch
 
 from vlmsae.registry import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
-from vlmsae.sae.registry import SAESettings, register
+from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
 
 
 @dataclass(frozen=True, kw_only=True)
-class BatchTopKSettings(SAESettings):
+class BatchTopKSettings(KWithinAtoms, SAESettings):
     k: int = setting(description="active atoms per sample on average over a batch", minimum=1)
     threshold_rows: int = setting(
         8192,

@@ -22,7 +22,7 @@ import torch
 from vlmsae.registry import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import SAESettings, register
+from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
 
 
 def _working_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -177,7 +177,7 @@ class PursuitCoefficients(torch.autograd.Function):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MatchingPursuitSettings(SAESettings):
+class MatchingPursuitSettings(KWithinAtoms, SAESettings):
     k: int = setting(description="pursuit steps per sample (at most k active atoms)", minimum=1)
     nonnegative: bool = setting(True, "non-negative coefficients (else signed)")
     decoder_bias: bool = setting(

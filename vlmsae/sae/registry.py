@@ -29,9 +29,20 @@ class SAESettings(Settings):
     )
 
     def check(self) -> None:
-        k = getattr(self, "k", None)
-        if k is not None and k > self.n_atoms:
-            raise ValueError(f"k={k} exceeds n_atoms={self.n_atoms}; lower k or raise n_atoms")
+        """Raise ValueError ("field=value ...; fix") for settings that contradict each other."""
+
+
+class KWithinAtoms:
+    """Mixin, listed before SAESettings, of the Settings with a `k` (active atoms per row, or
+    None where optional): k ≤ n_atoms."""
+
+    k: int | None
+    n_atoms: int
+
+    def check(self) -> None:
+        super().check()  # type: ignore[misc]
+        if self.k is not None and self.k > self.n_atoms:
+            raise ValueError(f"k={self.k} exceeds n_atoms={self.n_atoms}; lower k or raise n_atoms")
 
 
 def register(cls: type[SparseAutoencoder]) -> type[SparseAutoencoder]:

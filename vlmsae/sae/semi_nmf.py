@@ -20,7 +20,7 @@ from scipy.optimize import nnls
 from vlmsae.registry import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import SAESettings, register
+from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
 
 
 def largest_eigenvalue(dictionary: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -45,7 +45,7 @@ def keep_largest(codes: torch.Tensor, k: int | None) -> torch.Tensor:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SemiNMFSettings(SAESettings):
+class SemiNMFSettings(KWithinAtoms, SAESettings):
     n_iter: int = setting(50, "projected-gradient iterations per batch", minimum=1)
     k: int | None = setting(None, "optional cap on active atoms per sample", minimum=1)
 

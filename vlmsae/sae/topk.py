@@ -8,7 +8,7 @@ import torch
 
 from vlmsae.registry import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import SAESettings, register
+from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
 
 
 def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +23,7 @@ def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @dataclass(frozen=True, kw_only=True)
-class TopKSettings(SAESettings):
+class TopKSettings(KWithinAtoms, SAESettings):
     k: int = setting(description="active atoms per sample", minimum=1)
 
 

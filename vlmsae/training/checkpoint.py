@@ -27,6 +27,7 @@ from vlmsae.store import EmbeddingStore
 
 if TYPE_CHECKING:
     from vlmsae.training.trainer import Batches, Trainer, TrainSettings
+    from vlmsae.training.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,12 @@ NON_SEMANTIC = ("log_every", "checkpoint_every", "device", "buffer_rows")
 
 
 def fingerprint(
-    variant: dict, settings: TrainSettings, mixture: str, seed: int, store: EmbeddingStore
+    variant: Variant, settings: TrainSettings, mixture: str, seed: int, store: EmbeddingStore
 ) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result."""
     semantic = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NON_SEMANTIC}
     identity = {
-        "variant": variant,
+        "variant": variant.as_config(),
         "settings": semantic,
         "mixture": mixture,
         "seed": seed,

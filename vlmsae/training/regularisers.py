@@ -23,24 +23,43 @@ REGULARISER_KEYS = ("alignment", "group_sparsity", "mask_probability")
 REGULARISER_OPTIONS = ("alignment_form",)
 
 AlignmentForm = Literal["authors", "paper"]
+# The value of a weight that its selection sweep (vlmsae.sweeps) has still to choose.
+SWEEP = "sweep"
+Swept = Literal["sweep"]
 
 
 @dataclass(frozen=True)
 class Regularisers:
-    alignment: float = 0.0  # β
-    group_sparsity: float = 0.0  # λ
-    mask_probability: float = 0.0  # p
+    """A variant's regulariser weights; a weight still to be swept (vlmsae.sweeps) is 'sweep'."""
+
+    alignment: float | Swept = 0.0  # β
+    group_sparsity: float | Swept = 0.0  # λ
+    mask_probability: float | Swept = 0.0  # p
     alignment_form: AlignmentForm = "paper"
+
+    def __post_init__(self) -> None:
+        for key in REGULARISER_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, str) and value != SWEEP:
+                raise ValueError(f"{key}={value!r} is neither a weight nor '{SWEEP}'")
 
     @property
     def paired(self) -> bool:
-        """Whether training needs aligned pairs in every batch."""
-        return any(getattr(self, key) > 0 for key in REGULARISER_KEYS)
+        """Whether training needs aligned pairs in every batch (a swept weight will be > 0)."""
+        return any(_on(getattr(self, key)) for key in REGULARISER_KEYS)
 
     @classmethod
     def from_variant(cls, variant: dict) -> Regularisers:
-        weights = {key: float(variant.get(key, 0.0)) for key in REGULARISER_KEYS}
+        weights = {key: _weight(variant.get(key, 0.0)) for key in REGULARISER_KEYS}
         return cls(**weights, alignment_form=variant.get("alignment_form", "paper"))
+
+
+def _weight(value: float | str) -> float | str:
+    return value if value == SWEEP else float(value)
+
+
+def _on(value: float | str) -> bool:
+    return value == SWEEP or value > 0
 
 
 def alignment_loss(

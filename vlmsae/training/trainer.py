@@ -51,7 +51,7 @@ from vlmsae.training.regularisers import (
 )
 from vlmsae.training.sae_calibration import calibrate
 from vlmsae.training.stream import BlockStream, modality_stream, pair_stream
-from vlmsae.training.variant_keys import split_variant
+from vlmsae.training.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class Trainer:
 
 def train(
     store: EmbeddingStore,
-    variant: dict,
+    variant: Variant,
     settings: TrainSettings,
     mixture: str,
     seed: int,
@@ -297,7 +297,7 @@ def train(
     progress: bool = True,
     verify_store: bool = False,
 ) -> SparseAutoencoder:
-    """Train `variant` ({"type": name, "n_atoms": p, hyper..., regularisers...}) on the train split.
+    """Train `variant` (its sweeps resolved: vlmsae.sweeps) on the train split.
 
     Writes sae.safetensors, config.json and train_log.csv into `out_dir`; resumes from
     `out_dir/checkpoint.json` (and .safetensors) when one with the same fingerprint is there.
@@ -306,6 +306,10 @@ def train(
     weights are written, and its checkpoint is removed. Whatever `verify_store`, a run that
     diverges or fails while reading first checks the store, and blames it when it is damaged.
     """
+    if variant.swept:
+        raise ValueError(
+            f"{', '.join(variant.swept)} still set to 'sweep': resolve the variant's sweeps first"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if verify_store:
@@ -324,7 +328,7 @@ def train(
 
 def _train(
     store: EmbeddingStore,
-    variant: dict,
+    variant: Variant,
     settings: TrainSettings,
     mixture: str,
     seed: int,
@@ -334,8 +338,9 @@ def _train(
     """`train` on a store that has been checked (or need not be)."""
     torch.manual_seed(seed)
     device = resolve_device(settings.device, "train.device")
-    variant_type, n_atoms, hyper, regularisers = split_variant(variant)
-    model = sae_registry.build(variant_type, d=store.dim, n_atoms=n_atoms, **hyper)
+    variant_type, regularisers = variant.type, variant.regularisers
+    n_atoms = variant.settings.n_atoms
+    model = sae_registry.build_from_settings(variant_type, store.dim, variant.settings)
     batches = Batches(
         store, mixture, settings.batch_size, regularisers.paired, seed, settings.buffer_rows
     )
