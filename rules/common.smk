@@ -13,6 +13,7 @@ from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.interventions import settings_of as intervention_settings
+from vlmsae.run_path import RUN_PATH
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
 from vlmsae.sweeps import round_values, swept_parameters
 from vlmsae.synthetic_recovery import synthetic_datasets
@@ -41,7 +42,7 @@ def local_device_sections(jobs):
 
 STORE_PATHS = sorted({f"{run.dataset}/{run.model}" for run in RUNS})
 VARIANT_PATHS = sorted({f"{run.dataset}/{run.model}/{run.variant}" for run in RUNS})
-RUN_DIR = "{dataset}/{model}/{variant}/{mixture}/seed{seed}"
+RUN_DIR = RUN_PATH
 # Per-run evaluation settings (stability is across runs, so its settings are not among them;
 # the health thresholds are the metrics rule's alone, so changing one re-runs no other job).
 EVAL_SETTINGS = {
@@ -242,9 +243,7 @@ INTERVENTION_RUNS["steering"] = [
     run for run in INTERVENTION_RUNS["steering"] if run in INTERVENTION_RUNS["naming"]
 ]
 GAP_EDITS = intervention_settings(config, "gap_closing").edits
-INTERVENTION_DIR = (
-    "results/interventions/{dataset}/{model}/{variant}/{mixture}/seed{seed}"
-)
+INTERVENTION_DIR = f"results/interventions/{RUN_PATH}"
 
 
 def vocabulary_input(wildcards):

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vlmsae"
 
 # Lowest first; a module may import its own layer and the ones below (docs/architecture.md).
 LAYERS = [
-    {"errors", "registry", "devices", "faults"},
+    {"errors", "registry", "devices", "faults", "run_path"},
     {"store", "manifest", "vocabulary_format"},
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},

@@ -23,6 +23,7 @@ from vlmsae import datasets, sae
 from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings
 from vlmsae.registry import load_plugins, parse_settings, settings_schema
+from vlmsae.run_path import run_path
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.regularisers import Regularisers
 from vlmsae.training.variants import Variant, expand_preset
@@ -45,7 +46,7 @@ class Run:
 
     @property
     def path(self) -> str:
-        return f"{self.dataset}/{self.model}/{self.variant}/{self.mixture}/seed{self.seed}"
+        return run_path(self.as_dict())
 
     def as_dict(self) -> dict:
         return {

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmsae.registry import Registry
+from vlmsae.run_path import run_path
 
 FIGURES: Registry[Any] = Registry("figure", "vlmsae.figures")
 SCOPES = ("all", "store")
@@ -84,11 +85,6 @@ def figure_targets(config: dict, runs: list[dict]) -> list[str]:
             if applies(name, config, store_runs)
         ]
     return targets
-
-
-def run_path(run: dict) -> str:
-    """A run's folder below results/metrics/ (and results/sae/)."""
-    return "{dataset}/{model}/{variant}/{mixture}/seed{seed}".format(**run)
 
 
 def input_paths(name: str, runs: list[dict], table_paths: dict[str, str]) -> dict[str, list[str]]:
