@@ -22,6 +22,22 @@ def _atoms(n_atoms: int, names: list[str] | None = None) -> pd.DataFrame:
     return atoms
 
 
+def write_labelled(path, image, label, split, class_names) -> EmbeddingStore:
+    """A store whose text rows are its image rows, with class labels and the split `split`."""
+    write_store(
+        path,
+        image=image,
+        text=image,
+        pairs=np.stack([np.arange(len(image))] * 2, axis=1),
+        image_split=split,
+        text_split=split,
+        label=label,
+        attrs={"class_names": class_names},
+        val=None,
+    )
+    return EmbeddingStore(path)
+
+
 @pytest.fixture(scope="module")
 def labelled_store(tmp_path_factory) -> EmbeddingStore:
     """60 images in d = 3 with non-negative coordinates: class 1 ("dog") leans on axis 0, class 0
@@ -32,19 +48,9 @@ def labelled_store(tmp_path_factory) -> EmbeddingStore:
     image[label == 1, 0] += 1.0
     image[label == 0, 1] += 1.0
     split = np.tile([0, 0, 1], 20).astype(np.int8)
-    path = tmp_path_factory.mktemp("labelled") / "store.zarr"
-    write_store(
-        path,
-        image=image,
-        text=image,
-        pairs=np.stack([np.arange(60)] * 2, axis=1),
-        image_split=split,
-        text_split=split,
-        label=label,
-        attrs={"class_names": ["cat", "dog"]},
-        val=None,
+    return write_labelled(
+        tmp_path_factory.mktemp("labelled") / "store.zarr", image, label, split, ["cat", "dog"]
     )
-    return EmbeddingStore(path)
 
 
 def test_true_concepts_of_images_by_hand():
@@ -182,21 +188,10 @@ def test_a_probe_that_predicts_one_class_only_is_degenerate_and_lists_no_atoms(
     label = np.zeros(150, dtype=int)
     label[[0, 50, 120]] = 1
     split = (np.arange(150) >= 100).astype(np.int8)
-    path = tmp_path / "rare.zarr"
-    write_store(
-        path,
-        image=image,
-        text=image,
-        pairs=np.stack([np.arange(150)] * 2, axis=1),
-        image_split=split,
-        text_split=split,
-        label=label,
-        attrs={"class_names": ["common", "rare"]},
-        val=None,
-    )
+    store = write_labelled(tmp_path / "rare.zarr", image, label, split, ["common", "rare"])
     model = oracle_topk(np.eye(3, dtype=np.float32), k=3)
     settings = ProbeSettings(target=1, C=1e-4, top_atoms=3)
-    table = probe_concepts(EmbeddingStore(path), model, _atoms(3, ["x", "y", "z"]), settings)
+    table = probe_concepts(store, model, _atoms(3, ["x", "y", "z"]), settings)
     assert len(table) == 1
     row = table.iloc[0]
     assert row["target"] == "rare"

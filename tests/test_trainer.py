@@ -429,8 +429,8 @@ DAMAGE_SETTINGS = TrainSettings(
 )
 
 
-@pytest.mark.parametrize("kind", list(STORE_DAMAGE))
-def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
+def _damaged_run_error(tmp_path, kind: str, verify_store: bool) -> str:
+    """The DamagedOutputError message of a run on a store damaged as STORE_DAMAGE[kind] says."""
     from vlmsae.errors import DamagedOutputError
     from vlmsae.store import EmbeddingStore
 
@@ -446,9 +446,14 @@ def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
             0,
             tmp_path / "run",
             progress=False,
-            verify_store=True,
+            verify_store=verify_store,
         )
-    message = str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("kind", list(STORE_DAMAGE))
+def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
+    message = _damaged_run_error(tmp_path, kind, verify_store=True)
     assert "\n" not in message and "--forcerun embed" in message and "train.lr" not in message
     assert list((tmp_path / "run").iterdir()) == []  # no weights, no checkpoint
 
@@ -457,21 +462,5 @@ def test_a_damaged_store_is_named_before_training_reads_it(tmp_path, kind):
 def test_a_failing_or_non_finite_run_rechecks_its_store_first(tmp_path, kind):
     """Without the check up front (verify_store False), a read that fails or a loss that turns
     NaN is first put down to the store when the store is damaged, not to train.lr."""
-    from vlmsae.errors import DamagedOutputError
-    from vlmsae.store import EmbeddingStore
-
-    damage, named = STORE_DAMAGE[kind]
-    store = _small_store(tmp_path / "s.zarr")
-    damage(store)
-    with pytest.raises(DamagedOutputError, match=named) as error:
-        train(
-            EmbeddingStore(store),
-            _variant(VARIANT),
-            DAMAGE_SETTINGS,
-            "1-1",
-            0,
-            tmp_path / "run",
-            False,
-        )
-    assert "train.lr" not in str(error.value)
+    assert "train.lr" not in _damaged_run_error(tmp_path, kind, verify_store=False)
     assert not (tmp_path / "run" / "sae.safetensors").exists()
