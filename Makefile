@@ -61,7 +61,7 @@ lint: $(STAMP)
 # the full metric suite at p = 8192, 100k pairs, d = 768: results/bench/metrics_scale.json;
 # the embedding stage's time outside the model forward (and GPU images/s when CUDA is
 # visible): results/bench/embed_overhead.json; the share of the embed and train jobs' time spent
-# checksumming and verifying (vlmsae.manifest): results/bench/checksum.json; the explorer:
+# checksumming and verifying (vlmsae.stores.manifest): results/bench/checksum.json; the explorer:
 # results/bench/explorer.json; the interventions at 100k pairs, p = 8192:
 # results/bench/interventions.json; the tiny config through the local SLURM cluster
 # (scripts/local-slurm.sh start) against --cores 2, overhead per job: results/bench/slurm.json

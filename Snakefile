@@ -54,7 +54,7 @@ onstart:
 
 
 # After failed jobs: one line each (rule, output, reason, logs) below Snakemake's report, e.g. a
-# SLURM job killed for memory or refused by sbatch (vlmsae.failed_jobs).
+# SLURM job killed for memory or refused by sbatch (vlmsae.workflow.failed_jobs).
 onerror:
     for line in failed_job_lines(log, os.getcwd()):
         print(line, file=sys.stderr)

@@ -1,4 +1,4 @@
-"""What checksumming and verification (vlmsae.manifest) cost in the embed and train jobs.
+"""What checksumming and verification (vlmsae.stores.manifest) cost in the embed and train jobs.
 
     python bench/checksum_overhead.py --out results/bench/checksum.json
 
@@ -65,9 +65,10 @@ def embed_case(folder: Path, monkey) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     import embed_overhead
 
-    from vlmsae import embedding, models, store
+    from vlmsae import embedding, models
     from vlmsae.embedding import EmbedSettings, embed_dataset
     from vlmsae.fixtures.models import write_open_clip
+    from vlmsae.stores import embedding_store as store
 
     torch.set_num_threads(1)
     (folder / "vit-ti-16").mkdir()
@@ -101,8 +102,10 @@ def embed_case(folder: Path, monkey) -> dict:
 
 
 def train_case(folder: Path, monkey) -> dict:
-    from vlmsae import manifest, sae, store
-    from vlmsae.store import EmbeddingStore, write_store
+    from vlmsae import sae
+    from vlmsae.stores import embedding_store as store
+    from vlmsae.stores import manifest
+    from vlmsae.stores.embedding_store import EmbeddingStore, write_store
     from vlmsae.training.trainer import TrainSettings, train
     from vlmsae.training.variants import Variant
 

@@ -61,7 +61,7 @@ WORDS = (
 def _store(path: Path) -> None:
     """A synthetic store (linear-structure-like sizes) with a caption per text row."""
     from vlmsae import datasets
-    from vlmsae.store import write_store
+    from vlmsae.stores.embedding_store import write_store
 
     n_pairs = EVAL_PAIRS + TRAIN_PAIRS
     section = synthetic_section(D, n_pairs, EVAL_PAIRS / n_pairs)
@@ -82,7 +82,7 @@ def _run(root: Path, store_path: Path) -> tuple[object, dict]:
     from vlmsae.explorer.atom_map import store_atom_maps
     from vlmsae.metrics import energy, modality
     from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
-    from vlmsae.store import MODALITIES, EmbeddingStore
+    from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore
 
     torch.manual_seed(0)
     model = sae.build("topk", D, N_ATOMS, k=K)

@@ -56,9 +56,9 @@ def main() -> None:
         write_edited_store,
     )
     from vlmsae.metrics.naming import name_atoms
-    from vlmsae.store import EmbeddingStore
-    from vlmsae.stores import build_store
-    from vlmsae.vocabulary_format import Vocabulary
+    from vlmsae.stores.build import build_store
+    from vlmsae.stores.embedding_store import EmbeddingStore
+    from vlmsae.stores.vocabulary import Vocabulary
 
     rng = np.random.default_rng(0)
     model = sae.build("topk", D, N_ATOMS, k=K).eval()

@@ -37,7 +37,7 @@ def _peak_gb() -> float:
 
 
 def _store(path: str) -> dict:
-    from vlmsae.stores import build_store
+    from vlmsae.stores.build import build_store
 
     eval_fraction = 0.9
     synthetic = synthetic_section(D, int(EVAL_PAIRS / eval_fraction) + 1, eval_fraction)
@@ -49,7 +49,7 @@ def _store(path: str) -> dict:
 def _suite(path: str) -> dict:
     from vlmsae import sae
     from vlmsae.metrics.evaluate import EvalSettings, evaluate
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     store = EmbeddingStore(path)
     torch.manual_seed(0)

@@ -4,19 +4,19 @@ import json
 import sys
 from pathlib import Path
 
-from vlmsae.config import check_config, runs
+from vlmsae.config import check_config, runs, variants
 from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError, check_output_folders
-from vlmsae.failed_jobs import failed_job_lines
+from vlmsae.workflow.failed_jobs import failed_job_lines
 from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.interventions import settings_of as intervention_settings
 from vlmsae.run_path import RUN_PATH
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
-from vlmsae.sweeps import round_values, swept_parameters
-from vlmsae.synthetic_recovery import synthetic_datasets
+from vlmsae.sweeps import round_values
+from vlmsae.tables.recovery import synthetic_datasets
 
 try:
     check_config(config, base_dir=os.getcwd())
@@ -25,6 +25,8 @@ except VlmsaeError as error:
     sys.exit(f"vlmsae: {error}")
 
 RUNS = runs(config)
+# {name: Variant}: what the rules ask of a variant (its sweeps, its k), typed.
+VARIANTS = variants(config)
 
 
 def local_device_sections(jobs):
@@ -91,7 +93,7 @@ TABLE_PATHS = {
     "probe_concepts": "results/tables/probe_concepts.csv",
     "steering": "results/tables/steering.csv",
 }
-# {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.synthetic_recovery).
+# {dataset: τ1} of the synthetic datasets: the recovery table's rows (vlmsae.tables.recovery).
 SYNTHETIC_TAU1 = synthetic_datasets(config)
 # The runs as figures see them: with the family a variant belongs to (a variant listing several
 # k is expanded into one variant per k of one family; vlmsae.config).
@@ -170,14 +172,14 @@ def chosen_files(dataset, model, variant, parameters):
 
 def earlier_sweeps(wildcards):
     """The chosen values a sweep point needs: masking is swept on top of the chosen λ."""
-    swept = swept_parameters(config["variants"][wildcards.variant])
+    swept = VARIANTS[wildcards.variant].swept
     earlier = swept[: swept.index(wildcards.parameter)]
     return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, earlier)
 
 
 def chosen_of_run(wildcards):
     """The chosen-value files of every regulariser of the run's variant set to 'sweep'."""
-    swept = swept_parameters(config["variants"][wildcards.variant])
+    swept = VARIANTS[wildcards.variant].swept
     return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, swept)
 
 

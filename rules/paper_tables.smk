@@ -1,4 +1,4 @@
-# The three papers' tables (vlmsae.paper_tables) in CSV and Markdown, from the tidy tables. The
+# The three papers' tables (vlmsae.tables.papers) in CSV and Markdown, from the tidy tables. The
 # tidy tables it reads are marked for the report here too, so the report holds every table.
 
 

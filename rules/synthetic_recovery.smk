@@ -1,4 +1,4 @@
-# The iso-energy recovery table on the synthetic datasets (vlmsae.synthetic_recovery).
+# The iso-energy recovery table on the synthetic datasets (vlmsae.tables.recovery).
 
 
 rule synthetic_recovery:

@@ -16,8 +16,8 @@ from filelock import FileLock  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from snakemake_runs import snakemake, tiny_config  # noqa: E402
 
-from vlmsae.store import EmbeddingStore  # noqa: E402
-from vlmsae.stores import build_store  # noqa: E402
+from vlmsae.stores.build import build_store  # noqa: E402
+from vlmsae.stores.embedding_store import EmbeddingStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from vlmsae.cli import main
 from vlmsae.datasets.raw import FileMedia, RawDataset
 from vlmsae.embedding import embed_dataset
 from vlmsae.errors import InputFileError, VlmsaeError
-from vlmsae.stores import build_store
+from vlmsae.stores.build import build_store
 from vlmsae.training.trainer import TrainingDiverged, TrainSettings, train
 from vlmsae.training.variants import Variant
 
@@ -296,7 +296,7 @@ def test_bad_pairs_are_dropped_and_counted_when_asked(tmp_path):
     image[9], text[9] = image[2], text[2]
     section = {**_pair_files(tmp_path, image, text), "drop_bad_pairs": True}
     path = build_store("d", "m", {"source": "precomputed", "precomputed": section}, tmp_path / "s")
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     store = EmbeddingStore(path, verify=True)
     assert len(store.rows("image")) == N - 3 and store.attrs["skipped_total"] == 3
@@ -390,7 +390,7 @@ def test_a_diverging_run_stops_in_one_line_and_writes_no_weights(tmp_path, tiny_
 
 def test_training_on_a_damaged_store_writes_no_weights(tmp_path):
     from vlmsae.errors import DamagedOutputError
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     section = _pair_files(tmp_path, _rows(0, n=200), _rows(1, n=200))
     path = build_store("d", "m", {"source": "precomputed", "precomputed": section}, tmp_path / "s")

@@ -6,7 +6,7 @@ import yaml
 
 from vlmsae.calibration import STATISTICS, calibrate, store_statistics, synthetic_block
 from vlmsae.datasets.synthetic import SyntheticParams
-from vlmsae.registry import parse_settings
+from vlmsae.registry_base import parse_settings
 
 REPO = Path(__file__).resolve().parent.parent
 COCO_PATHS = [

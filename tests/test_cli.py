@@ -13,9 +13,9 @@ import yaml
 from vlmsae import cli, sae
 from vlmsae.cli import main, resolve_run
 from vlmsae.config import Run
-from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import encode
-from vlmsae.store import EVAL, TRAIN, write_store
+from vlmsae.stores.embedding_store import EVAL, TRAIN, write_store
+from vlmsae.stores.manifest import write_folder_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = "toy/enc/topk/1-1/seed0"

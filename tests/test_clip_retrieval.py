@@ -8,8 +8,8 @@ import pytest
 from vlmsae.datasets.clip_retrieval import ClipRetrievalSettings, build
 from vlmsae.errors import InputFileError
 from vlmsae.fixtures.clip_retrieval import write_clip_retrieval
-from vlmsae.store import EmbeddingStore
-from vlmsae.stores import build_store
+from vlmsae.stores.build import build_store
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 
 def test_shards_are_read_in_order_paired_and_renormalised(tmp_path):

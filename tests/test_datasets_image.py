@@ -21,7 +21,7 @@ from vlmsae.datasets.celeba import phrase
 from vlmsae.datasets.raw import RawDataset, first_rows
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.fixtures import image_datasets as fx
-from vlmsae.store import SPLITS
+from vlmsae.stores.embedding_store import SPLITS
 
 TRAIN, EVAL = SPLITS.index("train"), SPLITS.index("eval")
 
@@ -154,7 +154,7 @@ def test_coco_without_train_pairs_is_refused_before_embedding(tmp_path, monkeypa
     from test_embedding import ThumbnailEncoder
 
     from vlmsae import models
-    from vlmsae.stores import build_store
+    from vlmsae.stores.build import build_store
 
     monkeypatch.setattr(models, "load", lambda spec, device: ThumbnailEncoder())
     section = fx.write_coco(tmp_path / "coco", n_train=3, n_val=2, captions_per_image=1)

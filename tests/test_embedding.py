@@ -27,7 +27,7 @@ from vlmsae.embedding import EmbedSettings, embed_dataset
 from vlmsae.errors import InputFileError
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
 from vlmsae.models.base import Encoder, ModelSpec
-from vlmsae.store import SPLITS, EmbeddingStore, ValSplit
+from vlmsae.stores.embedding_store import SPLITS, EmbeddingStore, ValSplit
 
 DIM = 8
 
@@ -347,7 +347,7 @@ def test_build_store_embeds_a_raw_source_with_its_model(tmp_path, monkeypatch):
     from vlmsae import models
     from vlmsae.errors import ConfigError
     from vlmsae.fixtures.image_datasets import write_coco
-    from vlmsae.stores import build_store
+    from vlmsae.stores.build import build_store
 
     monkeypatch.setattr(models, "load", lambda spec, device: ThumbnailEncoder())
     section = {**write_coco(tmp_path / "coco"), "max_items": 8}

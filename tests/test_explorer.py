@@ -32,7 +32,7 @@ from vlmsae.explorer.inputs import read_decoder
 from vlmsae.health import HealthSettings, with_health
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs, evaluate_run
 from vlmsae.metrics.stability import stability_tables
-from vlmsae.store import EmbeddingStore, write_store
+from vlmsae.stores.embedding_store import EmbeddingStore, write_store
 
 SETTINGS = EvalSettings(max_pairs=100, metrics={"atom_usage": {"energy_top_m": [5]}})
 # A URL the page would load from a server: a remote src/href or CSS url().

@@ -99,7 +99,7 @@ def test_a_new_topk_hyper_parameter_is_one_settings_field(tmp_path, tiny_store, 
 
     from vlmsae import sae
     from vlmsae.errors import ConfigError
-    from vlmsae.registry import setting
+    from vlmsae.registry_base import setting
     from vlmsae.sae.topk import TopK, TopKSettings
     from vlmsae.training.trainer import TrainSettings, train
     from vlmsae.training.variants import Variant

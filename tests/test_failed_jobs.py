@@ -1,9 +1,9 @@
-"""The one line per failed job printed after a failed run (vlmsae.failed_jobs), on Snakemake log
-blocks as Snakemake 9 and the SLURM executor plugin write them."""
+"""The one line per failed job printed after a failed run (vlmsae.workflow.failed_jobs), on
+Snakemake log blocks as Snakemake 9 and the SLURM executor plugin write them."""
 
 from pathlib import Path
 
-from vlmsae.failed_jobs import failed_job_lines
+from vlmsae.workflow.failed_jobs import failed_job_lines
 
 LOCAL = """[Sat Nov 28 20:29:07 2026]
 Error in rule embed:

@@ -22,7 +22,7 @@ from matplotlib.patches import StepPatch
 from vlmsae.figures import FIGURES, draw_registered, figure_targets, input_paths
 from vlmsae.figures.stability import energy_bin_medians, mixture_matrix
 from vlmsae.figures.style import KIND_COLOURS, NO_VALUE_COLOUR
-from vlmsae.paper_tables import seed_statistics
+from vlmsae.tables.papers import seed_statistics
 
 STORES = [("synthetic-iso", "generator"), ("coco", "clip")]
 VARIANTS = {"topk-k8": "topk", "topk-k16": "topk", "batchtopk": "batchtopk"}

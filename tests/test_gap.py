@@ -8,7 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from vlmsae.metrics import gap
 from vlmsae.metrics.context import EvalContext
-from vlmsae.store import EmbeddingStore, write_store
+from vlmsae.stores.embedding_store import EmbeddingStore, write_store
 
 D, P = 8, 6
 # Atoms 0–3 are shared by both modalities, atom 4 fires on images only and atom 5 on texts only.

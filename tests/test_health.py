@@ -16,9 +16,15 @@ from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings, health_flags, health_text, rise, warn, with_health
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import parse_settings
-from vlmsae.store import EVAL, TRAIN, EmbeddingStore, assign_pair_splits, write_store
-from vlmsae.tables import RUN_KEYS
+from vlmsae.registry_base import parse_settings
+from vlmsae.stores.embedding_store import (
+    EVAL,
+    TRAIN,
+    EmbeddingStore,
+    assign_pair_splits,
+    write_store,
+)
+from vlmsae.tables.summary import RUN_KEYS
 
 DEFAULTS = HealthSettings()
 N_PAIRS = 200

@@ -6,7 +6,6 @@ import pytest
 from oracles import oracle_topk
 
 from vlmsae import sae
-from vlmsae import store as store_module
 from vlmsae.datasets.synthetic import SyntheticParams, build, swap_triplets
 from vlmsae.errors import InputFileError
 from vlmsae.interventions.arithmetic import (
@@ -20,7 +19,8 @@ from vlmsae.interventions.arithmetic import (
 from vlmsae.interventions.edits import GapClosingSettings, kept_atoms, write_edited_store
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
 from vlmsae.metrics.gap import nearest_image_distances, nearest_image_separation
-from vlmsae.store import EmbeddingStore, write_store
+from vlmsae.stores import embedding_store as store_module
+from vlmsae.stores.embedding_store import EmbeddingStore, write_store
 
 SCORE = {"bimodal": 0.5, "image": 1.0, "text": 0.0}
 

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 from test_trainer import PAIRED, VARIANT, _variant
 
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
-from vlmsae.manifest import verify_folder
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.manifest import verify_folder
 from vlmsae.training.checkpoint import CHECKPOINT_FILE
 from vlmsae.training.trainer import TRAIN_FAULT_POINTS, TrainSettings, train
 
@@ -82,7 +82,7 @@ def _fork_server() -> multiprocessing.context.BaseContext:
     # torch._dynamo: torch.optim imports it when the first optimizer is built (1.5 s, a thousand
     # modules), which every child would otherwise do again.
     context.set_forkserver_preload(
-        ["torch", "torch._dynamo", "vlmsae.store", "vlmsae.training.trainer"]
+        ["torch", "torch._dynamo", "vlmsae.stores.embedding_store", "vlmsae.training.trainer"]
     )
     return context
 

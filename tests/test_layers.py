@@ -9,30 +9,29 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "vlmsae"
 
 # Lowest first; a module may import its own layer and the ones below (docs/architecture.md).
+# A unit is a top-level module or package of vlmsae, or a module of a package named here by its
+# dotted path (`stores.build` sits above the rest of `stores`).
 LAYERS = [
-    {"errors", "registry", "devices", "faults", "run_path"},
-    {"store", "manifest", "vocabulary_format"},
+    {"errors", "registry_base", "devices", "faults", "run_path"},
+    {"stores"},
     {"datasets", "models", "sae"},
     {"embedding", "training", "decode"},
-    {"stores", "metrics", "interventions", "sweeps", "calibration", "health"},
-    {
-        "tables",
-        "intervention_tables",
-        "paper_tables",
-        "synthetic_recovery",
-        "figures",
-        "explorer",
-        "export",
-        "fixtures",
-    },
-    {"config", "workflow", "failed_jobs"},
+    {"stores.build", "metrics", "interventions", "sweeps", "calibration", "health"},
+    {"tables", "figures", "explorer", "export", "fixtures"},
+    {"config", "workflow"},
     {"cli"},
 ]
+DOTTED_UNITS = {unit for units in LAYERS for unit in units if "." in unit}
 
 
 def _unit(module: str) -> str:
-    """The layer unit of a dotted module name inside vlmsae (its first component)."""
-    return module.split(".")[1] if "." in module else module
+    """The layer unit of a dotted module name inside vlmsae: a dotted unit of LAYERS it is or lies
+    in, else its first component."""
+    inside = module.removeprefix("vlmsae.")
+    for dotted in DOTTED_UNITS:
+        if inside == dotted or inside.startswith(dotted + "."):
+            return dotted
+    return inside.split(".")[0]
 
 
 def _layer(unit: str) -> int:
@@ -66,9 +65,9 @@ def _module_imports() -> list[tuple[str, str, str]]:
             parts = parts[:-1]
         if len(parts) == 1:
             continue  # vlmsae/__init__.py
-        found.extend(
-            (f"{'/'.join(relative.parts)}.py", parts[1], imported) for imported in _imports(path)
-        )
+        own = _unit(".".join(parts))
+        file = f"{'/'.join(relative.parts)}.py"
+        found.extend((file, own, imported) for imported in _imports(path))
     return found
 
 
@@ -154,3 +153,11 @@ def test_no_two_units_of_one_layer_import_each_other():
 def test_cycles_finds_a_cycle_through_three_units_and_only_it():
     graph = {"a": {"b": []}, "b": {"c": []}, "c": {"a": [], "d": []}, "d": {"e": []}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_a_module_named_in_layers_is_its_own_unit_and_the_rest_of_its_package_another():
+    assert _unit("vlmsae.stores.build") == "stores.build"
+    assert _unit("vlmsae.stores.embedding_store") == "stores"
+    assert _unit("vlmsae.stores") == "stores"
+    assert _unit("vlmsae.metrics.gap") == "metrics"
+    assert _layer("stores.build") > _layer("datasets") > _layer("stores")

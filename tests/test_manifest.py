@@ -14,8 +14,8 @@ import torch
 from vlmsae import sae
 from vlmsae.cli import main
 from vlmsae.errors import DamagedOutputError, InputFileError
-from vlmsae.manifest import checksum, verify_folder, verify_store, write_folder_manifest
-from vlmsae.store import EmbeddingStore, write_store
+from vlmsae.stores.embedding_store import EmbeddingStore, write_store
+from vlmsae.stores.manifest import checksum, verify_folder, verify_store, write_folder_manifest
 from vlmsae.training.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_TENSORS,

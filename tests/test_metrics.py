@@ -9,9 +9,9 @@ from scipy import sparse
 from vlmsae import sae
 from vlmsae.metrics import energy, modality, reconstruction
 from vlmsae.metrics.evaluate import EvalSettings, evaluate
-from vlmsae.registry import Settings
-from vlmsae.store import EmbeddingStore
-from vlmsae.stores import build_store
+from vlmsae.registry_base import Settings
+from vlmsae.stores.build import build_store
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 TOP2 = EvalSettings(metrics={"atom_usage": {"energy_top_m": [2]}})
 

@@ -5,8 +5,8 @@ from scipy import sparse
 
 from vlmsae.metrics.context import EvalContext
 from vlmsae.metrics.mms import PAIRS, baseline, concept_reference, mms, summarise
-from vlmsae.registry import Settings
-from vlmsae.store import TrueStructure
+from vlmsae.registry_base import Settings
+from vlmsae.stores.embedding_store import TrueStructure
 
 
 def context(

@@ -22,8 +22,8 @@ from vlmsae.metrics.naming import (
     true_row_words,
 )
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure
-from vlmsae.stores import build_store
+from vlmsae.stores.build import build_store
+from vlmsae.stores.embedding_store import EmbeddingStore, SparseCodes, TrueStructure
 from vlmsae.training.trainer import TrainSettings, train
 from vlmsae.training.variants import Variant
 

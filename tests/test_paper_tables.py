@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from vlmsae.paper_tables import PAPER_TABLES, markdown, paper_table, seed_statistics
+from vlmsae.tables.papers import PAPER_TABLES, markdown, paper_table, seed_statistics
 
 
 def summary() -> pd.DataFrame:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from vlmsae.errors import InputFileError
-from vlmsae.store import EmbeddingStore
-from vlmsae.stores import build_store
+from vlmsae.stores.build import build_store
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 SPEC_DEFAULTS = {"eval_fraction": 0.2, "split_seed": 0}
 

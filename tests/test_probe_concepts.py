@@ -12,7 +12,7 @@ from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions.concepts import images_with_concept, most_frequent_bimodal_concept
 from vlmsae.interventions.probe import ProbeSettings, probe_concepts
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
-from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure, write_store
+from vlmsae.stores.embedding_store import EmbeddingStore, SparseCodes, TrueStructure, write_store
 
 
 def _atoms(n_atoms: int, names: list[str] | None = None) -> pd.DataFrame:

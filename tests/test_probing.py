@@ -5,7 +5,7 @@ from scipy.stats import ortho_group
 
 from vlmsae.metrics import probing
 from vlmsae.metrics.context import EvalContext
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 
 def summarise(context):

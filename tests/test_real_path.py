@@ -19,7 +19,7 @@ from snakemake_runs import REPO, snakemake
 
 from vlmsae.config import check_config, runs
 from vlmsae.figures import figure_targets
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 pytestmark = pytest.mark.slow
 

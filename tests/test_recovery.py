@@ -12,7 +12,7 @@ from vlmsae.metrics.recovery import (
     usage_agreement,
     usage_matching,
 )
-from vlmsae.store import TrueStructure
+from vlmsae.stores.embedding_store import TrueStructure
 
 
 def test_permuted_and_rescaled_dictionary_is_recovered_exactly():

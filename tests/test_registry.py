@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from vlmsae.errors import ConfigError
-from vlmsae.registry import Registry, Settings, parse_settings, setting, settings_schema
+from vlmsae.registry_base import Registry, Settings, parse_settings, setting, settings_schema
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,7 @@ from snakemake_runs import snakemake, tiny_config
 
 from vlmsae.config import check_config, runs
 from vlmsae.figures import figure_targets
-from vlmsae.paper_tables import PAPER_TABLES
+from vlmsae.tables.papers import PAPER_TABLES
 
 pytestmark = pytest.mark.slow
 

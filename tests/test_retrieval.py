@@ -474,8 +474,8 @@ def test_run_versions_are_grouped_by_the_dense_rows():
 
 def test_a_precomputed_groups_path_reaches_retrieval(tmp_path):
     from vlmsae.metrics.evaluate import _store_context, eval_pairs
-    from vlmsae.store import EmbeddingStore
-    from vlmsae.stores import build_store
+    from vlmsae.stores.build import build_store
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     rng = np.random.default_rng(0)
     image = rng.standard_normal((40, 6)).astype(np.float32)
@@ -499,7 +499,7 @@ def test_a_precomputed_groups_path_reaches_retrieval(tmp_path):
 
 def test_a_groups_path_of_the_wrong_shape_is_refused(tmp_path):
     from vlmsae.errors import InputFileError
-    from vlmsae.stores import build_store
+    from vlmsae.stores.build import build_store
 
     np.save(tmp_path / "f.npy", np.random.default_rng(0).standard_normal((2, 20, 4)))
     np.save(tmp_path / "g.npy", np.zeros(19, dtype=np.int64))

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from vlmsae import sae
 from vlmsae.errors import ConfigError
-from vlmsae.registry import parse_settings
+from vlmsae.registry_base import parse_settings
 from vlmsae.sae import mp
 from vlmsae.sae.mp import PursuitCoefficients
 

@@ -7,7 +7,7 @@ import torch
 
 from vlmsae import sae
 from vlmsae.errors import ConfigError
-from vlmsae.registry import parse_settings
+from vlmsae.registry_base import parse_settings
 from vlmsae.sae.codes import Codes
 from vlmsae.sae.penalty import STEERING_RATE
 

@@ -9,7 +9,7 @@ import pytest
 from vlmsae import datasets
 from vlmsae.datasets import SOURCES, source_settings
 from vlmsae.errors import ConfigError
-from vlmsae.registry import Settings, setting, settings_schema
+from vlmsae.registry_base import Settings, setting, settings_schema
 
 # What the hand-written sections of schemas/config.schema.yaml held before they were generated:
 # (property names, defaults, required keys).

@@ -20,7 +20,7 @@ from vlmsae.interventions.vocabulary import make_vocabulary, synthetic_vocabular
 from vlmsae.metrics.evaluate import EvalSettings, encode, evaluate_run
 from vlmsae.metrics.naming import name_atoms
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.store import EmbeddingStore, write_store
+from vlmsae.stores.embedding_store import EmbeddingStore, write_store
 
 
 def _atoms_by_hand() -> pd.DataFrame:

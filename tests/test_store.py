@@ -10,7 +10,7 @@ import zarr
 import vlmsae
 from vlmsae.errors import InputFileError
 from vlmsae.faults import FAULT_EXIT, FAULT_VARIABLE
-from vlmsae.store import (
+from vlmsae.stores.embedding_store import (
     SPLITS,
     EmbeddingStore,
     SparseCodes,
@@ -78,7 +78,7 @@ def test_missing_store_names_the_path(tmp_path):
 
 
 def test_interrupted_write_leaves_no_store(tmp_path, monkeypatch):
-    import vlmsae.store as store_module
+    import vlmsae.stores.embedding_store as store_module
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
@@ -177,7 +177,7 @@ KILLED_WRITE = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_store import _arrays
-from vlmsae.store import write_store
+from vlmsae.stores.embedding_store import write_store
 write_store({path!r}, **_arrays(seed=1), attrs={{}})
 """
 

@@ -9,7 +9,7 @@ import zarr
 from snakemake_runs import dry_run_jobs, snakemake, tiny_config
 
 from vlmsae import sae
-from vlmsae.store import EVAL, EmbeddingStore, assign_pair_splits, write_store
+from vlmsae.stores.embedding_store import EVAL, EmbeddingStore, assign_pair_splits, write_store
 from vlmsae.sweeps import (
     SELECTION_SPLIT,
     extension,
@@ -20,8 +20,8 @@ from vlmsae.sweeps import (
     select,
     sweep_points,
     sweep_round,
-    swept_parameters,
 )
+from vlmsae.training.variants import Variant
 
 SETTINGS = {
     "alignment": {
@@ -89,14 +89,13 @@ def test_sweep_points_include_the_baseline_where_the_rule_needs_it():
 
 
 def test_resolution_order_and_points():
-    variant = {"type": "topk", "k": 32, "group_sparsity": "sweep", "mask_probability": "sweep"}
-    assert swept_parameters(variant) == ["group_sparsity", "mask_probability"]
-    assert point_variant(variant, "group_sparsity", 0.1, {})["mask_probability"] == 0.0
-    assert point_variant(variant, "mask_probability", 0.3, {"group_sparsity": 0.05}) == {
-        **variant,
-        "group_sparsity": 0.05,
-        "mask_probability": 0.3,
-    }
+    entry = {"type": "topk", "k": 32, "group_sparsity": "sweep", "mask_probability": "sweep"}
+    variant = Variant.from_config("gsae", entry)
+    assert variant.swept == ["group_sparsity", "mask_probability"]
+    assert point_variant(variant, "group_sparsity", 0.1, {}).regularisers.mask_probability == 0.0
+    assert point_variant(variant, "mask_probability", 0.3, {"group_sparsity": 0.05}) == (
+        Variant.from_config("gsae", {**entry, "group_sparsity": 0.05, "mask_probability": 0.3})
+    )
     with pytest.raises(KeyError, match="has not run"):
         resolve_variant(variant, {"group_sparsity": 0.05})
 

@@ -8,8 +8,8 @@ import pytest
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.synthetic import SyntheticParams, build
 from vlmsae.errors import ConfigError
-from vlmsae.registry import parse_settings, settings_schema
-from vlmsae.store import TrueStructure
+from vlmsae.registry_base import parse_settings, settings_schema
+from vlmsae.stores.embedding_store import TrueStructure
 
 
 def rebuilt(truth: TrueStructure, modality: str) -> np.ndarray:

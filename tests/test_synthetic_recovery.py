@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmsae.paper_tables import markdown
-from vlmsae.synthetic_recovery import KEYS, recovery_table, synthetic_datasets
+from vlmsae.tables.papers import markdown
+from vlmsae.tables.recovery import KEYS, recovery_table, synthetic_datasets
 
 
 def _summary() -> pd.DataFrame:

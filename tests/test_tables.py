@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from vlmsae import sae
-from vlmsae.tables import (
+from vlmsae.tables.summary import (
     OTHER_FAMILY,
     RUN_KEYS,
     group_by_family,

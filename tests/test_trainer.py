@@ -363,7 +363,7 @@ def test_sae_a_as_the_authors_train_it(tmp_path, tiny_store):
 
 def _small_store(path):
     """200 unit-norm pairs, one zstd chunk per array, as `write_store` writes every store."""
-    from vlmsae.store import write_store
+    from vlmsae.stores.embedding_store import write_store
 
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((2, 200, 8)).astype(np.float32)
@@ -432,7 +432,7 @@ DAMAGE_SETTINGS = TrainSettings(
 def _damaged_run_error(tmp_path, kind: str, verify_store: bool) -> str:
     """The DamagedOutputError message of a run on a store damaged as STORE_DAMAGE[kind] says."""
     from vlmsae.errors import DamagedOutputError
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     damage, named = STORE_DAMAGE[kind]
     store = _small_store(tmp_path / "s.zarr")

@@ -19,9 +19,9 @@ from vlmsae.interventions.vocabulary import (
     wordfreq_words,
 )
 from vlmsae.models.common import seeded
-from vlmsae.registry import parse_settings
-from vlmsae.store import EmbeddingStore, SparseCodes, TrueStructure, write_store
-from vlmsae.vocabulary_format import read_vocabulary, write_vocabulary
+from vlmsae.registry_base import parse_settings
+from vlmsae.stores.embedding_store import EmbeddingStore, SparseCodes, TrueStructure, write_store
+from vlmsae.stores.vocabulary import read_vocabulary, write_vocabulary
 
 
 @pytest.fixture(scope="module")

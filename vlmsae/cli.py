@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from vlmsae.sae.base import SparseAutoencoder
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
 EXIT_ERROR = 2  # argparse's status for a usage error: the user has something to fix
 # A run's folder below results/sae/ and results/metrics/ (vlmsae.config.Run.path).
@@ -142,7 +142,7 @@ def read_config(path: Path) -> dict[str, Any]:
 def open_store(path: Path, verify: bool = False) -> EmbeddingStore:
     """The embedding store at `path` (every chunk checked against its manifest with `verify`);
     InputFileError when it is not a zarr store, DamagedOutputError when it is damaged."""
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
 
     return EmbeddingStore(path, verify=verify)
 
@@ -168,8 +168,8 @@ def _columns(rows: Sequence[tuple[str, Sequence[str]]]) -> str:
 
 
 def _by_family(cells: dict[str, Sequence[str]], header: Sequence[str] = ()) -> str:
-    """Summary keys and their cells under a line per metric family (vlmsae.tables)."""
-    from vlmsae.tables import group_by_family
+    """Summary keys and their cells under a line per metric family (vlmsae.tables.summary)."""
+    from vlmsae.tables.summary import group_by_family
 
     rows: list[tuple[str, Sequence[str]]] = [("", header)] if header else []
     for family, keys in group_by_family(cells):
@@ -305,7 +305,7 @@ def _captions(store: EmbeddingStore, rows: np.ndarray) -> dict[int, str]:
     (synthetic and precomputed stores), so rows are shown by index alone."""
     import numpy as np
 
-    from vlmsae.store import read_rows
+    from vlmsae.stores.embedding_store import read_rows
 
     if "text_caption" not in store.root:
         return {}
@@ -315,7 +315,7 @@ def _captions(store: EmbeddingStore, rows: np.ndarray) -> dict[int, str]:
 
 
 def _check_store(args: argparse.Namespace) -> None:
-    from vlmsae.store import MODALITIES
+    from vlmsae.stores.embedding_store import MODALITIES
 
     store = open_store(args.store, verify=True)
     splits = list(store.attrs.get("splits", ["train", "eval"]))
@@ -344,7 +344,7 @@ def _check_store(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from vlmsae.manifest import verify_folder, verify_store
+    from vlmsae.stores.manifest import verify_folder, verify_store
 
     path = args.path
     if (path / "zarr.json").is_file():

@@ -22,10 +22,9 @@ import yaml
 from vlmsae import datasets, sae
 from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings
-from vlmsae.registry import load_plugins, parse_settings, settings_schema
+from vlmsae.registry_base import load_plugins, parse_settings, settings_schema
 from vlmsae.run_path import run_path
 from vlmsae.training.mixture import parse_mixture
-from vlmsae.training.regularisers import Regularisers
 from vlmsae.training.variants import Variant, expand_preset
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -261,8 +260,8 @@ def _check_across_sections(config: dict, explicit_top_m: list[int] | None) -> No
     """What one section asks of another, checked before any job runs: a paired variant needs
     mixture 1-1, top-m atoms fit in every dictionary, an MP SAE's k fits in the data's d, and
     the devices and precisions do not contradict the resources."""
-    for name, variant in config["variants"].items():
-        if is_paired(variant) and PAIRED_MIXTURE not in config["mixtures"]:
+    for name, variant in variants(config).items():
+        if variant.regularisers.paired and PAIRED_MIXTURE not in config["mixtures"]:
             raise ConfigError(
                 f"variants.{name}",
                 f"has a regulariser, so it trains on aligned pairs (mixture {PAIRED_MIXTURE} "
@@ -270,19 +269,19 @@ def _check_across_sections(config: dict, explicit_top_m: list[int] | None) -> No
                 f"add '{PAIRED_MIXTURE}' to mixtures, or remove the variant's regulariser",
             )
         top_m = max(explicit_top_m or [0])
-        if top_m > variant["n_atoms"]:
+        if top_m > variant.settings.n_atoms:
             raise ConfigError(
                 "evaluation.metrics.atom_usage.energy_top_m",
-                f"{top_m} exceeds variant '{name}''s n_atoms={variant['n_atoms']}",
+                f"{top_m} exceeds variant '{name}''s n_atoms={variant.settings.n_atoms}",
                 "list top-m values no larger than the smallest n_atoms",
             )
-        if variant["type"] == "mp":
+        if variant.type == "mp":
             for dataset, spec in config["datasets"].items():
                 for model, dim in _known_dims(spec, config["models"]).items():
-                    if variant["k"] > dim:
+                    if variant.k > dim:
                         raise ConfigError(
                             f"variants.{name}.k",
-                            f"{variant['k']} exceeds the dimension d={dim} of dataset "
+                            f"{variant.k} exceeds the dimension d={dim} of dataset "
                             f"'{dataset}' ({model}); matching pursuit picks at most d atoms",
                             f"set k ≤ {dim}",
                         )
@@ -361,9 +360,10 @@ def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:
     return expanded
 
 
-def is_paired(variant: dict) -> bool:
-    """Whether a variant trains on aligned pairs (it has a regulariser, fixed or swept)."""
-    return Regularisers.from_variant(variant).paired
+def variants(config: dict) -> dict[str, Variant]:
+    """{name: Variant} of a checked config's variants (each rebuilt from its entry, as a job
+    does)."""
+    return {name: Variant.from_config(name, entry) for name, entry in config["variants"].items()}
 
 
 def _check_variant(name: str, entry: dict) -> dict:
@@ -439,10 +439,11 @@ def runs(config: dict) -> list[Run]:
     Paired variants (those with a regulariser) train on aligned pairs: mixture 1-1 only.
     """
     found = []
+    checked = variants(config)
     for dataset, spec in config["datasets"].items():
         for model, (name, variant), seed in itertools.product(
-            spec["models"], config["variants"].items(), config["seeds"]
+            spec["models"], checked.items(), config["seeds"]
         ):
-            mixtures = [PAIRED_MIXTURE] if is_paired(variant) else config["mixtures"]
+            mixtures = [PAIRED_MIXTURE] if variant.regularisers.paired else config["mixtures"]
             found += [Run(dataset, model, name, mixture, seed) for mixture in mixtures]
     return found

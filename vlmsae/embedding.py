@@ -49,9 +49,8 @@ from vlmsae.datasets.raw import RawDataset, SkipReport, text_split_of
 from vlmsae.decode import UndecodableMedia, decode_audio, decode_image
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
-from vlmsae.manifest import array_record, checksum, store_manifest, verify_store
 from vlmsae.models.base import Encoder
-from vlmsae.store import (
+from vlmsae.stores.embedding_store import (
     DEFAULT_VAL,
     DISCARDED_SUFFIX,
     SPLITS,
@@ -62,6 +61,7 @@ from vlmsae.store import (
     remove_folder,
     write_array,
 )
+from vlmsae.stores.manifest import array_record, checksum, store_manifest, verify_store
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ class InputFileError(VlmsaeError):
 
 
 class DamagedOutputError(InputFileError):
-    """A pipeline output is missing, truncated or fails its manifest's checks (vlmsae.manifest).
-    The fix is to rebuild it with the rule that wrote it."""
+    """A pipeline output is missing, truncated or fails its manifest's checks
+    (vlmsae.stores.manifest). The fix is to rebuild it with the rule that wrote it."""
 
     def __init__(self, path: str, problem: str, rule: str):
         super().__init__(path, problem, f"re-run with `snakemake --forcerun {rule}`")

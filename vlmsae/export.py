@@ -41,6 +41,7 @@ from safetensors.torch import save_file
 from vlmsae import sae
 from vlmsae.errors import InputFileError, VlmsaeError
 from vlmsae.sae.base import SparseAutoencoder
+from vlmsae.sae.mp import MatchingPursuitSettings
 
 FORMATS = ("saelens", "sparsify")
 CONFIG_FILE = "cfg.json"  # both libraries' name
@@ -75,10 +76,10 @@ def export(run_dir: str | Path, fmt: str, out_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
     model = sae.load(run_dir)
-    problem = _unrepresentable(config["sae"], fmt, model)
+    problem = _unrepresentable(model, fmt)
     if problem is not None:
         raise VlmsaeError(
-            f"cannot export the {config['sae']['variant']} SAE of {run_dir} to {fmt}: {problem}; "
+            f"cannot export the {model.variant} SAE of {run_dir} to {fmt}: {problem}; "
             f"supported: {SUPPORTED[fmt]}, with one b_dec [d]"
         )
     cfg, weights_file, tensors = _saelens(model, config) if fmt == "saelens" else _sparsify(model)
@@ -102,14 +103,14 @@ def _run_config(run_dir: Path) -> dict:
     return json.loads((run_dir / sae.CONFIG_FILE).read_text())
 
 
-def _unrepresentable(settings: dict, fmt: str, model: SparseAutoencoder) -> str | None:
+def _unrepresentable(model: SparseAutoencoder, fmt: str) -> str | None:
     """Why `fmt` cannot hold this SAE, or None when it can."""
-    variant = settings["variant"]
-    if settings.get("modality_biases"):
+    variant, settings = model.variant, model.settings
+    if settings.modality_biases:
         return "it has per-modality pre-biases b_dec [2, d] (modality_biases)"
     if variant not in (SAELENS_ARCHITECTURES if fmt == "saelens" else ("topk",)):
         return f"{fmt} has no {variant} architecture"
-    if variant == "mp" and not settings.get("nonnegative", True):
+    if isinstance(settings, MatchingPursuitSettings) and not settings.nonnegative:
         return "its matching pursuit is signed"
     if variant in ("batchtopk", "matryoshka") and bool(torch.isnan(model.threshold)):
         return "its inference threshold θ was never estimated (train it first)"
@@ -117,8 +118,7 @@ def _unrepresentable(settings: dict, fmt: str, model: SparseAutoencoder) -> str 
 
 
 def _saelens(model: SparseAutoencoder, config: dict) -> Exported:
-    settings = config["sae"]
-    architecture = SAELENS_ARCHITECTURES[settings["variant"]]
+    architecture = SAELENS_ARCHITECTURES[model.variant]
     cfg = {
         "architecture": architecture,
         "d_in": model.d,
@@ -128,7 +128,7 @@ def _saelens(model: SparseAutoencoder, config: dict) -> Exported:
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "metadata": _saelens_metadata(config),
+        "metadata": _saelens_metadata(model, config),
     }
     tensors = {"W_dec": model.W_dec, "b_dec": model.b_dec}
     if architecture == "matching_pursuit":
@@ -139,24 +139,24 @@ def _saelens(model: SparseAutoencoder, config: dict) -> Exported:
     if architecture == "topk":
         cfg.update(k=model.k, rescale_acts_by_decoder_norm=False)
     elif architecture == "jumprelu":
-        tensors["threshold"] = _jumprelu_threshold(model, settings["variant"])
+        tensors["threshold"] = _jumprelu_threshold(model)
     return cfg, SAELENS_WEIGHTS, tensors
 
 
-def _saelens_metadata(config: dict) -> dict:
+def _saelens_metadata(model: SparseAutoencoder, config: dict) -> dict:
     store = config.get("store", {})
     return {
         "sae_lens_version": SAELENS_VERSION,
         "sae_lens_training_version": SAELENS_VERSION,
         "model_name": store.get("model"),
         "dataset_path": store.get("dataset"),
-        "vlmsae_variant": config["sae"]["variant"],
+        "vlmsae_variant": model.variant,
     }
 
 
-def _jumprelu_threshold(model: SparseAutoencoder, variant: str) -> torch.Tensor:
+def _jumprelu_threshold(model: SparseAutoencoder) -> torch.Tensor:
     """[p] θ of SAELens' JumpReLU: ours (jumprelu) or BatchTopK's inference threshold."""
-    return model.threshold if variant == "jumprelu" else model.threshold.expand(model.n_atoms)
+    return model.threshold if model.variant == "jumprelu" else model.threshold.expand(model.n_atoms)
 
 
 def _sparsify(model: SparseAutoencoder) -> Exported:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 OK = "ok"
 SEPARATOR = "; "
@@ -200,6 +200,6 @@ def with_health(
 
 def warn(run: str, flags: list[str]) -> None:
     """One line `vlmsae: warning: <run>: <flag>` per flag on stdout: the job's log under
-    vlmsae.workflow.logged."""
+    vlmsae.workflow.job_log.logged."""
     for flag in flags:
         print(f"vlmsae: warning: {run}: {flag}")

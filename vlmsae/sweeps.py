@@ -27,18 +27,14 @@ from vlmsae.training.regularisers import SWEEP
 
 if TYPE_CHECKING:
     from vlmsae.sae.base import SparseAutoencoder
-    from vlmsae.store import EmbeddingStore
+    from vlmsae.stores.embedding_store import EmbeddingStore
+    from vlmsae.training.variants import Variant
 
 PARAMETERS = ("alignment", "group_sparsity", "mask_probability")
 # The store split sweep points are scored on: carved from train, disjoint from eval.
 SELECTION_SPLIT = "val"
 # What a sweep point's point.json gives its row of the sweep table.
 POINT_COLUMNS = ("value", "split", "r2", "r2_overall", "l0", "dead_atoms")
-
-
-def swept_parameters(variant: dict) -> list[str]:
-    """The variant's parameters set to 'sweep', in the order their sweeps must run."""
-    return [name for name in PARAMETERS if variant.get(name) == SWEEP]
 
 
 def sweep_points(parameter: str, settings: dict) -> list[float]:
@@ -55,27 +51,31 @@ def round_values(parameter: str, settings: dict, previous: dict | None) -> list[
     return [*previous["values"], previous["extend_to"]]
 
 
-def point_variant(variant: dict, parameter: str, value: float, chosen: dict[str, float]) -> dict:
+def point_variant(
+    variant: Variant, parameter: str, value: float, chosen: dict[str, float]
+) -> Variant:
     """The variant trained at one sweep point: `parameter` = value, earlier sweeps resolved.
 
     While λ is swept there is no masking (the paper sweeps λ on the GSAE, then p on top).
     """
-    point = resolve_variant(variant, chosen, allow_missing=True)
-    point[parameter] = value
-    if parameter == "group_sparsity" and point.get("mask_probability") == SWEEP:
-        point["mask_probability"] = 0.0
+    point = resolve_variant(variant, chosen, allow_missing=True).with_regularisers(
+        **{parameter: value}
+    )
+    if parameter == "group_sparsity" and point.regularisers.mask_probability == SWEEP:
+        point = point.with_regularisers(mask_probability=0.0)
     return point
 
 
-def resolve_variant(variant: dict, chosen: dict[str, float], allow_missing: bool = False) -> dict:
+def resolve_variant(
+    variant: Variant, chosen: dict[str, float], allow_missing: bool = False
+) -> Variant:
     """The variant with every 'sweep' replaced by its chosen value."""
-    resolved = dict(variant)
-    for name in swept_parameters(variant):
-        if name in chosen:
-            resolved[name] = chosen[name]
-        elif not allow_missing:
-            raise KeyError(f"no chosen value for '{name}': its sweep has not run")
-    return resolved
+    missing = [name for name in variant.swept if name not in chosen]
+    if missing and not allow_missing:
+        raise KeyError(f"no chosen value for '{missing[0]}': its sweep has not run")
+    return variant.with_regularisers(
+        **{name: chosen[name] for name in variant.swept if name in chosen}
+    )
 
 
 def score_point(model: SparseAutoencoder, store: EmbeddingStore, evaluation: dict) -> dict:

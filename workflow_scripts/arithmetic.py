@@ -6,9 +6,9 @@ from vlmsae import sae
 from vlmsae.interventions import parse
 from vlmsae.interventions.arithmetic import measure, queries, store_triplets
 from vlmsae.interventions.edits import kept_atoms
-from vlmsae.manifest import verify_folders
-from vlmsae.store import EmbeddingStore
-from vlmsae.workflow import logged
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     settings = parse("arithmetic", snakemake.params.settings)

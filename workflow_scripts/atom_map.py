@@ -3,8 +3,8 @@ from pathlib import Path
 
 from vlmsae.errors import VlmsaeError
 from vlmsae.explorer.atom_map import store_atom_maps
-from vlmsae.manifest import verify_folders
-from vlmsae.workflow import logged
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     try:

@@ -1,7 +1,7 @@
 import torch  # noqa: F401  (imported first, so that `logged` gives it the job's threads)
 
-from vlmsae.stores import build_store
-from vlmsae.workflow import logged
+from vlmsae.stores.build import build_store
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     build_store(

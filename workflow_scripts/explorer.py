@@ -4,7 +4,7 @@ from pathlib import Path
 from vlmsae.errors import VlmsaeError
 from vlmsae.explorer import RunFiles, build_explorer
 from vlmsae.metrics.evaluate import EvalSettings
-from vlmsae.workflow import logged
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     inputs = snakemake.input

@@ -1,5 +1,5 @@
 from vlmsae.figures import draw_registered
-from vlmsae.workflow import logged
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     draw_registered(

@@ -1,5 +1,5 @@
 from vlmsae.fixtures import write_fixtures
-from vlmsae.workflow import logged
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     write_fixtures(snakemake.output[0])

@@ -6,10 +6,10 @@ import pandas as pd
 from vlmsae import sae
 from vlmsae.interventions import parse
 from vlmsae.interventions.edits import store_codes, write_edited_store
-from vlmsae.manifest import verify_folders
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
-from vlmsae.store import EmbeddingStore
-from vlmsae.workflow import logged
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     store = EmbeddingStore(snakemake.input.store, verify=True)

@@ -1,5 +1,5 @@
-from vlmsae.intervention_tables import gap_closing_table, gap_histograms_table, stacked
-from vlmsae.workflow import logged
+from vlmsae.tables.interventions import gap_closing_table, gap_histograms_table, stacked
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     runs, table, output = snakemake.params.runs, snakemake.params.table, snakemake.output

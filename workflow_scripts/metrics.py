@@ -6,12 +6,12 @@ import pandas as pd
 from vlmsae import sae
 from vlmsae.config import Run
 from vlmsae.health import HealthSettings, warn, with_health
-from vlmsae.manifest import write_folder_manifest
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
-from vlmsae.registry import parse_settings
-from vlmsae.store import EmbeddingStore
-from vlmsae.vocabulary_format import read_vocabulary
-from vlmsae.workflow import logged
+from vlmsae.registry_base import parse_settings
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.manifest import write_folder_manifest
+from vlmsae.stores.vocabulary import read_vocabulary
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     model = sae.load(Path(snakemake.input.weights).parent, require_manifest=True)

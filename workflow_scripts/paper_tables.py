@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmsae.paper_tables import PAPER_TABLES, markdown, paper_table
-from vlmsae.workflow import logged
+from vlmsae.tables.papers import PAPER_TABLES, markdown, paper_table
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     summary = pd.read_csv(snakemake.input.summary)

@@ -4,10 +4,10 @@ import pandas as pd
 
 from vlmsae import sae
 from vlmsae.interventions.probe import ProbeSettings, probe_concepts
-from vlmsae.manifest import verify_folders
-from vlmsae.registry import parse_settings
-from vlmsae.store import EmbeddingStore
-from vlmsae.workflow import logged
+from vlmsae.registry_base import parse_settings
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     verify_folders([snakemake.input.atoms], "metrics")

@@ -1,9 +1,9 @@
 import pandas as pd
 from safetensors.numpy import load_file
 
-from vlmsae.manifest import verify_folders
 from vlmsae.metrics.stability import stability_tables
-from vlmsae.workflow import logged
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     verify_folders(snakemake.input.weights, "train")

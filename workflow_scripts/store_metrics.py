@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_store
-from vlmsae.store import EmbeddingStore
-from vlmsae.workflow import logged
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     reference = [EmbeddingStore(path, verify=True) for path in snakemake.input.reference]

@@ -1,5 +1,5 @@
-from vlmsae.tables import stores_table
-from vlmsae.workflow import logged
+from vlmsae.tables.summary import stores_table
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     stores_table(snakemake.params.stores, snakemake.input).to_csv(snakemake.output[0], index=False)

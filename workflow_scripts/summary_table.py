@@ -1,8 +1,8 @@
 import pandas as pd
 
-from vlmsae.manifest import verify_folders
-from vlmsae.tables import atoms_table, health_table, long_table, runs_table, summary_table
-from vlmsae.workflow import logged
+from vlmsae.stores.manifest import verify_folders
+from vlmsae.tables.summary import atoms_table, health_table, long_table, runs_table, summary_table
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     runs = snakemake.params.runs

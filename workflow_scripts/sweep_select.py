@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmsae.sweeps import sweep_round
-from vlmsae.workflow import logged
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     if snakemake.rule == "sweep_round":

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmsae.paper_tables import markdown
-from vlmsae.synthetic_recovery import KEYS, recovery_table
-from vlmsae.workflow import logged
+from vlmsae.tables.papers import markdown
+from vlmsae.tables.recovery import KEYS, recovery_table
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
     table = recovery_table(pd.read_csv(snakemake.input.summary), snakemake.params.tau1)

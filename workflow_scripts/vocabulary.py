@@ -1,10 +1,10 @@
 import torch  # noqa: F401  (imported first, so that `logged` gives it the job's threads)
 
 from vlmsae.interventions.vocabulary import NamingSettings, build_vocabulary
-from vlmsae.registry import parse_settings
-from vlmsae.store import EmbeddingStore
-from vlmsae.vocabulary_format import write_vocabulary
-from vlmsae.workflow import logged
+from vlmsae.registry_base import parse_settings
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.vocabulary import write_vocabulary
+from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0], snakemake.threads):
     settings = parse_settings(NamingSettings, snakemake.params.naming, "interventions.naming")

@@ -3,11 +3,11 @@
 Each source module declares a frozen settings dataclass (its config section
 `datasets.<name>.<source>`) and registers one function with it. Two kinds of source:
 - embedding sources (`synthetic`, `precomputed`, `clip_retrieval`; `kind="embedding"`) already
-  hold embeddings: `build(settings)` returns the arrays of a store (`vlmsae.store.write_store`),
-  and the store's model name only labels it;
+  hold embeddings: `build(settings)` returns the arrays of a store
+  (`vlmsae.stores.embedding_store.write_store`), and the store's model name only labels it;
 - raw sources (`coco`, `cc3m`, ... `jamendomaxcaps`; `kind="raw"`, `modality="image"` or
   `"audio"`) read a dataset's own on-disk layout: `read(settings)` returns a `RawDataset`, and
-  `vlmsae.stores.build_store` runs the named model over it.
+  `vlmsae.stores.build.build_store` runs the named model over it.
 
 The registry imports the source modules on first use, so this module imports none of them.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vlmsae.registry import Registry, Settings, parse_settings
+from vlmsae.registry_base import Registry, Settings, parse_settings
 
 if TYPE_CHECKING:
     from vlmsae.datasets.raw import RawDataset

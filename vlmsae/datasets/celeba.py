@@ -31,7 +31,7 @@ from vlmsae.datasets.raw import (
     require,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 CELEBA_FIX = "re-extract the file from CelebA's Anno/ (or Eval/) folder"
 PARTITION_SPLIT = {"0": TRAIN, "1": EVAL, "2": EVAL}

@@ -23,7 +23,7 @@ from vlmsae.datasets import SOURCES
 from vlmsae.datasets.image_prompts import ClassPromptSettings, class_prompt_dataset
 from vlmsae.datasets.raw import EVAL, TRAIN, ArrayMedia, RawDataset, require
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"

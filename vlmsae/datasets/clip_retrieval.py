@@ -23,7 +23,7 @@ from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.precomputed import row_paired_arrays
 from vlmsae.datasets.raw import require, seeded_split
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 SOURCE_COLUMNS = ("url", "image_path", "key")
 

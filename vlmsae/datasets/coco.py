@@ -31,8 +31,8 @@ from vlmsae.datasets.raw import (
     require,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
-from vlmsae.store import SPLITS
+from vlmsae.registry_base import setting
+from vlmsae.stores.embedding_store import SPLITS
 
 COCO_SPLITS = {"train": TRAIN, "val": EVAL}
 COCO_FIX = "re-extract annotations_trainval{year}.zip from cocodataset.org"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 EVAL_FRACTION = 0.2
 

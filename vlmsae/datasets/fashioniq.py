@@ -34,8 +34,8 @@ from vlmsae.datasets.raw import (
     require,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
-from vlmsae.store import SPLITS
+from vlmsae.registry_base import setting
+from vlmsae.stores.embedding_store import SPLITS
 
 CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = {"train": TRAIN, "val": EVAL, "test": EVAL}

@@ -52,7 +52,7 @@ from vlmsae.datasets.raw import (
     seeded_split,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 FORMATS = {".tar": "webdataset", ".tsv": "tsv", ".csv": "tsv", ".parquet": "parquet"}
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -87,7 +87,8 @@ class CaptionedImageSettings(MaxItems, RandomSplit):
     caption_column: str = setting("caption", "parquet column of captions")
 
     def check(self) -> None:
-        # Messages start with "key=" and give the fix after "; " (vlmsae.registry.parse_settings).
+        # Messages start with "key=" and give the fix after "; "
+        # (vlmsae.registry_base.parse_settings).
         if not self.train:
             raise ValueError("train='' names no file; name the training files (a glob)")
         self.layout()

@@ -20,7 +20,7 @@ import numpy as np
 
 from vlmsae.datasets.common import MaxItems, Seeded
 from vlmsae.datasets.raw import MediaSource, RawDataset, SkipReport, limit_media
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 DEFAULT_TEMPLATES = ["a photo of a {}."]
 NAMED_TEMPLATES = ("simple", "openai")
@@ -43,7 +43,7 @@ class ClassPromptSettings(MaxItems, Seeded):
 
     def check(self) -> None:
         # The schema's pattern asks for a "{}"; a second one would take the class name as well.
-        # The message names its key ("templates=") for vlmsae.registry.parse_settings.
+        # The message names its key ("templates=") for vlmsae.registry_base.parse_settings.
         if self.templates in NAMED_TEMPLATES:
             return
         templates = [self.templates] if isinstance(self.templates, str) else self.templates

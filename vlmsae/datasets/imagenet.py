@@ -40,7 +40,7 @@ from vlmsae.datasets.raw import (
     seeded_split,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 MAPPING_FILE = "LOC_synset_mapping.txt"

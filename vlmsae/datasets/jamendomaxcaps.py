@@ -45,7 +45,7 @@ from vlmsae.datasets.raw import (
     seeded_split,
 )
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 AUDIO_COLUMN = "audio"
 AUDIO_DIRS = {"parquet": "data", "files": "mp3_files"}

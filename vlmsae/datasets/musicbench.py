@@ -36,7 +36,7 @@ from vlmsae.datasets.raw import (
     limit_media,
     require,
 )
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 
 LOCATION_FIX = "use the caption files of amaai-lab/MusicBench unchanged"
 CAPTION_FIX = "set `caption_key` to the field that holds the caption"

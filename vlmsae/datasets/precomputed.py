@@ -22,8 +22,8 @@ import numpy as np
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import EvalShare
 from vlmsae.errors import InputFileError
-from vlmsae.registry import setting
-from vlmsae.store import assign_pair_splits, check_embedding_array, invalid_rows
+from vlmsae.registry_base import setting
+from vlmsae.stores.embedding_store import assign_pair_splits, check_embedding_array, invalid_rows
 
 NORM_TOLERANCE = 1e-3
 
@@ -59,7 +59,7 @@ class PrecomputedSettings(EvalShare):
     )
 
     def check(self) -> None:
-        # The message names its key ("path=") for vlmsae.registry.parse_settings.
+        # The message names its key ("path=") for vlmsae.registry_base.parse_settings.
         if self.path is None and (self.image_path is None or self.text_path is None):
             raise ValueError(
                 "path=None and image_path and text_path are not both set; name the .npy/.npz "

@@ -28,7 +28,7 @@ from PIL import Image
 
 from vlmsae.datasets.common import RandomSplit
 from vlmsae.errors import InputFileError
-from vlmsae.store import SPLITS, assign_pair_splits
+from vlmsae.stores.embedding_store import SPLITS, assign_pair_splits
 
 MEDIA_MODALITIES = ("image", "audio")
 SKIP_EXAMPLES = 20
@@ -235,8 +235,8 @@ class RawDataset:
     media: N_media items
     texts: N_text strings (may repeat)
     pairs: [n, 2] int64 (media row, text row)
-    media_split: [N_media] int8 codes into `vlmsae.store.SPLITS`; a text row takes the split of
-        the media row it is paired with
+    media_split: [N_media] int8 codes into `vlmsae.stores.embedding_store.SPLITS`; a text row
+        takes the split of the media row it is paired with
     label, class_names, templates: class of each media row, class names, and prompt templates
         with one "{}" for the class name (zero-shot classification)
     attributes, attribute_names: [N_media, A] int8 binary attributes (CelebA)

@@ -34,8 +34,8 @@ import numpy as np
 from scipy.optimize import brentq
 
 from vlmsae.datasets import SOURCES
-from vlmsae.registry import Settings, setting
-from vlmsae.store import SparseCodes, TrueStructure, assign_pair_splits
+from vlmsae.registry_base import Settings, setting
+from vlmsae.stores.embedding_store import SparseCodes, TrueStructure, assign_pair_splits
 
 WEIGHT_RANGE = (0.5, 1.5)  # positive and bounded away from 0: every active atom is visible
 MODALITIES = ("image", "text")

@@ -22,7 +22,7 @@ import pandas as pd
 from vlmsae.explorer.data import nearest_atoms
 from vlmsae.explorer.inputs import read_decoder
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.tables import RUN_KEYS
+from vlmsae.tables.summary import RUN_KEYS
 
 N_NEIGHBORS = 15  # umap-learn's default; each atom's graph holds itself and 14 others
 # Below this, the graph would join every atom to nearly every other: PCA says as much.

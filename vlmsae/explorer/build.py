@@ -24,7 +24,7 @@ from vlmsae.explorer.inputs import load_model, read_health, read_table
 from vlmsae.explorer.items import store_items
 from vlmsae.explorer.js import write_global
 from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
-from vlmsae.store import MODALITIES, EmbeddingStore
+from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore
 
 TOP_K = 8  # items per atom and modality
 BINS = 12  # histogram bins per atom

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vlmsae.store import EmbeddingStore, read_rows
+from vlmsae.stores.embedding_store import EmbeddingStore, read_rows
 
 THUMBNAIL_PIXELS = 64  # longest side; a JPEG of about 2 kB
 THUMBNAIL_DIR = "thumbs"

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vlmsae.registry import Registry
+from vlmsae.registry_base import Registry
 from vlmsae.run_path import run_path
 
 FIGURES: Registry[Any] = Registry("figure", "vlmsae.figures")
@@ -109,7 +109,7 @@ def _read_table(name: str, paths: list[str], runs: list[dict]) -> Any:
     """A figure's input table: per-run files stacked with their run keys, other files stacked."""
     import pandas as pd
 
-    from vlmsae.tables import atoms_table
+    from vlmsae.tables.summary import atoms_table
 
     if all(str(path).endswith(".csv") for path in paths):
         return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
@@ -141,7 +141,7 @@ def draw_registered(
 
     runs: the runs the figure covers (every run, or the store's), with an optional `family`.
     """
-    from vlmsae.registry import parse_settings
+    from vlmsae.registry_base import parse_settings
 
     entry = FIGURES.get(name)
     options = parse_settings(entry.settings, settings, f"figures.{name}")

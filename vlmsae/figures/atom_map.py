@@ -12,7 +12,7 @@ import pandas as pd
 from vlmsae.figures import FIGURES, RUN_KEYS
 from vlmsae.figures.panels import first_seed, variant_mixture_grid
 from vlmsae.figures.style import LEGEND_SIZE, MODALITY_CMAP, NO_VALUE_COLOUR, TITLE_SIZE
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 AXIS_NAMES = {"umap": "UMAP", "pca": "PC"}
 

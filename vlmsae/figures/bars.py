@@ -1,7 +1,7 @@
 """Per-variant metric bars of the iso-energy and group-sparse papers, mean ± std over seeds.
 
 Both figures read summary.csv (and stores.csv for the dense baselines) through the same
-aggregation as the paper tables (vlmsae.paper_tables), so a bar is a cell of those tables.
+aggregation as the paper tables (vlmsae.tables.papers), so a bar is a cell of those tables.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import grouped_bars
 from vlmsae.figures.style import LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid, mixture_label
-from vlmsae.paper_tables import seed_statistics, with_store_metrics
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
+from vlmsae.tables.papers import seed_statistics, with_store_metrics
 
 HUE = "store and mixture"
 # (metric, panel title) of each figure, in panel order; a metric no run has gets no panel.

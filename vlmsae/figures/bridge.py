@@ -19,7 +19,7 @@ from vlmsae.figures.style import (
     grid,
     mixture_label,
 )
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 COUPLING_LABELS = {
     "coactivation": r"co-activation ($Z_I^\top Z_T / N$)",

@@ -7,7 +7,7 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.style import LEGEND_SIZE, TITLE_SIZE, subplots
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 # Column of cone_histograms.parquet (vlmsae.metrics.cones) -> what the curve shows.
 DISTRIBUTIONS = {

@@ -8,7 +8,7 @@ from vlmsae.figures import FIGURES
 from vlmsae.figures.energy import KINDS
 from vlmsae.figures.panels import first_seed, variant_mixture_grid
 from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, TITLE_SIZE
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 
 @FIGURES.register(

@@ -12,7 +12,7 @@ from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, mixture_order
 from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
 from vlmsae.interventions import applies as intervention_applies
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 # (measure, population) of gap_histograms.csv → what the curve shows.
 GAP_CURVES = {

@@ -9,7 +9,7 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import share_histogram_grid
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 
 @dataclass(frozen=True, kw_only=True)

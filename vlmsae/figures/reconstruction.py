@@ -14,7 +14,7 @@ from vlmsae.figures.style import (
     grid,
     mixture_label,
 )
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 
 @FIGURES.register("r2_vs_l0", scope="all", tables=("summary",), paper="linear-structure")

@@ -6,9 +6,9 @@ import pandas as pd
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.style import TITLE_SIZE, subplots
-from vlmsae.paper_tables import STD_SUFFIX
-from vlmsae.registry import Settings
-from vlmsae.synthetic_recovery import COLUMNS, TAU1
+from vlmsae.registry_base import Settings
+from vlmsae.tables.papers import STD_SUFFIX
+from vlmsae.tables.recovery import COLUMNS, TAU1
 
 PLOTTED = ("W", "mma")
 

@@ -23,7 +23,7 @@ from vlmsae.figures.style import (
     TITLE_SIZE,
     grid,
 )
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 KIND_LABELS = {"seed": "across seeds", "mixture": "across mixtures"}
 KIND_STYLES = {"seed": "-", "mixture": "--"}

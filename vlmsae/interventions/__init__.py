@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmsae.errors import ConfigError
-from vlmsae.registry import Registry, Settings, parse_settings, setting
+from vlmsae.registry_base import Registry, Settings, parse_settings, setting
 
 INTERVENTIONS: Registry[Any] = Registry("intervention", "vlmsae.interventions")
 

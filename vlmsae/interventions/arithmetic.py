@@ -35,9 +35,9 @@ from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.gap import bimodal_only, distance_histograms, knn_distance
 from vlmsae.metrics.retrieval import recall_at
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 QUERY_KINDS = ("Q", "Q_SAE", "Q_recon", "Q_SAE_recon", "Q_src", "Q_delta")
 SCORES_PER_BLOCK = 1 << 24  # query × candidate cosines per block of the ranking: 64 MB

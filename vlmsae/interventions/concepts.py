@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from vlmsae.store import TrueStructure
+from vlmsae.stores.embedding_store import TrueStructure
 
 
 def image_concepts(truth: TrueStructure) -> np.ndarray:

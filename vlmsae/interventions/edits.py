@@ -30,9 +30,9 @@ from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.metrics import modality
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.gap import bimodal_only, mean_shift, train_half_gap
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.store import MODALITIES, EmbeddingStore, write_store
+from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore, write_store
 
 EDITS = ("bimodal", "reconstruction", "mean-shift")
 # Arrays of the source store copied as they are; everything else is rebuilt or left out.

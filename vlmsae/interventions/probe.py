@@ -30,9 +30,9 @@ from vlmsae.interventions.concepts import images_with_concept, most_frequent_bim
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.recovery import matched_cosines
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 # Raw sources whose stores hold class labels or attributes (precomputed ones do when given
 # labels_path).

@@ -30,10 +30,10 @@ from vlmsae.interventions.concepts import (
 )
 from vlmsae.metrics.evaluate import encode
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.store import EmbeddingStore
-from vlmsae.vocabulary_format import Vocabulary
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.vocabulary import Vocabulary
 
 KEY = "interventions.steering.atom"
 LISTED_NAMES = 8  # valid names an error message lists

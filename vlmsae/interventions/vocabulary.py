@@ -1,6 +1,6 @@
 """The vocabulary stage of concept naming (group-sparse §5.3, Discover-then-Name): the
 intervention `naming` builds a store's vocabulary, words and their embeddings in the store's
-joint space (the type and its zarr group beside the store: vlmsae.vocabulary_format).
+joint space (the type and its zarr group beside the store: vlmsae.stores.vocabulary).
 
 A vocabulary holds words [V] (distinct strings), vectors [V, d] (float32 unit rows) and true_row
 [V] (the row of the store's true dictionary a word stands for, −1 for none). Sources
@@ -36,9 +36,9 @@ from vlmsae import datasets
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import setting
-from vlmsae.store import EmbeddingStore, TrueStructure
-from vlmsae.vocabulary_format import Vocabulary
+from vlmsae.registry_base import setting
+from vlmsae.stores.embedding_store import EmbeddingStore, TrueStructure
+from vlmsae.stores.vocabulary import Vocabulary
 
 KINDS = ("wordfreq", "file", "precomputed", "synthetic")
 BIGRAM_STOP = 200

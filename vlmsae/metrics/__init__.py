@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from vlmsae.registry import Entry, Registry, Settings, parse_settings
+from vlmsae.registry_base import Entry, Registry, Settings, parse_settings
 
 RUN_METRICS: Registry[Any] = Registry("metric group", "vlmsae.metrics")
 STORE_METRICS: Registry[Any] = Registry("store metric group", "vlmsae.metrics")

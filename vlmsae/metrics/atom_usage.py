@@ -16,7 +16,7 @@ from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import top_share
 from vlmsae.metrics.modality import DEAD
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 KINDS = ("image", "text", "bimodal", DEAD)
 ACTIVITIES = ("both", "image_only", "text_only", DEAD)

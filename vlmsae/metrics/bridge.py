@@ -63,7 +63,7 @@ from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import energy
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 BIMODAL = "bimodal"
 TOP_PAIRS_COLUMNS = (

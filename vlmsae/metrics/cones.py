@@ -25,7 +25,7 @@ import pandas as pd
 from vlmsae.metrics import STORE_METRICS
 from vlmsae.metrics.context import MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 DISTRIBUTIONS = ("within_image", "within_text", "paired", "unpaired")
 BLOCK_ROWS = 8192  # rows per float64 block: bounds the copies at 50 MB for d = 768

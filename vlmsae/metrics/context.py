@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from vlmsae.store import TrueStructure
-from vlmsae.vocabulary_format import Vocabulary
+from vlmsae.stores.embedding_store import TrueStructure
+from vlmsae.stores.vocabulary import Vocabulary
 
 
 @dataclass(kw_only=True)

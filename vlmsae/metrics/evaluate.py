@@ -21,8 +21,8 @@ from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
 from vlmsae.metrics.gap import train_half_gap
-from vlmsae.store import EmbeddingStore
-from vlmsae.vocabulary_format import Vocabulary
+from vlmsae.stores.embedding_store import EmbeddingStore
+from vlmsae.stores.vocabulary import Vocabulary
 
 if TYPE_CHECKING:  # torch is imported by the jobs that encode, not by the store-level ones
     from vlmsae.sae.base import SparseAutoencoder

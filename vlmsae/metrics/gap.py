@@ -41,8 +41,8 @@ from vlmsae.errors import ConfigError
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows, zero_rows
-from vlmsae.registry import Settings, setting
-from vlmsae.store import MODALITIES, EmbeddingStore
+from vlmsae.registry_base import Settings, setting
+from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore
 
 VERSIONS = ("dense", "reconstructed", "bimodal_only", "mean_shift")
 MEASURES = ("mean_distance", "separability", "knn_auroc")  # `modality_gap`'s keys

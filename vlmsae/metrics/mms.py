@@ -31,7 +31,7 @@ from scipy import sparse
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 PAIRS = (("image", "image"), ("text", "text"), ("image", "text"))
 

@@ -21,7 +21,7 @@ import numpy as np
 from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.modality import DEAD
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 
 def threshold_accuracy(scores_image: np.ndarray, scores_text: np.ndarray) -> np.ndarray:

@@ -24,9 +24,9 @@ from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.recovery import matched_cosines, usage_matching
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings
-from vlmsae.store import TrueStructure
-from vlmsae.vocabulary_format import Vocabulary
+from vlmsae.registry_base import Settings
+from vlmsae.stores.embedding_store import TrueStructure
+from vlmsae.stores.vocabulary import Vocabulary
 
 NAMING_BLOCK_ELEMENTS = 1 << 24  # 64 MiB of float32 cosines per block
 RANDOM_DICTIONARY_STREAM = 0x6E616D65  # entropy beside the seed: a stream no other draw uses

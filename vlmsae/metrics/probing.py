@@ -24,7 +24,7 @@ from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.modality import DEAD
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 BLOCK_ENTRIES = 1 << 24  # probe scores per block: 64 MB in float32
 

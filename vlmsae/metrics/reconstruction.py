@@ -18,7 +18,7 @@ from scipy import sparse
 
 from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 MODALITIES = ("image", "text")
 

@@ -41,8 +41,8 @@ from vlmsae.metrics.bridge import transport_plan
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import energy
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings
-from vlmsae.store import TrueStructure
+from vlmsae.registry_base import Settings
+from vlmsae.stores.embedding_store import TrueStructure
 
 
 def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -71,7 +71,7 @@ from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.gap import bimodal_only
 from vlmsae.metrics.ranking import TIE_TOLERANCE, hit_credit, tied_at_top, valid_rows
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings, setting
+from vlmsae.registry_base import Settings, setting
 
 VERSIONS = ("dense", "reconstructed", "decoded", "bimodal_only")
 KS = (1, 5, 10)

@@ -36,7 +36,7 @@ from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.ranking import TIE_TOLERANCE, hit_credit, tied_at_top, valid_rows
 from vlmsae.metrics.rows import unit_rows
-from vlmsae.registry import Settings
+from vlmsae.registry_base import Settings
 
 TOP_K = (1, 5)
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 
 from vlmsae.errors import DamagedOutputError
 from vlmsae.faults import fault
-from vlmsae.manifest import MANIFEST_FILE, verify_folder, write_folder_manifest
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import VARIANTS, SAESettings, register
+from vlmsae.sae.variant_registry import VARIANTS, SAESettings, register
+from vlmsae.stores.manifest import MANIFEST_FILE, verify_folder, write_folder_manifest
 
 __all__ = [
     "VARIANTS",
@@ -59,8 +59,8 @@ def save(
     with_files: Sequence[str] = (),
 ) -> None:
     """Write sae.safetensors (weights and buffers), config.json (how to rebuild it) and last the
-    folder's manifest.json (vlmsae.manifest), which also covers the folder's files `with_files`
-    (the trainer's train_log.csv)."""
+    folder's manifest.json (vlmsae.stores.manifest), which also covers the folder's files
+    `with_files` (the trainer's train_log.csv)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import SAESettings
+from vlmsae.sae.variant_registry import SAESettings
 
 Modality = int | torch.Tensor | None  # 0 image, 1 text; an int for the batch or a [B] tensor
 

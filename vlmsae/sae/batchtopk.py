@@ -20,9 +20,9 @@ from typing import Literal
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
-from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
+from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings, register
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality
 from vlmsae.sae.codes import Codes
 from vlmsae.sae.penalty import Penalised, PenalisedSettings
-from vlmsae.sae.registry import register
+from vlmsae.sae.variant_registry import register
 
 
 def _kernel(pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality
 from vlmsae.sae.batchtopk import BatchTopK, BatchTopKSettings
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import register
+from vlmsae.sae.variant_registry import register
 
 
 def nested_sizes(prefixes: Sequence[int] | None, n_atoms: int) -> list[int]:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
+from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings, register
 
 
 def _working_dtype(*tensors: torch.Tensor) -> torch.dtype:

@@ -23,9 +23,9 @@ from typing import ClassVar
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import SAESettings
+from vlmsae.sae.variant_registry import SAESettings
 
 # The share of the training steps during which λ is steered; the rest trains at the λ reached.
 STEERED_SHARE = 0.75

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality
 from vlmsae.sae.codes import Codes
 from vlmsae.sae.penalty import Penalised, PenalisedSettings
-from vlmsae.sae.registry import register
+from vlmsae.sae.variant_registry import register
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.codes import Codes
-from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
+from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings, register
 
 
 def largest_eigenvalue(dictionary: torch.Tensor, iterations: int) -> torch.Tensor:

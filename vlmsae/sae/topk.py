@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vlmsae.registry import setting
+from vlmsae.registry_base import setting
 from vlmsae.sae.base import SparseAutoencoder
-from vlmsae.sae.registry import KWithinAtoms, SAESettings, register
+from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings, register
 
 
 def topk_coordinates(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 if TYPE_CHECKING:
     from vlmsae.training.trainer import Batches, Trainer, TrainSettings

@@ -16,7 +16,7 @@ from vlmsae.errors import InputFileError
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.batchtopk import BatchTopK
 from vlmsae.sae.penalty import Penalised
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 
 if TYPE_CHECKING:
     from vlmsae.training.trainer import Batches

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vlmsae.store import ROW_CHUNK, EmbeddingStore
+from vlmsae.stores.embedding_store import ROW_CHUNK, EmbeddingStore
 
 Loader = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 

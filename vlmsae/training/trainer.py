@@ -31,7 +31,7 @@ from vlmsae.errors import VlmsaeError
 from vlmsae.faults import fault
 from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.sae.penalty import STEERED_SHARE, Penalised
-from vlmsae.store import EmbeddingStore
+from vlmsae.stores.embedding_store import EmbeddingStore
 from vlmsae.training.checkpoint import (
     CHECKPOINT_FILE,
     fingerprint,

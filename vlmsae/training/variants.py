@@ -19,8 +19,8 @@ from typing import Any
 
 from vlmsae import sae
 from vlmsae.errors import ConfigError
-from vlmsae.registry import parse_settings
-from vlmsae.sae.registry import SAESettings
+from vlmsae.registry_base import parse_settings
+from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings
 from vlmsae.training.regularisers import (
     REGULARISER_KEYS,
     REGULARISER_OPTIONS,
@@ -127,8 +127,22 @@ class Variant:
 
     @property
     def swept(self) -> list[str]:
-        """The regularisers still set to 'sweep' (none once the sweeps are resolved)."""
+        """The regularisers still set to 'sweep' (none once the sweeps are resolved), in the order
+        their sweeps run."""
         return _swept(dataclasses.asdict(self.regularisers))
+
+    @property
+    def k(self) -> int | None:
+        """Active atoms per row its settings fix, for a type whose Settings have a `k`; else
+        None (the penalised variants, whose L0 follows their penalty)."""
+        return self.settings.k if isinstance(self.settings, KWithinAtoms) else None
+
+    def with_regularisers(self, **weights: float | str) -> Variant:
+        """This variant with the named regulariser weights replaced (a sweep point, a chosen
+        value)."""
+        return dataclasses.replace(
+            self, regularisers=dataclasses.replace(self.regularisers, **weights)
+        )
 
     def as_config(self) -> dict[str, Any]:
         """The variant as a config entry (preset expanded): type, family when set, every SAE

@@ -6,7 +6,7 @@ Snakemake reports a failed job as a block of its log ("Error in rule <rule>:" an
 reason is the executor's message where it has one (a SLURM state such as OUT_OF_MEMORY or
 TIMEOUT, or sbatch refusing the job: an unknown partition), with what the job's logs say of its
 end when SLURM only says FAILED; otherwise what the logs say: the job's own `vlmsae:` line (bad
-input, a damaged file: vlmsae.workflow), else their last error line, else their last line.
+input, a damaged file: vlmsae.workflow.job_log), else their last error line, else their last line.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vlmsae.paper_tables import GROUP_KEYS, SEEDS, seed_statistics, with_columns
+from vlmsae.tables.papers import GROUP_KEYS, SEEDS, seed_statistics, with_columns
 
 TAU1 = "tau1"
 COLUMNS = (
@@ -27,7 +27,7 @@ KEYS = (TAU1, *GROUP_KEYS, SEEDS)
 
 def recovery_table(summary: pd.DataFrame, tau1: dict[str, float]) -> pd.DataFrame:
     """KEYS, then per metric of COLUMNS (and of OPTIONAL_COLUMNS the summary has) its mean,
-    `<column> std` and `<column> n` over seeds (vlmsae.paper_tables).
+    `<column> std` and `<column> n` over seeds (vlmsae.tables.papers).
 
     tau1: the τ1 of each synthetic dataset (config `datasets.<name>.synthetic.tau1`); other
     datasets are left out. Rows are sorted by τ1 (descending: iso-energy holds first), then kept

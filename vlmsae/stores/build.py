@@ -14,7 +14,7 @@ import numpy as np
 
 from vlmsae import datasets
 from vlmsae.errors import ConfigError, InputFileError, check_output_folders
-from vlmsae.store import MIN_SPLIT_PAIRS, SPLITS, ValSplit, write_store
+from vlmsae.stores.embedding_store import MIN_SPLIT_PAIRS, SPLITS, ValSplit, write_store
 
 if TYPE_CHECKING:
     from vlmsae.datasets.raw import RawDataset

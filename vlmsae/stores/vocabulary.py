@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 
 from vlmsae.errors import InputFileError
-from vlmsae.store import write_array
+from vlmsae.stores.embedding_store import write_array
 
 
 @dataclass(frozen=True)

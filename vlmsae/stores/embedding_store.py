@@ -20,8 +20,8 @@ reported; "val" is a seeded share of the train items (`ValSplit`, attrs["val_fra
 attrs["val_seed"]) on which the selection sweeps score, so selection never sees eval. Captions
 follow their image into val.
 A store is complete only when attrs["complete"] is true; `write_store` builds it in a sibling
-folder, reads it back against its manifest (attrs["manifest"], vlmsae.manifest) and renames it
-into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
+folder, reads it back against its manifest (attrs["manifest"], vlmsae.stores.manifest) and renames
+it into place, so an interrupted write never leaves a store that looks whole. It refuses rows that
 are not finite real [N, d] numbers (zero rows too, where attrs["normalised"] is true), pairs
 past the rows and, in a store built from a source, a train or eval split of fewer than
 MIN_SPLIT_PAIRS pairs.
@@ -40,7 +40,7 @@ from scipy import sparse
 
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
-from vlmsae.manifest import (
+from vlmsae.stores.manifest import (
     MIN_ROW_NORM,
     array_record,
     data_checksums,
@@ -232,7 +232,7 @@ def write_array(
     group: zarr.Group, name: str, data: np.ndarray, chunk_rows: int = ROW_CHUNK
 ) -> dict:
     """Write `data` as array `name` of `group` (replacing one of that name), chunked by rows;
-    return its manifest record (vlmsae.manifest)."""
+    return its manifest record (vlmsae.stores.manifest)."""
     chunks = (min(chunk_rows, max(1, data.shape[0])),) + data.shape[1:]
     dtype = str if data.dtype.kind in "OUT" else data.dtype  # strings: zarr's variable-length UTF-8
     array = group.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks, overwrite=True)
@@ -377,8 +377,8 @@ class EmbeddingStore:
         self.modalities = tuple(self.attrs.get("modalities", MODALITIES))
 
     def verify(self) -> None:
-        """Read every chunk and check it against the store's manifest (vlmsae.manifest); raise
-        DamagedOutputError naming the damaged array and the rule that rebuilds it."""
+        """Read every chunk and check it against the store's manifest (vlmsae.stores.manifest);
+        raise DamagedOutputError naming the damaged array and the rule that rebuilds it."""
         verify_store(self.path)
 
     @property

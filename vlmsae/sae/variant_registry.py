@@ -2,7 +2,7 @@
 
 A variant is a `SparseAutoencoder` subclass with a class attribute `variant` (its config name) and
 `Settings`, a frozen dataclass derived from `SAESettings` that lists its hyper-parameters with
-their defaults (vlmsae.registry.setting); the config schema of `variants.<name>` is generated
+their defaults (vlmsae.registry_base.setting); the config schema of `variants.<name>` is generated
 from those dataclasses.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vlmsae.registry import Registry, Settings, setting
+from vlmsae.registry_base import Registry, Settings, setting
 
 if TYPE_CHECKING:
     from vlmsae.sae.base import SparseAutoencoder

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmsae.tables import RUN_KEYS
+from vlmsae.tables.summary import RUN_KEYS
 
 DENSE = "dense"
 

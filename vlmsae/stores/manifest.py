@@ -30,7 +30,7 @@ from vlmsae.errors import DamagedOutputError, InputFileError
 MANIFEST_FORMAT = 1
 CHECKSUM = "crc32"
 MANIFEST_FILE = "manifest.json"
-# A folder manifest with this key true lists every file of its folder (vlmsae.manifest docstring).
+# A folder manifest with this key true lists every file of its folder (this module's docstring).
 WHOLE = "whole_folder"
 # Rows whose norm is below this are "zero": stores hold L2-normalised rows.
 MIN_ROW_NORM = 1e-6
