@@ -49,7 +49,7 @@ test-fast: $(STAMP)
 # workflow and runs nothing, on the default config and on every preset (their data ship in data/,
 # or are synthetic, or are made by rule fixtures). Any finding fails the target.
 lint: $(STAMP)
-	$(BIN)/ruff check vlmsae tests workflow_scripts
+	$(BIN)/ruff check vlmsae tests workflow_scripts scripts bench
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 	set -e; for preset in presets/*.yaml; do \

@@ -180,15 +180,27 @@ def _webdataset(
 
 def _table(path: Path, settings: CaptionedImageSettings) -> pd.DataFrame:
     table = pd.read_csv(path, sep=settings.separator, dtype=str, keep_default_na=False)
-    named = (("image_key", settings.image_key), ("caption_key", settings.caption_key))
+    _require_columns(
+        path,
+        list(table.columns),
+        (("image_key", settings.image_key), ("caption_key", settings.caption_key)),
+        f"header: {list(table.columns)}",
+        ", or `separator` if the header was not split",
+    )
+    return table
+
+
+def _require_columns(
+    path: Path, present: list[str], named: tuple[tuple[str, str], ...], shown: str, fix: str = ""
+) -> None:
+    """InputFileError for the first (setting, column) of `named` whose column `path` lacks."""
     for option, column in named:
-        if column not in table.columns:
+        if column not in present:
             raise InputFileError(
                 str(path),
-                f"no column '{column}' (header: {list(table.columns)})",
-                f"set {option} to one of its columns, or `separator` if the header was not split",
+                f"no column '{column}' ({shown})",
+                f"set {option} to one of its columns{fix}",
             )
-    return table
 
 
 def _tsv(
@@ -227,14 +239,12 @@ def _tsv(
 
 def _check_columns(parquet: pq.ParquetFile, path: Path, settings: CaptionedImageSettings) -> None:
     schema = parquet.schema_arrow
-    named = (("image_column", settings.image_column), ("caption_column", settings.caption_column))
-    for option, column in named:
-        if column not in schema.names:
-            raise InputFileError(
-                str(path),
-                f"no column '{column}' (has {schema.names})",
-                f"set {option} to one of its columns",
-            )
+    _require_columns(
+        path,
+        schema.names,
+        (("image_column", settings.image_column), ("caption_column", settings.caption_column)),
+        f"has {schema.names}",
+    )
     image_type = schema.field(settings.image_column).type
     is_struct = pa.types.is_struct(image_type)
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)) and not (
