@@ -6,10 +6,10 @@ Each file (a zarr store counts as one) is `identical` (same bytes), `equal` (sam
 decoded: tables, JSON, arrays, images; floats within rtol/atol, the largest difference reported),
 `different` (with the first difference found), or only in one folder. Text that differs only in
 the values of its numbers (Markdown tables, SVG coordinates) is compared number by number. Keys
-that record when or how long something ran (VOLATILE_KEYS) are left out of JSON and zarr attrs,
-and `.snakemake_timestamp` files and `benchmarks/` (Snakemake's per-job timings) are skipped;
-nothing else is. Exit status 1 when any file is
-different or missing on one side.
+that record how long something ran (VOLATILE_KEYS) are left out of JSON, zarr attrs and tables,
+and so is the checksum a folder manifest keeps of a file that differs only there;
+`.snakemake_timestamp` files and `benchmarks/` (Snakemake's per-job timings) are skipped; nothing
+else is. Exit status 1 when any file is different or missing on one side.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ VOLATILE_KEYS = frozenset({"seconds"})
 # Snakemake's own bookkeeping, and its `benchmark:` records (run time and memory of each job).
 SKIPPED_NAMES = frozenset({".snakemake_timestamp"})
 SKIPPED_FOLDERS = frozenset({"benchmarks"})
+MANIFEST = "manifest.json"
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -197,6 +198,25 @@ def _compare_text(before: Path, after: Path, tolerance: Tolerance) -> float:
     return tolerance.arrays(numbers_left, numbers_right, "numbers")
 
 
+def _compare_manifest(before: Path, after: Path, tolerance: Tolerance) -> float:
+    """A folder manifest (vlmsae.stores.manifest): equal when its entries are, except that the
+    checksum and size of a listed file that is itself equal but not identical (its volatile
+    values differ) are left out."""
+    left, right = json.loads(before.read_text()), json.loads(after.read_text())
+    for name in set(left.get("files", {})) & set(right.get("files", {})):
+        listed_before, listed_after = before.parent / name, after.parent / name
+        if not (listed_before.is_file() and listed_after.is_file()):
+            continue
+        if _same_bytes(listed_before, listed_after):
+            continue
+        compare = COMPARERS.get(listed_before.suffix, _compare_text)
+        compare(listed_before, listed_after, tolerance)  # raises Difference when it differs
+        for entry in (left["files"][name], right["files"][name]):
+            entry.pop(left.get("checksum", "crc32"), None)
+            entry.pop("bytes", None)
+    return tolerance.values(left, right, "$")
+
+
 COMPARERS = {
     ".parquet": _compare_tables,
     ".csv": _compare_tables,
@@ -252,7 +272,9 @@ def compare_folders(before: Path, after: Path, tolerance: Tolerance) -> list[Out
         if _same_bytes(a, b):
             outcomes.append(Outcome(name, "identical"))
             continue
-        compare = COMPARERS.get(a.suffix, _compare_text)
+        compare = (
+            _compare_manifest if a.name == MANIFEST else COMPARERS.get(a.suffix, _compare_text)
+        )
         try:
             worst = compare(a, b, tolerance)
         except Difference as difference:

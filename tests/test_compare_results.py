@@ -31,6 +31,8 @@ def _write(root: Path, r2: float, seconds: float, store_value: float, word: str)
     pd.DataFrame({"step": [100], "loss": [0.25], "seconds": [seconds]}).to_csv(
         root / "train_log.csv", index=False
     )
+    crc = {"train_log.csv": {"bytes": 30 + int(seconds), "crc32": int(seconds * r2 * 1000)}}
+    (root / "manifest.json").write_text(json.dumps({"checksum": "crc32", "files": crc}))
     (root / "summary.json").write_text(json.dumps({"r2": r2, "names": [word, "dog"]}))
     (root / "table.md").write_text(f"| variant | r2 |\n| topk | {r2:.6f} |\n")
     group = zarr.open_group(root / "store.zarr", mode="w")
@@ -47,6 +49,7 @@ def test_equal_within_tolerance_and_durations_left_out(tmp_path, compare):
     _write(tmp_path / "a", r2=0.7, seconds=1.0, store_value=1.0, word="cat")
     _write(tmp_path / "b", r2=0.7 + 1e-9, seconds=9.0, store_value=1.0 + 1e-9, word="cat")
     assert _statuses(compare, tmp_path / "a", tmp_path / "b") == {
+        "manifest.json": "equal",  # its checksum of train_log.csv, which differs in `seconds`
         "store.zarr": "identical",  # float32 absorbs the 1e-9
         "summary.json": "equal",
         "table.md": "identical",
@@ -59,15 +62,17 @@ def test_equal_within_tolerance_and_durations_left_out(tmp_path, compare):
 def test_a_changed_number_a_changed_word_and_a_missing_file_are_reported(tmp_path, compare):
     _write(tmp_path / "a", r2=0.7, seconds=1.0, store_value=1.0, word="cat")
     _write(tmp_path / "b", r2=0.71, seconds=1.0, store_value=0.5, word="cow")
+    (tmp_path / "b" / "train_log.csv").write_text("step,loss,seconds\n100,0.3,1.0\n")
     (tmp_path / "a" / "only_here.txt").write_text("x")
     statuses = _statuses(compare, tmp_path / "a", tmp_path / "b")
     assert statuses == {
+        "manifest.json": "different",  # train_log.csv's loss changed, so its checksum counts
         "only_here.txt": "only_before",
         "store.zarr": "different",
         "summary.json": "different",
         "table.md": "different",
         "tables/summary.csv": "different",
-        "train_log.csv": "identical",
+        "train_log.csv": "different",
     }
     assert compare.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
 
