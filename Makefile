@@ -8,16 +8,18 @@ CORES ?= all
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dryrun report lint bench clean
+.PHONY: install run test test-fast dryrun report lint bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# constraints.txt pins every version, torch 2.13.0 (CPU wheel) included: an unpinned torch
 	# would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,export]'
-	# laion-clap's metadata pins numpy<2 although its inference code runs on numpy 2: install it
-	# without its declared dependencies (the real ones are in pyproject.toml).
-	$(BIN)/pip install --quiet --no-deps -c constraints.txt laion-clap==1.1.7
+	# laion-clap's metadata pins numpy<2 although its inference code runs on numpy 2, and msclap's
+	# pins numpy<2, pandas<3, librosa<0.11, transformers<5 and pulls torchaudio (whose wheels pin
+	# another torch; vlmsae imports only msclap's model classes, which need none of these): both
+	# go in without their declared dependencies (the real ones are in pyproject.toml).
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt laion-clap==1.1.7 msclap==1.3.4
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -65,7 +67,9 @@ lint: $(STAMP)
 # results/bench/explorer.json; the interventions at 100k pairs, p = 8192:
 # results/bench/interventions.json; the tiny config through the local SLURM cluster
 # (scripts/local-slurm.sh start) against --cores 2, overhead per job: results/bench/slurm.json
-# (the reason, without a cluster).
+# (the reason, without a cluster); with ISOENERGY=<a checkout of the iso-energy authors'
+# repository>, their trainer against ours on the §4 synthetic data (README, "generator or
+# trainer"): results/bench/iso_energy_authors.json (without it, a line says it was skipped).
 # The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
 # version changes.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -80,6 +84,15 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/checksum_overhead.py --out results/bench/checksum.json
 	$(BIN)/python bench/interventions_bench.py --out results/bench/interventions.json
 	$(BIN)/python bench/slurm_bench.py --out results/bench/slurm.json
+	@if [ -n "$(ISOENERGY)" ]; then $(BIN)/python bench/iso_energy_authors.py "$(ISOENERGY)" --out results/bench/iso_energy_authors.json; else echo "bench/iso_energy_authors.py skipped: set ISOENERGY to a checkout of github.com/Parabrele/IsoEnergy"; fi
+
+# The CUDA paths against the CPU ones (bf16 embedding and training, speed, overcomplete on the same
+# GPU): results/bench/gpu.json. Needs an NVIDIA GPU and a CUDA build of torch; without one it
+# exits 2 with the reason. GPU_PYTHON: the interpreter whose torch sees the GPU (the project's
+# .venv where it exists, else python3 with the project's dependencies importable).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) bench/gpu_check.py --out results/bench/gpu.json
 
 clean:
 	rm -rf results logs .snakemake

@@ -10,6 +10,8 @@ rule store_metrics:
         summary="results/metrics/{dataset}/{model}/store.json",
         cone_histograms="results/metrics/{dataset}/{model}/cone_histograms.parquet",
         gap_histograms="results/metrics/{dataset}/{model}/gap_histograms.parquet",
+        embedding_pca="results/metrics/{dataset}/{model}/embedding_pca.parquet",
+        mms_dense="results/metrics/{dataset}/{model}/mms_dense.parquet",
     log:
         "logs/metrics/{dataset}/{model}/store.log",
     conda:

@@ -92,7 +92,10 @@ CONFIG_CASES = {
         _variant(type="topk", n_atoms=64, k=4, mask_probability="sweep"),
         "variants.v.mask_probability",
     ),
-    "frontier over two keys": (_variant(type="topk", n_atoms=[64, 128], k=[4, 8]), "variants.v"),
+    "frontier over two of k and target_l0": (
+        _variant(type="topk", n_atoms=64, k=[4, 8], target_l0=[2, 3]),
+        "variants.v",
+    ),
     "train.device cuda with no GPU asked": (
         lambda c: (_set("train.device", "cuda")(c), _set("resources.train.gpu", 0)(c)),
         "train.device",

@@ -1,4 +1,5 @@
 import copy
+from itertools import product
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,65 @@ def test_a_variant_listing_several_k_is_one_family_of_runs(default_config):
     assert len(runs(config)) == 3 * 2 * 2 * 2
 
 
+def test_a_variant_listing_n_atoms_and_k_expands_to_their_product(default_config):
+    default_config["variants"] = {
+        "gsae": {"preset": "gsae", "n_atoms": [256, 512], "k": [16, 32, 64], "group_sparsity": 0.01}
+    }
+    default_config["mixtures"] = ["1-1"]
+    variants = check_config(default_config)["variants"]
+    assert list(variants) == [f"gsae-natoms{p}-k{k}" for p, k in product((256, 512), (16, 32, 64))]
+    assert {v["family"] for v in variants.values()} == {"gsae"}
+    assert [(v["n_atoms"], v["k"]) for v in variants.values()] == list(
+        product((256, 512), (16, 32, 64))
+    )
+    assert {v["group_sparsity"] for v in variants.values()} == {0.01}  # the rest is shared
+    assert len(runs(default_config)) == 6 * 2 * 2  # 2 stores, 2 seeds, paired: mixture 1-1
+
+
+def test_a_list_of_n_atoms_alone_keeps_a_chosen_family(default_config):
+    default_config["variants"] = {
+        "t": {"type": "topk", "n_atoms": [64, 128], "k": 4, "family": "f"}
+    }
+    variants = check_config(default_config)["variants"]
+    assert list(variants) == ["t-natoms64", "t-natoms128"]
+    assert {v["family"] for v in variants.values()} == {"f"}
+
+
+@pytest.mark.parametrize(
+    "variants,key,message",
+    [
+        (  # one combination breaks the variant's own check: named with its entry
+            {"t": {"type": "topk", "n_atoms": [16, 64], "k": [8, 32]}},
+            "variants.t.k",
+            "k=32 exceeds n_atoms=16 (in the combination t-natoms16-k32)",
+        ),
+        (
+            {"t": {"type": "jumprelu", "k": [8], "target_l0": [4, 8]}},
+            "variants.t",
+            "lists both k and target_l0",
+        ),
+        (  # an expanded name that another entry has would silently replace it
+            {"t": {"type": "topk", "k": [4, 8]}, "t-k8": {"type": "batchtopk", "k": 8}},
+            "variants.t",
+            "expand to 't-k8', which is also a variant's name",
+        ),
+        ({"t": {"type": "topk", "k": 4, "n_atoms": []}}, "variants.t.n_atoms", "non-empty"),
+        ({"t": {"type": "topk", "k": 4, "n_atoms": [64, 64]}}, "variants.t.n_atoms", "non-unique"),
+        (
+            {"t": {"type": "topk", "k": 4, "n_atoms": [64, "a"]}},
+            "variants.t.n_atoms.1",
+            "'a' is not of type 'integer'",
+        ),
+    ],
+)
+def test_a_bad_list_names_the_variant(default_config, variants, key, message):
+    default_config["variants"] = variants
+    with pytest.raises(ConfigError) as raised:
+        check_config(default_config)
+    text = str(raised.value)
+    assert text.startswith(f"config key '{key}'") and message in text and "fix:" in text
+
+
 def test_variant_defaults_come_from_the_variant_settings(default_config):
     default_config["variants"] = {"jr": {"type": "jumprelu"}, "m": {"type": "matryoshka", "k": 4}}
     variants = check_config(default_config)["variants"]
@@ -140,6 +200,7 @@ def test_metric_and_figure_options_are_typed(default_config):
         "gap_max_rows": 20000,
         "knn_k": 5,
         "histogram_bins": 50,
+        "pca_pairs": 1000,
     }
     assert config["figures"]["modality_scores"] == {"bins": 25}
     default_config["evaluation"]["metrics"] = {"gap": {"knn": 5}}

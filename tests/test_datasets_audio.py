@@ -10,8 +10,17 @@ import pytest
 from vlmsae.datasets import read_raw, source_settings
 from vlmsae.datasets.raw import EVAL, TRAIN, RawDataset, first_rows
 from vlmsae.decode import UndecodableMedia, decode_audio
-from vlmsae.errors import InputFileError
-from vlmsae.fixtures.audio_datasets import write_all, write_jamendomaxcaps, write_musicbench
+from vlmsae.errors import ConfigError, InputFileError
+from vlmsae.fixtures.audio_datasets import (
+    GTZAN_GENRES,
+    NSYNTH_FAMILIES,
+    write_all,
+    write_fmacaps,
+    write_gtzan,
+    write_jamendomaxcaps,
+    write_musicbench,
+    write_nsynth,
+)
 
 MUSICBENCH_FILES = ("MusicBench_train.json", "MusicBench_test_A.json", "MusicBench_test_B.json")
 
@@ -248,3 +257,216 @@ def test_jamendomaxcaps_caption_keys_are_options(tmp_path):
     assert raw.texts == [line["caption"] for line in lines]
     with pytest.raises(InputFileError, match="captions.jsonl:1: no 'id' field"):
         read("jamendomaxcaps", {**options, "caption_file": "captions.jsonl"})
+
+
+def _undecodable(raw: RawDataset) -> list[int]:
+    """Media rows holding bytes that are not audio (decoding them fails as in the embed stage)."""
+    rows = []
+    for index in range(len(raw.media)):
+        try:
+            decode_audio(raw.media.read(index), 48000, max_seconds=10.0)
+        except UndecodableMedia:
+            rows.append(index)
+    return rows
+
+
+def test_gtzan_reads_each_genre_folder_as_a_class_with_prompts(written):
+    root = Path(written["gtzan"]["root"])
+    raw = read("gtzan", written["gtzan"])
+    assert raw.modality == "audio" and len(raw.media) == 20
+    assert raw.class_names == list(GTZAN_GENRES)
+    assert raw.templates == ["This is a {} song."]
+    paths = [raw.media.describe(i) for i in range(20)]
+    assert paths == [
+        str(root / "genres" / genre / f"{genre}.{k:05d}.wav")
+        for genre in GTZAN_GENRES
+        for k in (0, 1)
+    ]
+    np.testing.assert_array_equal(raw.label, np.repeat(np.arange(10), 2))
+    # One class prompt per clip, paired with it.
+    np.testing.assert_array_equal(raw.pairs, np.stack([np.arange(20)] * 2, axis=1))
+    assert raw.texts == [f"This is a {genre} song." for genre in GTZAN_GENRES for _ in (0, 1)]
+    # No split in the release: a seeded fifth of the clips is eval, the same on every read.
+    assert sum(raw.media_split == EVAL) == 4
+    np.testing.assert_array_equal(read("gtzan", written["gtzan"]).media_split, raw.media_split)
+    assert raw.skipped.total == 0 and not _undecodable(raw)
+
+
+def test_gtzan_genres_templates_and_folder_are_settings(written, tmp_path):
+    section = written["gtzan"]
+    templates = ["This is a {} song.", "A {} track."]
+    raw = read("gtzan", {**section, "genres": ["rock", "jazz"], "templates": templates})
+    # Classes in the order given; the other eight folders are unknown classes, counted.
+    assert raw.class_names == ["rock", "jazz"] and list(raw.label) == [1, 1, 0, 0]
+    assert raw.skipped.counts == {"genre not in `genres`": 16}
+    assert all(text in {"This is a jazz song.", "A jazz track."} for text in raw.texts[:2])
+    # Kaggle's copy: the same folders under Data/genres_original.
+    shutil.copytree(Path(section["root"]) / "genres", tmp_path / "Data" / "genres_original")
+    moved = read("gtzan", {"root": str(tmp_path), "genres_dir": "Data/genres_original"})
+    assert moved.texts == read("gtzan", section).texts
+    with pytest.raises(ConfigError, match="templates"):
+        read("gtzan", {**section, "templates": "This {} is {}."})
+
+
+def test_gtzan_bad_input(tmp_path):
+    options = write_gtzan(tmp_path, corrupt_audio=1, unknown_genre=2)
+    (tmp_path / "genres" / "jazz" / "notes.txt").write_text("not a clip")
+    raw = read("gtzan", options)
+    assert raw.skipped.counts == {"genre not in `genres`": 2, "not an audio file": 1}
+    assert raw.skipped.examples["not an audio file"] == [str(tmp_path / "genres/jazz/notes.txt")]
+    assert len(raw.media) == 20
+    # The corrupt clip is read as it is and left to the embedding stage, which skips it.
+    assert _undecodable(raw) == [0]
+    shutil.rmtree(tmp_path / "genres" / "metal")
+    with pytest.raises(InputFileError, match="genres/metal: GTZAN genre folder 'metal' not found"):
+        read("gtzan", options)
+    shutil.rmtree(tmp_path / "genres")
+    with pytest.raises(InputFileError, match="genres: GTZAN genre folder not found.*genres_dir"):
+        read("gtzan", options)
+
+
+def _examples(folder: Path) -> dict[str, dict]:
+    return json.loads((folder / "examples.json").read_text())
+
+
+def test_nsynth_reads_notes_by_family_and_keeps_the_split(written):
+    root = Path(written["nsynth"]["root"])
+    raw = read("nsynth", written["nsynth"])
+    folders = {"nsynth-valid": TRAIN, "nsynth-test": EVAL}
+    examples = {folder: _examples(root / folder) for folder in folders}
+    notes = [(folder, name) for folder in folders for name in examples[folder]]
+    assert len(raw.media) == len(notes) == 15  # 5 families × (2 valid + 1 test)
+    assert [raw.media.describe(i) for i in range(15)] == [
+        str(root / folder / "audio" / f"{name}.wav") for folder, name in notes
+    ]
+    families = [examples[folder][name]["instrument_family_str"] for folder, name in notes]
+    assert [raw.class_names[c] for c in raw.label] == families
+    # The class index is NSynth's instrument_family; prompts name the family with spaces.
+    assert list(raw.label) == [examples[f][n]["instrument_family"] for f, n in notes]
+    assert raw.class_names == [family.replace("_", " ") for family in NSYNTH_FAMILIES]
+    assert "synth lead" in raw.class_names
+    assert raw.texts == [f"This is the sound of a {family}." for family in families]
+    assert list(raw.media_split) == [folders[folder] for folder, _ in notes]
+    assert raw.attrs["split_source"] == "nsynth-valid→train, nsynth-test→eval"
+    assert raw.skipped.total == 0 and not _undecodable(raw)
+    swapped = read(
+        "nsynth",
+        {**written["nsynth"], "train_folders": ["nsynth-test"], "eval_folders": ["nsynth-valid"]},
+    )
+    assert sum(swapped.media_split == EVAL) == 10
+
+
+def test_nsynth_bad_input(tmp_path):
+    options = write_nsynth(
+        tmp_path, missing_audio=1, corrupt_audio=1, unknown_family=2, unlisted_audio=1
+    )
+    raw = read("nsynth", options)
+    valid = tmp_path / "nsynth-valid"
+    listed = list(_examples(valid))
+    assert raw.skipped.counts == {
+        "note whose audio file is missing": 1,
+        "instrument family not in `families`": 1,  # the other theremin note has no wav
+        "audio without an examples.json entry": 1,
+    }
+    assert raw.skipped.examples["note whose audio file is missing"] == [
+        str(valid / "audio" / f"{listed[-1]}.wav")
+    ]
+    assert len(raw.media) == 15 and _undecodable(raw) == [0]
+    families = read("nsynth", {**options, "families": ["bass", "guitar"]})
+    assert families.skipped.counts["instrument family not in `families`"] == 1 + 6 + 3
+
+
+def test_nsynth_missing_or_disagreeing_files_are_named(tmp_path):
+    options = write_nsynth(tmp_path)
+    valid = tmp_path / "nsynth-valid"
+    examples = _examples(valid)
+    first = next(iter(examples))
+    del examples[first]["instrument_family_str"]
+    (valid / "examples.json").write_text(json.dumps(examples))
+    with pytest.raises(InputFileError, match=f"examples.json: {first}: no 'instrument_family_str'"):
+        read("nsynth", options)
+    (valid / "examples.json").write_text("[1, 2]")
+    with pytest.raises(InputFileError, match="examples.json: not an object of"):
+        read("nsynth", options)
+    (valid / "examples.json").write_text(json.dumps(_examples(tmp_path / "nsynth-test")))
+    with pytest.raises(InputFileError, match="names 5 notes and none has its wav in"):
+        read("nsynth", options)
+    (valid / "examples.json").unlink()
+    with pytest.raises(InputFileError, match="nsynth-valid/examples.json: NSynth examples.json"):
+        read("nsynth", options)
+    with pytest.raises(InputFileError, match="nsynth-train: NSynth split folder not found"):
+        read("nsynth", {**options, "train_folders": ["nsynth-train"]})
+
+
+def test_fmacaps_pairs_each_caption_line_with_its_clip(written):
+    root = Path(written["fmacaps"]["root"])
+    raw = read("fmacaps", written["fmacaps"])
+    lines = _lines(root / "FMACaps_A.json")
+    clips = sorted(Path(line["location"]).name for line in lines)
+    assert [raw.media.describe(i) for i in range(len(raw.media))] == [
+        str(root / "audiodata" / clip) for clip in clips
+    ]
+    assert sorted(_pairs(raw)) == sorted(
+        (str(root / "audiodata" / Path(line["location"]).name), line["main_caption"])
+        for line in lines
+    )
+    assert sum(raw.media_split == EVAL) == 2 and raw.skipped.total == 0
+    assert raw.label is None and not _undecodable(raw)
+    # Captions A and B of each clip: one media row, two text rows.
+    both = read(
+        "fmacaps", {**written["fmacaps"], "caption_files": ["FMACaps_A.json", "FMACaps_B.json"]}
+    )
+    assert len(both.media) == 10 and len(both.texts) == 20
+    np.testing.assert_array_equal(np.bincount(both.pairs[:, 0]), np.full(10, 2))
+    np.testing.assert_array_equal(both.media_split, raw.media_split)
+
+
+def test_fmacaps_uses_the_file_name_of_location(written, tmp_path):
+    root = Path(written["fmacaps"]["root"])
+    raw = read("fmacaps", written["fmacaps"])
+    lines = _lines(root / "FMACaps_A.json")
+    for prefix in ("", "FMACaps_eval_set/audiodata/"):
+        moved = [{**line, "location": prefix + Path(line["location"]).name} for line in lines]
+        name = f"captions_{len(prefix)}.json"
+        (tmp_path / name).write_text("".join(json.dumps(line) + "\n" for line in moved))
+        shutil.copy(tmp_path / name, root / name)
+        again = read("fmacaps", {**written["fmacaps"], "caption_files": [name]})
+        assert _pairs(again) == _pairs(raw)
+        (root / name).unlink()
+
+
+def test_fmacaps_bad_input(tmp_path):
+    options = write_fmacaps(tmp_path, missing_audio=1, corrupt_audio=2, uncaptioned_audio=2)
+    lines = _lines(tmp_path / "FMACaps_A.json")
+    lines[0]["main_caption"] = "  "
+    (tmp_path / "FMACaps_A.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    raw = read("fmacaps", options)
+    assert raw.skipped.counts == {
+        "caption whose audio file is missing": 1,
+        "empty main_caption": 1,
+        "audio without caption": 2,
+    }
+    missing = Path(lines[-1]["location"]).name
+    assert raw.skipped.examples["caption whose audio file is missing"] == [
+        str(tmp_path / "audiodata" / missing)
+    ]
+    # Clip 0 lost its only caption, and with it its corrupt audio; clip 1's is left to the
+    # embedding stage.
+    assert len(raw.media) == 8 and _undecodable(raw) == [0]
+    (tmp_path / "FMACaps_A.json").write_text("{not json\n")
+    with pytest.raises(InputFileError, match="FMACaps_A.json:1: not a JSON line"):
+        read("fmacaps", options)
+    with pytest.raises(InputFileError, match="FMACaps_C.json:1: no 'text' field"):
+        read("fmacaps", {**options, "caption_files": ["FMACaps_C.json"], "caption_key": "text"})
+    shutil.rmtree(tmp_path / "audiodata")
+    (tmp_path / "audiodata").mkdir()
+    (tmp_path / "audiodata" / "other.wav").write_bytes(b"")
+    with pytest.raises(
+        InputFileError, match="FMACaps_B.json: names 10 clips and none of them is in"
+    ):
+        read("fmacaps", {**options, "caption_files": ["FMACaps_B.json"]})
+    with pytest.raises(InputFileError, match="FMACaps_D.json: FMACaps caption file not found"):
+        read("fmacaps", {**options, "caption_files": ["FMACaps_D.json"]})
+    shutil.rmtree(tmp_path / "audiodata")
+    with pytest.raises(InputFileError, match="audiodata: FMACaps audio folder not found"):
+        read("fmacaps", options)

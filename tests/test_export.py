@@ -10,6 +10,7 @@ from vlmsae import sae
 from vlmsae.errors import InputFileError, VlmsaeError
 from vlmsae.export import SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, export
 from vlmsae.models.compat import ensure_torchvision
+from vlmsae.sae.archetypal import project_rows_to_simplex
 
 D, P, K = 16, 64, 4
 STORE = {"path": "results/stores/synthetic/tiny-clip.zarr", "dataset": "synthetic", "model": "tiny"}
@@ -18,6 +19,7 @@ NOT_INSTALLED = "not installed (pip install -c constraints.txt -e '.[export]'): 
 # variant, hyper-parameters, SAELens architecture
 SAELENS_CASES = [
     ("topk", {"k": K}, "topk"),
+    ("archetypal", {"k": K, "n_candidates": 2 * P, "candidate_pool": 2 * P}, "topk"),
     ("relu", {}, "standard"),
     ("jumprelu", {}, "jumprelu"),
     ("batchtopk", {"k": K}, "jumprelu"),
@@ -25,6 +27,7 @@ SAELENS_CASES = [
     ("mp", {"k": K}, "matching_pursuit"),
 ]
 SAELENS_IDS = [case[0] for case in SAELENS_CASES]
+SPARSIFY_CASES = [case[:2] for case in SAELENS_CASES if case[0] in ("topk", "archetypal")]
 
 
 def _run(tmp_path, variant: str, trained: bool = True, **hyper):
@@ -42,6 +45,10 @@ def _run(tmp_path, variant: str, trained: bool = True, **hyper):
                 model.log_threshold.copy_((0.05 + 0.5 * torch.rand(P)).log())
             if variant in ("batchtopk", "matryoshka"):
                 model.threshold.fill_(0.3)
+            if variant == "archetypal":
+                # Atoms that mix candidates and leave their hull.
+                model.mixing.copy_(project_rows_to_simplex(torch.randn(P, 2 * P)))
+                model.relaxation.copy_(0.1 * torch.randn(P, D))
     run = tmp_path / "run"
     sae.save(model, run, extra={"store": STORE})
     return run, model.eval()
@@ -84,12 +91,16 @@ def test_saelens_layout(tmp_path, variant, hyper, architecture):
         torch.testing.assert_close(tensors["threshold"], model.threshold.detach().expand(P))
     assert shapes == expected
     torch.testing.assert_close(tensors["W_enc"], model.W_enc.detach().T)
+    # The decoder as the model uses it (archetypal: materialised from W, C and Λ), unit rows.
+    torch.testing.assert_close(tensors["W_dec"], model.W_dec.detach())
     if architecture == "topk":
         assert cfg["k"] == K and cfg["rescale_acts_by_decoder_norm"] is False
+        torch.testing.assert_close(tensors["W_dec"].norm(dim=1), torch.ones(P))
 
 
-def test_sparsify_layout(tmp_path):
-    run, model = _run(tmp_path, "topk", k=K)
+@pytest.mark.parametrize(("variant", "hyper"), SPARSIFY_CASES, ids=[c[0] for c in SPARSIFY_CASES])
+def test_sparsify_layout(tmp_path, variant, hyper):
+    run, model = _run(tmp_path, variant, **hyper)
     out = export(run, "sparsify", tmp_path / "out")
     assert sorted(path.name for path in out.iterdir()) == ["cfg.json", SPARSIFY_WEIGHTS]
     cfg = json.loads((out / "cfg.json").read_text())
@@ -108,6 +119,7 @@ def test_sparsify_layout(tmp_path):
         "b_dec": (D,),
     }
     torch.testing.assert_close(tensors["encoder.weight"], model.W_enc.detach())
+    torch.testing.assert_close(tensors["W_dec"], model.W_dec.detach())
 
 
 # ---- the libraries load the export and compute what vlmsae computes ----------------------------
@@ -138,8 +150,9 @@ def test_saelens_loads_the_same_sae(tmp_path, sae_lens, variant, hyper, architec
     torch.testing.assert_close(theirs, reconstruction)
 
 
-def test_sparsify_loads_the_same_sae(tmp_path, sparsify):
-    run, model = _run(tmp_path, "topk", k=K)
+@pytest.mark.parametrize(("variant", "hyper"), SPARSIFY_CASES, ids=[c[0] for c in SPARSIFY_CASES])
+def test_sparsify_loads_the_same_sae(tmp_path, sparsify, variant, hyper):
+    run, model = _run(tmp_path, variant, **hyper)
     loaded = sparsify.SparseCoder.load_from_disk(export(run, "sparsify", tmp_path / "out"))
     x = _inputs(model)
     codes, reconstruction = _ours(model, x)

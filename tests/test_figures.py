@@ -20,6 +20,8 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import StepPatch
 
 from vlmsae.figures import FIGURES, draw_registered, figure_targets, input_paths
+from vlmsae.figures.atom_map import ENERGY_AREA, energy_areas
+from vlmsae.figures.bars import NEURON_COLOURS, NEURON_COUNTS
 from vlmsae.figures.stability import energy_bin_medians, mixture_matrix
 from vlmsae.figures.style import KIND_COLOURS, NO_VALUE_COLOUR
 from vlmsae.tables.papers import seed_statistics
@@ -61,6 +63,9 @@ def tables() -> dict[str, pd.DataFrame]:
     summary["dead_atoms_image"] = rng.integers(0, 5, n)
     summary["dead_atoms_text"] = rng.integers(0, 5, n)
     summary["mms_baseline_image_text"] = 0.3
+    for column in ("atoms_active_image_only", "atoms_active_text_only", "atoms_active_both"):
+        summary[column] = rng.integers(0, N_ATOMS // 3, n)
+    summary["dead_atoms"] = N_ATOMS - summary.filter(like="atoms_active_").sum(axis=1)
     stores = pd.DataFrame(
         [
             {
@@ -94,6 +99,11 @@ def tables() -> dict[str, pd.DataFrame]:
                     "atom_kind_sq": kinds,
                     "classifier_accuracy": rng.uniform(0.5, 1, N_ATOMS),
                     "gap_share": np.where(dead, 0.0, rng.normal(0, 0.1, N_ATOMS)) + index,
+                    # MMS is undefined (NaN) for atoms without a co-activating pair: dead ones.
+                    **{
+                        f"mms_{pair}": np.where(dead, np.nan, rng.uniform(-0.2, 1, N_ATOMS))
+                        for pair in ("image_image", "text_text", "image_text")
+                    },
                 }
             )
         )
@@ -131,6 +141,24 @@ def tables() -> dict[str, pd.DataFrame]:
             },
         }
     )
+    embedding_pca = pd.DataFrame(
+        {
+            "modality": np.repeat(["image", "text"], 7),
+            "pair": np.tile(np.arange(7), 2),
+            "pc1": rng.normal(size=14),
+            "pc2": rng.normal(size=14),
+            "variance_share_pc1": 0.4,
+            "variance_share_pc2": 0.1,
+        }
+    )
+    mms_dense = pd.DataFrame(
+        {
+            "dimension": np.arange(5),
+            "mms_image_image": [0.1, 0.5, np.nan, 0.3, 0.2],
+            "mms_text_text": rng.uniform(0, 1, 5),
+            "mms_image_text": rng.uniform(0, 1, 5),
+        }
+    )
     return {
         "summary": summary,
         "stores": stores,
@@ -138,6 +166,8 @@ def tables() -> dict[str, pd.DataFrame]:
         "atom_map": atom_map,
         "bridge_top": bridge_top,
         "cone_histograms": cone_histograms,
+        "embedding_pca": embedding_pca,
+        "mms_dense": mms_dense,
         "stability": _stability(rng),
         "atom_stability": _atom_stability(atoms, rng),
     }
@@ -355,6 +385,25 @@ def test_energy_by_kind_ranks_the_live_atoms_of_one_run(tables):
     assert "energy_sq" in axis.get_ylabel()
 
 
+def test_gap_share_draws_the_embeddings_pca_beside_the_shares(tables):
+    store = store_tables(tables)
+    figure = draw("gap_share", store)
+    pca_axis = next(axis for axis in figure.axes if axis.get_title() == "dense embeddings (PCA)")
+    pca = store["embedding_pca"]
+    drawn = {c.get_label(): c.get_offsets() for c in pca_axis.collections}
+    assert list(drawn) == ["image", "text"]
+    for modality, offsets in drawn.items():
+        rows = pca[pca["modality"] == modality]
+        assert np.allclose(offsets, rows[["pc1", "pc2"]])
+    colours = [to_rgb(c.get_facecolor()[0][:3]) for c in pca_axis.collections]
+    assert colours == [to_rgb(KIND_COLOURS["image"]), to_rgb(KIND_COLOURS["text"])]
+    assert pca_axis.get_xlabel() == "PC 1 (40% of variance)"
+    assert pca_axis.get_ylabel() == "PC 2 (10% of variance)"
+    # One PCA panel for the store; the runs' panels follow in their own columns.
+    runs = [axis for axis in figure.axes if axis.axison and axis is not pca_axis]
+    assert len(runs) == len(VARIANTS) * len(MIXTURES)
+
+
 def test_gap_share_plots_each_atom_against_its_score(tables):
     store = store_tables(tables)
     figure = draw("gap_share", store)
@@ -391,6 +440,119 @@ def test_atom_map_colours_every_atom_by_its_modality_score(tables):
     middle = coloured.get_cmap()(0.5)[:3]
     assert np.allclose(middle, to_rgb(KIND_COLOURS["bimodal"]), atol=0.02)
     assert not np.allclose(middle, to_rgb(NO_VALUE_COLOUR), atol=0.1)
+
+
+def test_energy_areas_by_hand():
+    placed = pd.DataFrame(
+        {
+            "variant": ["a", "a", "a", "b", "b"],
+            "mixture": "1-1",
+            "energy": [1.0, 3.0, 0.0, 2.0, 2.0],
+        }
+    )
+    # Shares of each run's energy: a (0.25, 0.75, 0), b (0.5, 0.5); the largest, 0.75, is full.
+    expected = ENERGY_AREA * np.array([1 / 3, 1.0, 0.0, 2 / 3, 2 / 3])
+    assert np.allclose(energy_areas(placed), expected)
+    # Shares, not energies: scaling one run's codes does not change its atoms' areas.
+    scaled = placed.assign(energy=placed["energy"] * [10, 10, 10, 1, 1])
+    assert np.allclose(energy_areas(scaled), expected)
+
+
+def test_atom_map_energy_sizes_each_live_atom_by_its_energy_share(tables):
+    store = store_tables(tables)
+    figure = draw("atom_map_energy", store)
+    atoms = store["atom_map"].merge(store["atoms"], on=[*RUN_KEYS, "atom"])
+    lowest = atoms[atoms["seed"] == 0]
+    share = lowest["energy"] / lowest.groupby(["variant", "mixture"])["energy"].transform("sum")
+    lowest = lowest.assign(area=ENERGY_AREA * share / share.max())
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert len(panels) == len(VARIANTS) * len(MIXTURES)
+    for axis in panels:
+        variant, mixture = axis.get_title().split(", image:text ")
+        run = lowest[
+            (lowest["variant"] == variant) & (lowest["mixture"] == mixture.replace(":", "-"))
+        ]
+        live = run.dropna(subset=["modality_score"])
+        (drawn,) = axis.collections  # live atoms only: a dead atom has no energy to draw
+        assert np.allclose(drawn.get_offsets(), live[["x", "y"]])
+        assert np.allclose(drawn.get_sizes(), live["area"])
+        assert np.allclose(drawn.get_array(), live["modality_score"])
+    largest = max(axis.collections[0].get_sizes().max() for axis in panels)
+    assert largest == pytest.approx(ENERGY_AREA)
+    assert "energy" in figure.get_suptitle()
+
+
+def _neuron_panel(figure, dataset, model):
+    return next(axis for axis in figure.axes if axis.get_title() == f"{dataset}/{model}")
+
+
+def test_group_sparse_neurons_bars_equal_the_counts_per_variant(tables):
+    figure = draw("group_sparse_neurons", tables)
+    assert sum(1 for axis in figure.axes if axis.axison) == len(STORES)
+    summary = tables["summary"]
+    coco = summary[summary["dataset"] == "coco"]
+    axis = _neuron_panel(figure, "coco", "clip")
+    columns = list(NEURON_COUNTS.values())
+    stats = seed_statistics(coco, columns)
+    # One container per category, in the paper's order and the atom kinds' colours.
+    containers = [c for c in axis.containers if isinstance(c, BarContainer)]
+    assert [c.get_label() for c in containers] == list(NEURON_COUNTS)
+    for container, (category, column) in zip(containers, NEURON_COUNTS.items(), strict=True):
+        heights = [bar.get_height() for bar in container]
+        assert sorted(heights) == pytest.approx(sorted(stats[column]))
+        colour = KIND_COLOURS[NEURON_COLOURS[category]]
+        assert to_rgb(container[0].get_facecolor()[:3]) == to_rgb(colour)
+    labels = [text.get_text() for text in axis.get_xticklabels()]
+    assert len(labels) == len(VARIANTS) * len(MIXTURES) and "batchtopk (5:1)" in labels
+    assert axis.get_ylabel() == "atoms (neurons)"
+    # Each variant's four counts add up to its dictionary.
+    per_run = np.sum([[bar.get_height() for bar in c] for c in containers], axis=0)
+    assert np.allclose(per_run, N_ATOMS)
+
+
+def test_group_sparse_neurons_names_variants_alone_with_one_mixture(tables):
+    summary = tables["summary"][tables["summary"]["mixture"] == "1-1"]
+    figure = draw("group_sparse_neurons", {"summary": summary})
+    labels = [t.get_text() for t in _neuron_panel(figure, "coco", "clip").get_xticklabels()]
+    assert labels == sorted(VARIANTS)
+
+
+def test_mms_sorted_draws_a_curve_per_run_and_the_dense_coordinates(tables):
+    store = store_tables(tables)
+    figure = draw("mms_sorted", store)
+    assert [axis.get_ylabel() for axis in figure.axes] == [
+        "mms_image_image",
+        "mms_text_text",
+        "mms_image_text",
+    ]
+    atoms = store["atoms"]
+    for axis in figure.axes:
+        column = axis.get_ylabel()
+        lines = {line.get_label(): line for line in axis.lines}
+        assert len(lines) == len(VARIANTS) * len(MIXTURES) + 1
+        line = lines["topk-k16 (5:1)"]
+        run = atoms[
+            (atoms["variant"] == "topk-k16") & (atoms["mixture"] == "5-1") & (atoms["seed"] == 0)
+        ]
+        # Undefined MMS (the dead atoms) counts 0; the index runs over (0, 1].
+        expected = np.sort(run[column].fillna(0.0))[::-1]
+        assert np.allclose(line.get_ydata(), expected)
+        assert np.allclose(line.get_xdata(), np.arange(1, N_ATOMS + 1) / N_ATOMS)
+        assert list(line.get_ydata()).count(0.0) == N_ATOMS // 4
+    dense = {line.get_label(): line for line in figure.axes[0].lines}["no SAE (dense coordinates)"]
+    assert dense.get_ydata().tolist() == [0.5, 0.3, 0.2, 0.1, 0.0]
+    assert np.allclose(dense.get_xdata(), [0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_mms_sorted_is_made_only_for_stores_with_a_second_view():
+    applies = FIGURES.get("mms_sorted").extra["applies"]
+    synthetic = {"datasets": {"s": {"source": "synthetic"}}}
+    assert applies(synthetic, [{"dataset": "s", "model": "generator"}])
+    coco = {"datasets": {"c": {"source": "coco", "mms_reference": "clip-rn50"}}}
+    assert applies(coco, [{"dataset": "c", "model": "clip-vit-b-16"}])
+    assert not applies(coco, [{"dataset": "c", "model": "clip-rn50"}])  # the reference itself
+    plain = {"datasets": {"c": {"source": "coco"}}}
+    assert not applies(plain, [{"dataset": "c", "model": "clip-vit-b-16"}])
 
 
 @pytest.mark.parametrize(

@@ -5,27 +5,33 @@ entries are checked offline against an empty Hugging Face cache (missing-weights
 two of them against a cache that holds tiny files under their real hub ids.
 """
 
+import importlib
 import pickle
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch.utils.data import default_collate
 
 from vlmsae.errors import ConfigError, InputFileError, VlmsaeError
 from vlmsae.fixtures.models import write_tiny_models
-from vlmsae.models import REGISTRY, MissingWeightsError, available, load, resolve
+from vlmsae.models import REGISTRY, MissingWeightsError, available, load, msclap_family, resolve
 from vlmsae.models.base import ModelSpec
 from vlmsae.models.common import ImageTransform, check_vocabulary, linear_structure_crop
 
 CAPTIONS = ["a photo of a cat", "A dog running on the grass!", "a church tower at night"]
-TINY = ["tiny-openclip", "tiny-siglip", "tiny-siglip2", "tiny-aimv2", "tiny-clap-hf", "tiny-clap"]
+TINY = [
+    "tiny-openclip", "tiny-siglip", "tiny-siglip2", "tiny-aimv2", "tiny-clap-hf", "tiny-clap",
+    "tiny-clap-ms",
+]  # fmt: skip
 EXPECTED = {  # name: (family, checkpoint, dim)
     "clip-vit-b-32": ("open_clip", "openai", 512),
     "clip-vit-b-16": ("open_clip", "openai", 512),
@@ -38,6 +44,7 @@ EXPECTED = {  # name: (family, checkpoint, dim)
     "aimv2": ("transformers", "apple/aimv2-large-patch14-224-lit", 768),
     "clap": ("laion_clap", "lukewys/laion_clap/music_audioset_epoch_15_esc_90.14.pt", 512),
     "clap-hf": ("transformers", "laion/larger_clap_music", 512),
+    "clap-ms": ("msclap", "microsoft/msclap/CLAP_weights_2023.pth", 1024),
 }
 HUB_REPOS = {  # name: what `hf download` must be told
     "clip-vit-b-32": "timm/vit_base_patch32_clip_224.openai open_clip_model.safetensors",
@@ -51,6 +58,7 @@ HUB_REPOS = {  # name: what `hf download` must be told
     "aimv2": "apple/aimv2-large-patch14-224-lit",
     "clap": "lukewys/laion_clap music_audioset_epoch_15_esc_90.14.pt",
     "clap-hf": "laion/larger_clap_music",
+    "clap-ms": "microsoft/msclap CLAP_weights_2023.pth",
 }
 
 
@@ -120,7 +128,7 @@ def test_torchvision_imports_after_the_fix():
 # Registry
 
 
-def test_registry_lists_the_eleven_models():
+def test_registry_lists_the_twelve_models():
     assert available() == sorted(EXPECTED)
     for name, spec in REGISTRY.items():
         assert spec.name == name
@@ -129,6 +137,7 @@ def test_registry_lists_the_eleven_models():
         assert spec.modality == ("audio" if name.startswith("clap") else "image")
         assert spec.options.get("quick_gelu", False) == (spec.checkpoint == "openai")
     assert REGISTRY["clap"].architecture == "HTSAT-base"
+    assert REGISTRY["clap-ms"].architecture == "2023"  # msclap's default version
 
 
 def test_open_clip_dims_and_tags_match_open_clip():
@@ -203,7 +212,8 @@ def test_missing_weights_say_how_to_get_them(name, empty_hub_cache):
 def test_missing_weights_messages_in_full(empty_hub_cache):
     home = empty_hub_cache.parent
     messages = {}
-    for name, weights in [("siglip", ""), ("clip-vit-b-32", ""), ("clap", ""), ("clap", "random")]:
+    cases = [("siglip", ""), ("clip-vit-b-32", ""), ("clap", ""), ("clap", "random")]
+    for name, weights in [*cases, ("clap-ms", "")]:
         with pytest.raises(MissingWeightsError) as error:
             load(resolve(name, {"weights": weights or "pretrained"}))
         messages[name + weights] = str(error.value)
@@ -241,6 +251,17 @@ def test_missing_weights_messages_in_full(empty_hub_cache):
         "`hf download roberta-base config.json vocab.json merges.txt` into the same HF_HOME (or "
         "`huggingface-cli download roberta-base config.json vocab.json merges.txt`), or set "
         "models.clap.options.text_model to a local folder with these files"
+    )
+    assert messages["clap-ms"] == (
+        "model 'clap-ms': weights for msclap CLAP_weights_2023.pth of microsoft/msclap and the "
+        "config and tokenizer of its text model gpt2 (msclap builds its text tower from them) are "
+        f"not in the Hugging Face cache (HF_HOME={home}) and the hub is offline; fix: on a "
+        "machine with internet run `hf download microsoft/msclap CLAP_weights_2023.pth` and "
+        "`hf download gpt2 config.json vocab.json merges.txt` into the same HF_HOME (or "
+        "`huggingface-cli download microsoft/msclap CLAP_weights_2023.pth` and "
+        "`huggingface-cli download gpt2 config.json vocab.json merges.txt`), or set "
+        "models.clap-ms.checkpoint to the local .pth file and models.clap-ms.options.text_model "
+        "to a local folder with these files"
     )
 
 
@@ -452,3 +473,117 @@ def test_transforms_unpickle_in_a_fresh_interpreter(encoders, name):
         [sys.executable, "-c", script], input=payload, capture_output=True, timeout=120
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+# msclap: its own CLAPWrapper as the reference
+
+
+def msclap_wrapper(tiny: dict, clips: list[np.ndarray], rate: int, tmp_path: Path, monkeypatch):
+    """msclap's CLAPWrapper around the tiny checkpoint, built by its own load_clap.
+
+    CLAPWrapper imports torchaudio (not installed, see vlmsae.models.msclap_family) to read
+    files: a stub serves `clips` by index. Its __init__ would read the packaged config: the tiny
+    one is given instead, naming the text model by a path that says "gpt2", as msclap's code
+    branches on the name. transformers 5 dropped `encode_plus`, which for one text was
+    `__call__`.
+    """
+    entry = tiny["tiny-clap-ms"]
+    spec = resolve("tiny-clap-ms", entry)
+    torchaudio, transforms = ModuleType("torchaudio"), ModuleType("torchaudio.transforms")
+    torchaudio.transforms = transforms
+    torchaudio.load = lambda index: (torch.from_numpy(clips[index])[None], rate)
+    monkeypatch.setitem(sys.modules, "torchaudio", torchaudio)
+    monkeypatch.setitem(sys.modules, "torchaudio.transforms", transforms)
+    import transformers
+
+    # Its import would set transformers' logging to errors only, for the whole session.
+    monkeypatch.setattr(transformers.logging, "set_verbosity_error", lambda: None)
+    wrapper_class = importlib.import_module("msclap.CLAPWrapper").CLAPWrapper
+    gpt2 = tmp_path / "gpt2"
+    gpt2.symlink_to(entry["options"]["text_model"])
+    wrapper = object.__new__(wrapper_class)
+    config = {**msclap_family.model_config(spec), "text_model": str(gpt2)}
+    wrapper.config_as_str = yaml.safe_dump(config)
+    wrapper.model_fp, wrapper.use_cuda = entry["checkpoint"], False
+    with msclap_family.building(spec):
+        wrapper.clap, wrapper.tokenizer, wrapper.args = wrapper.load_clap()
+    monkeypatch.setattr(wrapper.tokenizer, "encode_plus", wrapper.tokenizer.__call__, raising=False)
+    return wrapper
+
+
+def test_clap_ms_embeds_as_msclaps_own_wrapper(tiny, encoders, tmp_path, monkeypatch):
+    encoder = encoders["tiny-clap-ms"]
+    # 2 s: shorter than msclap's 7 s window, which it fills by repeating (no random crop).
+    clips = tones(rate=encoder.sample_rate)
+    wrapper = msclap_wrapper(tiny, clips, encoder.sample_rate, tmp_path, monkeypatch)
+    expected = wrapper.get_text_embeddings(CAPTIONS)
+    assert torch.allclose(encoder.encode_text(CAPTIONS), expected, atol=1e-6)
+    expected = wrapper.get_audio_embeddings([0, 1], resample=True)
+    assert torch.allclose(embed(encoder, clips), expected, atol=1e-5)
+    # msclap fails on a caption over 77 tokens (its batch cannot be stacked): cut to 77 ("x" is
+    # one token of the tiny vocabulary, the end-of-text token is cut too).
+    assert torch.equal(encoder.encode_text(["x" * 100]), encoder.encode_text(["x" * 77]))
+
+
+def test_clap_ms_window_repeats_short_clips_and_cuts_long_ones(encoders):
+    window = msclap_family.MsclapWaveform(5)
+    short = np.array([1.0, 2.0], dtype=np.float32)
+    assert window(short).tolist() == [1.0, 2.0, 1.0, 2.0, 1.0]
+    assert window(np.arange(7, dtype=np.float32)).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    encoder = encoders["tiny-clap-ms"]
+    assert encoder.sample_rate == 44_100  # config_2023.yml: 7 s at 44.1 kHz
+    assert encoder.media_transform()(tones(seconds=9.0, rate=44_100)[0]).shape == (7 * 44_100,)
+
+
+def test_the_clap_ms_entry_loads_its_checkpoint_and_gpt2_from_the_cache(
+    tiny, encoders, empty_hub_cache
+):
+    entry = tiny["tiny-clap-ms"]
+    checkpoint = {"CLAP_weights_2023.pth": Path(entry["checkpoint"])}
+    cache_repo(empty_hub_cache, "microsoft/msclap", checkpoint)
+    text_model = Path(entry["options"]["text_model"])
+    files = ("config.json", "vocab.json", "merges.txt")
+    cache_repo(empty_hub_cache, "gpt2", {name: text_model / name for name in files})
+    options = {key: entry["options"][key] for key in ("config", "htsat")}
+    encoder = load(resolve("clap-ms", {"dim": 32, "options": options}))
+    expected = encoders["tiny-clap-ms"].encode_text(CAPTIONS)
+    assert torch.equal(encoder.encode_text(CAPTIONS), expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"architecture": "2024"}, "architecture"),
+        ({"options": {"config": {"d_prj": 8}}}, "options.config.d_prj"),
+        ({"options": {"htsat": {"embed": 8}}}, "options.htsat.embed"),
+    ],
+)
+def test_clap_ms_bad_entries_name_their_key(tiny, change, key):
+    entry = tiny["tiny-clap-ms"]
+    options = {**entry["options"], **change.get("options", {})}
+    with pytest.raises(ConfigError) as error:
+        load(resolve("tiny-clap-ms", {**entry, **change, "options": options}))
+    assert error.value.key == f"models.tiny-clap-ms.{key}" and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda state: b"<!DOCTYPE html>", "does not load as a torch checkpoint"),
+        (lambda state: {"state_dict": state["model"]}, "not an msclap checkpoint"),
+        (lambda state: {"model": dict(list(state["model"].items())[1:])}, "lacks 1 weights"),
+        (lambda state: {"model": {**state["model"], "logit_scale": torch.ones(2)}}, "differ"),
+    ],
+    ids=["not torch", "no model", "missing weight", "wrong shape"],
+)
+def test_a_clap_ms_checkpoint_that_does_not_fit_is_named(tiny, tmp_path, edit, problem):
+    entry = tiny["tiny-clap-ms"]
+    content = edit(torch.load(entry["checkpoint"], weights_only=True))
+    path = tmp_path / "broken.pth"
+    if isinstance(content, bytes):  # e.g. an error page saved under the file's name
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(InputFileError, match=problem) as error:
+        load(resolve("tiny-clap-ms", {**entry, "checkpoint": str(path)}))
+    assert error.value.path == str(path) and "\n" not in str(error.value)

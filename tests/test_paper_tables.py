@@ -1,9 +1,21 @@
 """The papers' tables: one row per (dataset, model, variant, mixture), mean ± std over seeds."""
 
+from itertools import product
+
 import numpy as np
 import pandas as pd
 
-from vlmsae.tables.papers import PAPER_TABLES, markdown, paper_table, seed_statistics
+from vlmsae.tables.papers import (
+    GRID_KEYS,
+    GRID_MODELS,
+    PAPER_TABLES,
+    SEEDS,
+    grid_model,
+    group_sparse_grid,
+    markdown,
+    paper_table,
+    seed_statistics,
+)
 
 
 def summary() -> pd.DataFrame:
@@ -91,3 +103,89 @@ def test_a_value_measured_once_shows_n_not_a_zero_spread():
     assert group["zero-shot top-1 (dense) std"].isna().all()
     assert "0.4 (n=1)" in markdown(group).splitlines()[2]
     assert "± 0 " not in markdown(linear) + markdown(group)
+
+
+def _grid_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, runs) of an expansion × K grid on d = 16: SAE, GSAE and MGSAE at n_atoms 32 and
+    64, k 4 and 8, two seeds (one MGSAE seed without zero-shot), plus runs outside the grid."""
+    kinds = {"sae": (0.0, 0.0), "gsae": (0.01, 0.0), "mgsae": (0.01, 0.05)}
+    summary, runs = [], []
+    for (name, (lam, p)), n_atoms, k, seed in product(kinds.items(), (32, 64), (4, 8), (0, 1)):
+        keys = {
+            "dataset": "d",
+            "model": "m",
+            "variant": f"{name}-natoms{n_atoms}-k{k}",
+            "mixture": "1-1",
+            "seed": seed,
+        }
+        accuracy = 0.1 * list(kinds).index(name) + n_atoms / 1000 + k / 100 + 0.02 * seed
+        summary.append({**keys, "zero_shot_top1_codes": accuracy})
+        runs.append(
+            {
+                **keys,
+                "type": "topk",
+                "d": 16,
+                "n_atoms": n_atoms,
+                "k": k,
+                "train_alignment": 0.0,
+                "train_group_sparsity": lam,
+                "train_mask_probability": p,
+            }
+        )
+    summary = pd.DataFrame(summary)
+    last = summary.index[-1]  # mgsae-natoms64-k8, seed 1: zero-shot undefined
+    summary.loc[last, "zero_shot_top1_codes"] = np.nan
+    runs = pd.DataFrame(runs)
+    # Outside the grid: another type, an aligned TopK (SAE-A like), masking without λ.
+    others = runs.iloc[:3].assign(variant=["bt", "aligned", "masked"])
+    others["type"] = ["batchtopk", "topk", "topk"]
+    others["train_alignment"] = [0.0, 1e-4, 0.0]
+    others["train_mask_probability"] = [0.0, 0.0, 0.2]
+    extra = summary.iloc[:3].assign(variant=["bt", "aligned", "masked"], zero_shot_top1_codes=0.9)
+    return pd.concat([summary, extra]), pd.concat([runs, others])
+
+
+def test_grid_model_kinds():
+    _, runs = _grid_runs()
+    kinds = grid_model(runs.reset_index(drop=True))
+    assert kinds.iloc[:24].tolist() == ["SAE"] * 8 + ["GSAE"] * 8 + ["MGSAE"] * 8
+    assert kinds.iloc[24:].isna().all()
+
+
+def test_group_sparse_grid_by_hand():
+    summary, runs = _grid_runs()
+    table = group_sparse_grid(summary, runs)
+    assert list(table.columns) == [
+        *GRID_KEYS,
+        "seeds",
+        *(f"{kind}{suffix}" for kind in GRID_MODELS for suffix in ("", " std", " n")),
+    ]
+    # Rows: expansion n_atoms / d ∈ {2, 4} × K ∈ {4, 8}, in the paper's order.
+    assert table[["expansion", "K"]].values.tolist() == [[2, 4], [2, 8], [4, 4], [4, 8]]
+    # SAE at expansion 2 (n_atoms 32), K 4: seeds 0.032 + 0.04 and the same + 0.02.
+    assert np.isclose(table["SAE"].iloc[0], 0.082)
+    assert np.isclose(table["SAE std"].iloc[0], np.std([0.072, 0.092], ddof=1))
+    assert np.allclose(table["GSAE"] - table["SAE"], 0.1)
+    # The undefined seed is skipped: one measurement, no spread, n = 1.
+    assert np.isclose(table["MGSAE"].iloc[3], 0.2 + 0.064 + 0.08)
+    assert np.isnan(table["MGSAE std"].iloc[3]) and table["MGSAE n"].tolist() == [2, 2, 2, 1]
+    assert table["seeds"].tolist() == [2, 2, 2, 2]
+    lines = markdown(table, (*GRID_KEYS, SEEDS)).splitlines()
+    assert lines[0] == "| dataset | model | mixture | expansion | K | seeds | SAE | GSAE | MGSAE |"
+    assert lines[2] == "| d | m | 1-1 | 2 | 4 | 2 | 0.082 ± 0.014 | 0.182 ± 0.014 | 0.282 ± 0.014 |"
+    assert lines[5].endswith("| 0.344 (n=1) |")
+
+
+def test_group_sparse_grid_leaves_out_what_is_not_measured():
+    summary, runs = _grid_runs()
+    # A fractional expansion factor stays a fraction.
+    assert group_sparse_grid(summary, runs.assign(d=64))["expansion"].tolist() == [
+        0.5,
+        0.5,
+        1,
+        1,
+    ]
+    only_sae = group_sparse_grid(summary[summary["variant"].str.startswith("sae")], runs)
+    assert [c for c in only_sae.columns if c in GRID_MODELS] == ["SAE"]
+    empty = group_sparse_grid(summary.drop(columns="zero_shot_top1_codes"), runs)
+    assert empty.empty and list(empty.columns) == [*GRID_KEYS, SEEDS]

@@ -34,8 +34,8 @@ PRESENTED = {
     ("jamendomaxcaps", "tiny-clap-hf"),
 }
 GENERIC_STORE_FIGURES = (
-    "atom_map", "bridge", "classifier_accuracy", "cones", "energy_by_kind", "gap_closing",
-    "gap_share", "modality_scores",
+    "atom_map", "atom_map_energy", "bridge", "classifier_accuracy", "cones", "energy_by_kind",
+    "gap_closing", "gap_share", "modality_scores",
 )  # fmt: skip
 # Every group's tables: its stores, runs, paper tables and gap closing.
 TABLES = ("summary", "stores", "linear_structure", "iso_energy", "group_sparse", "gap_closing")
@@ -124,9 +124,23 @@ class TestLabelledImages:
 
 class TestAudioAndEmbeddings:
     def test_audio_captions_with_both_clap_libraries_and_precomputed_embeddings(self, tmp_path):
-        """MusicBench with laion-clap and transformers' CLAP, JamendoMaxCaps, and embeddings
-        written by clip-retrieval."""
-        run_group(tmp_path, ("musicbench", "jamendomaxcaps", "laion-embeddings"))
+        """MusicBench with laion-clap and transformers' CLAP, JamendoMaxCaps, the audio
+        benchmarks of group-sparse Table 2 (GTZAN and NSynth with class prompts, FMACaps
+        captions) into its table, and embeddings written by clip-retrieval."""
+        benchmarks = ("gtzan", "nsynth", "fmacaps")
+        datasets = ("musicbench", "jamendomaxcaps", *benchmarks, "laion-embeddings")
+        run_group(tmp_path, datasets, tables=("group_sparse_audio",))
         audio = EmbeddingStore(tmp_path / "results/embeddings/musicbench/tiny-clap.zarr")
         assert audio.modalities == ("audio", "text") and "audio" in audio.root
         assert audio.attrs["model_family"] == "laion_clap" and audio.attrs["normalised"]
+        # Audio stores with class prompts: zero-shot from codes, as for images.
+        gtzan = EmbeddingStore(tmp_path / "results/embeddings/gtzan/tiny-clap-hf.zarr")
+        assert gtzan.modalities == ("audio", "text") and len(gtzan.attrs["class_names"]) == 10
+        assert gtzan.optional("class_prompts").shape == (10, 1, 32)
+        summary = pd.read_csv(tmp_path / "results/tables/summary.csv").set_index("dataset")
+        assert summary.loc[["gtzan", "nsynth"], "zero_shot_top1_codes"].notna().all()
+        assert summary.loc[list(benchmarks), "mrr_t2i_codes"].between(0, 1).all()
+        table = pd.read_csv(tmp_path / "results/tables/group_sparse_audio.csv")
+        assert table["variant"].tolist() == ["dense", "topk"]
+        columns = ["GTZAN genres (acc.)", "NSynth instruments (acc.)", "FMACaps retrieval (MRR)"]
+        assert table[columns].notna().all().all()

@@ -509,3 +509,111 @@ def test_a_groups_path_of_the_wrong_shape_is_refused(tmp_path):
     }
     with pytest.raises(InputFileError, match="integers"):
         build_store("d", "m", spec, tmp_path / "s.zarr")
+
+
+def test_mean_reciprocal_rank_by_hand():
+    # Three text queries whose audio lands at ranks 1, 2 and 4 (above 0, 1, 3; no ties).
+    assert retrieval.mean_reciprocal_rank(np.array([0, 1, 3]), np.zeros(3)) == pytest.approx(
+        (1 + 1 / 2 + 1 / 4) / 3
+    )
+    # Clips e0..e3 and captions t0 = e0, t1 = 2e0 + e1, t2 = 3e0 + 2e1 + e2, t3 = 4e0 + 3e1 +
+    # 2e2 + e3: caption i has cosines ∝ (i + 1, i, ..., 1) with clips 0..i, so its own clip comes
+    # i-th: text→audio ranks 1, 2, 3, 4. Audio→text: clip 0 finds t0 first (cosine 1); clip 1
+    # sees t1 at 1/√5 ≈ 0.447 below t2 (2/√14 ≈ 0.535) and t3 (3/√30 ≈ 0.548): rank 3; clip 2 sees
+    # t2 at 1/√14 ≈ 0.267 below t3 (2/√30 ≈ 0.365): rank 2; clip 3 only meets t3: rank 1.
+    from vlmsae.metrics.context import StoreContext
+
+    audio = np.eye(4, dtype=np.float32)
+    text = np.array([[1, 0, 0, 0], [2, 1, 0, 0], [3, 2, 1, 0], [4, 3, 2, 1]], dtype=np.float32)
+    summary = retrieval.summarise_store(
+        StoreContext(image=audio, text=text, seed=0), retrieval.RetrievalSettings()
+    ).summary
+    assert summary["mrr_t2i_dense"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert summary["mrr_i2t_dense"] == pytest.approx((1 + 1 / 3 + 1 / 2 + 1) / 4)
+
+
+def test_mean_reciprocal_rank_credits_ties_by_expected_rank():
+    # Tied with one wrong candidate at the top: rank 1 or 2, each half the time.
+    assert retrieval.mean_reciprocal_rank(np.array([0.0]), np.array([1])) == 0.75
+    # Two above, two tied: ranks 3, 4, 5 alike; unscored: 0.
+    assert retrieval.mean_reciprocal_rank(np.array([2.0]), np.array([2])) == pytest.approx(
+        (1 / 3 + 1 / 4 + 1 / 5) / 3
+    )
+    assert retrieval.mean_reciprocal_rank(np.array([np.inf]), np.array([0])) == 0.0
+    assert np.isnan(retrieval.mean_reciprocal_rank(np.array([]), np.array([])))
+    # Orthonormal clips, captions permuted with fixed points 0, 1, 2: a fixed point is first;
+    # another query has one wrong candidate at cosine 1 and its partner tied with the other 8 at
+    # cosine 0, so it takes ranks 2..10 alike.
+    from vlmsae.metrics.context import StoreContext
+
+    permutation = np.array([0, 1, 2, 4, 3, 6, 7, 5, 9, 8])
+    image = np.eye(10, dtype=np.float32)
+    summary = retrieval.summarise_store(
+        StoreContext(image=image, text=image[permutation], seed=0), retrieval.RetrievalSettings()
+    ).summary
+    spread = sum(1 / r for r in range(2, 11)) / 9
+    for direction in retrieval.DIRECTIONS:
+        assert summary[f"mrr_{direction}_dense"] == pytest.approx((3 + 7 * spread) / 10)
+
+
+def test_mean_reciprocal_rank_matches_a_brute_force_ranking():
+    rng = np.random.default_rng(12)
+    image, text = rng.standard_normal((2, 80, 6)).astype(np.float32)
+    above, tied = retrieval.rank_counts(image, text)[1]
+    assert not tied.any()  # continuous rows: no ties
+    unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (image, text)]
+    similarity = unit[1] @ unit[0].T  # [texts, clips]
+    order = np.argsort(-similarity, axis=1)
+    ranks = np.argmax(order == np.arange(80)[:, None], axis=1) + 1
+    assert retrieval.mean_reciprocal_rank(above, tied) == pytest.approx(np.mean(1 / ranks))
+
+
+def test_mean_reciprocal_rank_ignores_the_order_of_the_gallery():
+    # Listing the pairs in another order changes no query's rank: MRR, dense and on codes, with
+    # and without groups, is the same.
+    from vlmsae.metrics.context import StoreContext
+
+    run = random_run(13, n=120)
+    run.text[1] = run.text[0]  # two identical captions: one group
+    permutation = np.random.default_rng(14).permutation(120)
+    settings = retrieval.RetrievalSettings()
+    summaries = [
+        retrieval.summarise_store(
+            StoreContext(image=run.image[o], text=run.text[o], seed=0), settings
+        ).summary
+        for o in (np.arange(120), permutation)
+    ]
+    assert summaries[0]["retrieval_grouping"] == "identical rows"
+    for direction in retrieval.DIRECTIONS:
+        key = f"mrr_{direction}_dense"
+        assert summaries[1][key] == pytest.approx(summaries[0][key], abs=1e-12)
+    codes = [run.codes_image, run.codes_text]
+    plain = retrieval.rank_counts(*codes)
+    permuted = retrieval.rank_counts(*(c[permutation] for c in codes))
+    for (above, tied), (above_p, tied_p) in zip(plain, permuted, strict=True):
+        assert retrieval.mean_reciprocal_rank(above_p, tied_p) == pytest.approx(
+            retrieval.mean_reciprocal_rank(above, tied), abs=1e-12
+        )
+
+
+def test_codes_are_ranked_as_their_dense_rows_are():
+    # The codes version keeps the codes sparse; its ranks are those of the same codes as dense
+    # arrays, ties included (codes sharing no atom have cosine 0 with each other).
+    run = random_run(15, n=150)
+    run.codes_text = sparse.csr_matrix(run.codes_text.multiply(run.atom_kind != "bimodal"))
+    dense = [c.toarray() for c in (run.codes_image, run.codes_text)]
+    for side_sparse, side_dense in zip(
+        retrieval.rank_counts(run.codes_image, run.codes_text, block_entries=1000),
+        retrieval.rank_counts(*dense),
+        strict=True,
+    ):
+        for got, expected in zip(side_sparse, side_dense, strict=True):
+            np.testing.assert_array_equal(got, expected)
+    summary = summarise(run)
+    assert summary["mrr_t2i_codes"] == pytest.approx(
+        retrieval.mean_reciprocal_rank(*retrieval.rank_counts(*dense)[1])
+    )
+    # Image and text codes share no atom: every query ties with all 149 wrong candidates.
+    assert summary["recall_at1_t2i_codes"] == 0.0
+    assert summary["mrr_t2i_codes"] == pytest.approx(sum(1 / r for r in range(1, 151)) / 150)
+    assert summary["retrieval_tie_rate_t2i_codes"] == 1.0

@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vlmsae import sae
 from vlmsae.errors import ConfigError
 from vlmsae.registry_base import parse_settings
+from vlmsae.sae.archetypal import kmeans, project_rows_to_ball, project_rows_to_simplex
 from vlmsae.sae.codes import Codes
 from vlmsae.sae.penalty import STEERING_RATE
 
@@ -227,3 +229,168 @@ def test_target_l0_needs_a_positive_coefficient_and_enough_atoms(variant, hyper)
     settings = sae.VARIANTS.get(variant).settings
     with pytest.raises(ConfigError, match="target_l0"):
         parse_settings(settings, {"n_atoms": 8, "target_l0": 2, **hyper}, "v")
+
+
+# ---- archetypal (RA-SAE) ---------------------------------------------------------------------
+
+
+def test_simplex_projection_by_hand():
+    rows = torch.tensor(
+        [
+            [0.5, 0.5, 1.0],  # sorted 1, .5, .5: every prefix kept, θ = (2 − 1)/3
+            [2.0, 0.0, 0.0],  # ρ = 1, θ = 1
+            [0.2, 0.3, 0.5],  # already on the simplex
+            [-1.0, -1.0, -1.0],  # θ = −4/3: the centre
+        ]
+    )
+    expected = torch.tensor(
+        [[1 / 6, 1 / 6, 2 / 3], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]
+    )
+    torch.testing.assert_close(project_rows_to_simplex(rows), expected)
+
+
+def test_simplex_projection_is_the_nearest_point_of_the_simplex():
+    torch.manual_seed(0)
+    rows = 2 * torch.randn(50, 7, dtype=torch.float64)
+    projected = project_rows_to_simplex(rows)
+    assert (projected >= 0).all()
+    torch.testing.assert_close(projected.sum(dim=1), torch.ones(50, dtype=torch.float64))
+    torch.testing.assert_close(project_rows_to_simplex(projected), projected)
+    # No other point of the simplex (200 random ones per row) is nearer.
+    others = torch.distributions.Dirichlet(torch.ones(7, dtype=torch.float64)).sample((200,))
+    nearest = (rows[:, None] - others[None]).norm(dim=2).min(dim=1).values
+    assert ((rows - projected).norm(dim=1) <= nearest + 1e-12).all()
+
+
+def test_ball_projection_by_hand():
+    rows = torch.tensor([[3.0, 4.0], [0.03, 0.04], [0.0, 0.0]])
+    expected = torch.tensor([[0.3, 0.4], [0.03, 0.04], [0.0, 0.0]])
+    torch.testing.assert_close(project_rows_to_ball(rows, 0.5), expected)
+    torch.testing.assert_close(project_rows_to_ball(rows, 0.0), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kmeans_by_hand(seed):
+    """From any two distinct rows of 0, 1, 9, 10, Lloyd's k-means ends at 0.5 and 9.5."""
+    rows = torch.tensor([[0.0], [1.0], [9.0], [10.0]])
+    centroids = kmeans(rows, 2, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(centroids.flatten().sort().values, torch.tensor([0.5, 9.5]))
+
+
+def _archetypal(**hyper):
+    torch.manual_seed(0)
+    settings = {"k": 2, "n_candidates": 10, "candidate_pool": 40, "delta": 0.05, **hyper}
+    return sae.build("archetypal", d=8, n_atoms=6, **settings)
+
+
+@pytest.mark.parametrize("candidates", ["kmeans", "sample"])
+def test_archetypal_starts_each_atom_at_a_candidate_from_the_data(candidates):
+    model = _archetypal(candidates=candidates)
+    x = torch.randn(50, 8)
+    model.initialise_from_data(x, torch.zeros(50, dtype=torch.long), torch.Generator())
+    pool = x[:40]
+    if candidates == "sample":
+        # Every candidate is one of the pool's rows, each drawn once.
+        matches = (model.candidates[:, None] == pool[None]).all(dim=2)
+        assert (matches.sum(dim=1) == 1).all() and (matches.sum(dim=0) <= 1).all()
+    else:
+        # Every centroid is the mean of the pool rows nearest to it (Lloyd's fixed point).
+        nearest = torch.cdist(pool, model.candidates).argmin(dim=1)
+        for j in nearest.unique():
+            torch.testing.assert_close(model.candidates[j], pool[nearest == j].mean(dim=0))
+    unit = model.candidates[:6] / model.candidates[:6].norm(dim=1, keepdim=True)
+    torch.testing.assert_close(model.W_dec, unit)
+    torch.testing.assert_close(model.W_enc, unit)
+
+
+def test_archetypal_atoms_stay_in_the_relaxed_hull_while_training():
+    from vlmsae.training.regularisers import Regularisers
+    from vlmsae.training.trainer import Trainer, TrainSettings
+
+    model = _archetypal()
+    x = torch.randn(64, 8)
+    modality = torch.zeros(64, dtype=torch.long)
+    model.initialise_from_data(x, modality, torch.Generator().manual_seed(0))
+    start = model.mixing.detach().clone()
+    # A large step size, so that the unprojected steps would leave the constraints far behind.
+    settings = TrainSettings(steps=20, lr=0.05, warmup_steps=1, aux_coefficient=0.0)
+    trainer = Trainer(model.train(), settings, Regularisers(), torch.device("cpu"), 0)
+    for _ in range(20):
+        trainer.step(x, modality)
+    mixing, relaxation = model.mixing.detach(), model.relaxation.detach()
+    assert (mixing >= 0).all()
+    torch.testing.assert_close(mixing.sum(dim=1), torch.ones(6))
+    norms = relaxation.norm(dim=1)
+    assert (norms <= 0.05 + 1e-6).all()
+    # The constraints bind: the atoms moved away from their candidates, and Λ is at its radius.
+    assert (mixing - start).abs().max() > 0.1 and norms.max() == pytest.approx(0.05)
+    atoms = mixing @ model.candidates + relaxation
+    torch.testing.assert_close(model.W_dec, atoms / atoms.norm(dim=1, keepdim=True))
+
+
+def test_archetypal_keeps_k_codes():
+    model = _archetypal(k=3)
+    with torch.no_grad():
+        model.b_enc.fill_(10.0)  # every pre-activation positive: exactly k survive
+    codes = model.encode(torch.randn(16, 8)).dense()
+    assert ((codes != 0).sum(dim=1) == 3).all()
+
+
+def test_archetypal_round_trip_keeps_the_candidates(tmp_path):
+    model = _archetypal()
+    model.initialise_from_data(torch.randn(40, 8), torch.zeros(40), torch.Generator())
+    with torch.no_grad():
+        model.mixing.copy_(project_rows_to_simplex(torch.rand(6, 10)))
+        model.relaxation.copy_(project_rows_to_ball(torch.randn(6, 8), 0.05))
+    sae.save(model, tmp_path)
+    saved = load_file(tmp_path / sae.WEIGHTS_FILE)
+    assert torch.equal(saved["W_dec"], model.W_dec.detach())  # materialised for every reader
+    loaded = sae.load(tmp_path)
+    for name in ("candidates", "mixing", "relaxation", "W_enc", "b_enc", "b_dec"):
+        assert torch.equal(getattr(loaded, name), getattr(model, name)), name
+    assert torch.equal(loaded.W_dec, model.W_dec)
+
+
+@pytest.mark.parametrize(
+    ("hyper", "key"),
+    [({"n_candidates": 4}, "n_candidates"), ({"n_candidates": 64, "candidate_pool": 32}, "pool")],
+)
+def test_archetypal_needs_enough_candidates(hyper, key):
+    settings = sae.VARIANTS.get("archetypal").settings
+    with pytest.raises(ConfigError, match=key):
+        parse_settings(settings, {"n_atoms": 8, "k": 2, **hyper}, "v")
+
+
+def test_archetypal_run_resumes_to_the_same_weights(tmp_path, tiny_store, monkeypatch):
+    """Stopped after its checkpoint, a run resumes with the saved C, W, Λ and optimiser state
+    and ends bit-identical to a run never stopped; the candidates come from the store's rows."""
+    from vlmsae.training import trainer
+    from vlmsae.training.checkpoint import CHECKPOINT_FILE
+    from vlmsae.training.variants import Variant
+
+    entry = {"type": "archetypal", "n_atoms": 16, "k": 3, "n_candidates": 32, "candidate_pool": 96}
+    variant = Variant.from_config("ra", entry)
+    settings = trainer.TrainSettings(
+        steps=12, batch_size=32, warmup_steps=2, log_every=4, checkpoint_every=6
+    )
+    reference = trainer.train(tiny_store, variant, settings, "1-1", 0, tmp_path / "a", False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_step_9(point: str) -> None:
+        if point == "train:step-9":
+            raise Stop
+
+    monkeypatch.setattr(trainer, "fault", stop_at_step_9)
+    with pytest.raises(Stop):
+        trainer.train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", False)
+    assert (tmp_path / "b" / CHECKPOINT_FILE).is_file()
+    monkeypatch.undo()
+    resumed = trainer.train(tiny_store, variant, settings, "1-1", 0, tmp_path / "b", False)
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    # C holds k-means centroids of the store's unit rows (inside the unit ball, most of them
+    # strictly), not the unit rows a model built without data starts with.
+    norms = reference.candidates.norm(dim=1)
+    assert (norms <= 1 + 1e-6).all() and (norms < 0.99).sum() > 16

@@ -61,6 +61,9 @@ RAW_SOURCES = {
     "fashioniq": "image",
     "musicbench": "audio",
     "jamendomaxcaps": "audio",
+    "gtzan": "audio",
+    "nsynth": "audio",
+    "fmacaps": "audio",
 }
 EMBEDDING_SOURCES = ("synthetic", "precomputed", "clip_retrieval")
 ADDED_KEYS = {"precomputed": {"drop_bad_pairs": False, "groups_path": None}}

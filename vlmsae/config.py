@@ -29,8 +29,9 @@ from vlmsae.training.variants import Variant, expand_preset
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 PAIRED_MIXTURE = "1-1"
-# Hyper-parameters a variant may list several values of, one run family per variant.
-FRONTIER_KEYS = ("k", "target_l0")
+# Hyper-parameters a variant may list several values of, one run family per variant: the runs
+# are the product of its lists, named in this order (gsae-natoms1024-k32).
+FRONTIER_KEYS = ("n_atoms", "k", "target_l0")
 
 
 @dataclass(frozen=True)
@@ -333,10 +334,13 @@ def _check_devices(config: dict) -> None:
 
 
 def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:
-    """Variants whose FRONTIER_KEYS list several values, as one variant per value.
+    """Variants whose FRONTIER_KEYS list several values, as one variant per combination.
 
     `topk: {k: [8, 16]}` becomes `topk-k8` and `topk-k16`, both of family `topk`, so one entry
-    gives an R²–L0 frontier (linear-structure Fig. 1).
+    gives an R²–L0 frontier (linear-structure Fig. 1); `gsae: {n_atoms: [1024, 2048], k: [16,
+    32]}` becomes the four `gsae-natoms{p}-k{k}`, the expansion × K grid of group-sparse Table 3.
+    A combination that breaks a variant's own checks (k > n_atoms) is named with its entry, and
+    so is an expanded name that another entry already has.
     """
     expanded = {}
     for name, variant in variants.items():
@@ -344,19 +348,32 @@ def _expand_frontiers(variants: dict[str, dict]) -> dict[str, dict]:
         if not listed:
             expanded[name] = variant
             continue
-        if len(listed) > 1:
+        if {"k", "target_l0"} <= set(listed):
             raise ConfigError(
                 f"variants.{name}",
-                f"lists several values for both {' and '.join(listed)}",
+                "lists both k and target_l0, two ways of setting one sparsity",
                 "list the values of one of them",
             )
-        key = listed[0]
-        for value in variant[key]:
-            expanded[f"{name}-{key.replace('_', '')}{value}"] = {
-                **variant,
-                key: value,
-                "family": variant.get("family", name),
-            }
+        for values in itertools.product(*(variant[key] for key in listed)):
+            chosen = dict(zip(listed, values, strict=True))
+            suffix = "-".join(f"{key.replace('_', '')}{value}" for key, value in chosen.items())
+            expanded_name = f"{name}-{suffix}"
+            if expanded_name in variants or expanded_name in expanded:
+                raise ConfigError(
+                    f"variants.{name}",
+                    f"its lists expand to '{expanded_name}', which is also a variant's name",
+                    f"rename variant '{expanded_name}' or '{name}'",
+                )
+            entry = {**variant, **chosen, "family": variant.get("family", name)}
+            try:
+                Variant.from_config(expanded_name, expand_preset(entry))
+            except ConfigError as error:
+                raise ConfigError(
+                    error.key.replace(f"variants.{expanded_name}", f"variants.{name}", 1),
+                    f"{error.problem} (in the combination {expanded_name})",
+                    error.fix,
+                ) from error
+            expanded[expanded_name] = entry
     return expanded
 
 

@@ -15,7 +15,7 @@ class ConfigError(VlmsaeError):
 
     def __init__(self, key: str, problem: str, fix: str):
         super().__init__(f"config key '{key}': {problem}; fix: {fix}")
-        self.key = key
+        self.key, self.problem, self.fix = key, problem, fix
 
 
 class InputFileError(VlmsaeError):

@@ -9,6 +9,7 @@ Which variants map to what (anything else raises VlmsaeError):
 
     vlmsae variant          saelens architecture                          sparsify
     topk                    topk (k)                                      activation topk (k)
+    archetypal              topk (k), W_dec the materialised unit atoms   activation topk (k)
     relu                    standard                                      -
     jumprelu                jumprelu, threshold = exp(log_threshold)      -
     batchtopk, matryoshka   jumprelu, threshold = θ for every atom        -
@@ -16,7 +17,10 @@ Which variants map to what (anything else raises VlmsaeError):
     mp signed, semi_nmf     -                                             -
 
 BatchTopK and Matryoshka export their inference rule, ReLU(pre)·[pre > θ] (SAELens saves its own
-BatchTopK SAEs the same way). SAELens and sparsify apply the ReLU before or after the top-k where
+BatchTopK SAEs the same way). The archetypal SAE exports its TopK encoder and its decoder
+materialised, W_dec = rows of W·C + Λ scaled to unit norm: the same codes and reconstructions, but
+W, C and Λ stay behind (neither library has them), so training it further there would not keep
+the atoms near the data's hull. SAELens and sparsify apply the ReLU before or after the top-k where
 ours keeps the k largest positive pre-activations: the codes are the same. Neither library has
 per-modality pre-biases: runs with `modality_biases` (b_dec [2, d]) are refused.
 
@@ -51,6 +55,7 @@ SAELENS_VERSION = "6.54.12"
 
 SAELENS_ARCHITECTURES = {
     "topk": "topk",
+    "archetypal": "topk",
     "relu": "standard",
     "jumprelu": "jumprelu",
     "batchtopk": "jumprelu",
@@ -58,9 +63,11 @@ SAELENS_ARCHITECTURES = {
     "mp": "matching_pursuit",
 }
 SUPPORTED = {
-    "saelens": "topk, relu, jumprelu, batchtopk, matryoshka and non-negative mp",
-    "sparsify": "topk",
+    "saelens": "topk, archetypal, relu, jumprelu, batchtopk, matryoshka and non-negative mp",
+    "sparsify": "topk and archetypal",
 }
+# Variants sparsify holds: a TopK encoder and unit-norm decoder rows.
+SPARSIFY_VARIANTS = ("topk", "archetypal")
 
 Exported = tuple[dict, str, dict[str, torch.Tensor]]  # (cfg.json, weights file name, tensors)
 
@@ -108,7 +115,7 @@ def _unrepresentable(model: SparseAutoencoder, fmt: str) -> str | None:
     variant, settings = model.variant, model.settings
     if settings.modality_biases:
         return "it has per-modality pre-biases b_dec [2, d] (modality_biases)"
-    if variant not in (SAELENS_ARCHITECTURES if fmt == "saelens" else ("topk",)):
+    if variant not in (SAELENS_ARCHITECTURES if fmt == "saelens" else SPARSIFY_VARIANTS):
         return f"{fmt} has no {variant} architecture"
     if isinstance(settings, MatchingPursuitSettings) and not settings.nonnegative:
         return "its matching pursuit is signed"

@@ -1,11 +1,11 @@
-"""The text side of image classification datasets (CIFAR, ImageNet): class prompts.
+"""The text side of classification datasets (CIFAR, ImageNet; GTZAN, NSynth): class prompts.
 
-Each image gets one text row, the prompt of its class in a template drawn for it with the
-setting `seed`; the templates themselves go to `RawDataset.templates` for zero-shot
+Each image (or audio clip) gets one text row, the prompt of its class in a template drawn for it
+with the setting `seed`; the templates themselves go to `RawDataset.templates` for zero-shot
 classification. Setting `templates`: "simple" or "openai" (open_clip's
 `SIMPLE_IMAGENET_TEMPLATES`, 7, and `OPENAI_IMAGENET_TEMPLATES`, 80), one template, or a list,
 each with one "{}" for the class name. `ClassPromptSettings` declares them once for every
-classification source.
+classification source; an audio source overrides the default with `templates_setting`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -26,20 +27,25 @@ DEFAULT_TEMPLATES = ["a photo of a {}."]
 NAMED_TEMPLATES = ("simple", "openai")
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClassPromptSettings(MaxItems, Seeded):
-    """What every source whose text rows are class prompts takes."""
-
-    templates: str | list[str] = setting(
-        DEFAULT_TEMPLATES,
+def templates_setting(default: list[str], item: str = "image") -> Any:
+    """The `templates` setting with `default` (each `item` of the dataset gets one template)."""
+    return setting(
+        default,
         "prompt templates with one {} for the class name; simple/openai = open_clip's SIMPLE_ (7) "
-        "/ OPENAI_IMAGENET_TEMPLATES (80); each image's text uses one, drawn with seed",
+        f"/ OPENAI_IMAGENET_TEMPLATES (80); each {item}'s text uses one, drawn with seed",
         anyOf=[
             {"enum": list(NAMED_TEMPLATES)},
             {"type": "string", "pattern": "\\{\\}"},
             {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "\\{\\}"}},
         ],
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassPromptSettings(MaxItems, Seeded):
+    """What every source whose text rows are class prompts takes."""
+
+    templates: str | list[str] = templates_setting(DEFAULT_TEMPLATES)
 
     def check(self) -> None:
         # The schema's pattern asks for a "{}"; a second one would take the class name as well.
@@ -88,10 +94,12 @@ def class_prompt_dataset(
     settings: ClassPromptSettings,
     attrs: dict,
     skipped: SkipReport | None = None,
+    modality: str = "image",
 ) -> RawDataset:
-    """A RawDataset of labelled images whose text rows are class prompts, one per image.
+    """A RawDataset of labelled media (images, or audio clips with `modality="audio"`) whose text
+    rows are class prompts, one per item: label [N] in 0..C−1, media_split [N].
 
-    The template of each image is drawn before `max_items` applies, so an image keeps its prompt
+    The template of each item is drawn before `max_items` applies, so an item keeps its prompt
     whether or not the dataset is cut.
     """
     templates = templates_from(settings.templates)
@@ -100,7 +108,7 @@ def class_prompt_dataset(
     texts = [templates[t].replace("{}", class_names[c]) for t, c in zip(choice, label, strict=True)]
     rows = np.arange(len(label))
     raw = RawDataset(
-        modality="image",
+        modality=modality,
         media=media,
         texts=texts,
         pairs=np.stack([rows, rows], axis=1),

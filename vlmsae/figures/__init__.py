@@ -8,7 +8,8 @@ on `draw(tables: dict[str, DataFrame], settings, subject: str) -> matplotlib Fig
 - scope "store": one figure per store, results/figures/{name}/{dataset}/{model}.png; `tables`
   may also name a per-run file of RUN_FILES (atoms, bridge_top: the store's runs' files
   stacked, each row prefixed by its run's keys) or a per-store file of STORE_FILES
-  (cone_histograms, atom_map); a results/tables/ table is cut to the store's rows.
+  (cone_histograms, atom_map, embedding_pca, mms_dense); a results/tables/ table is cut to the
+  store's rows.
 - paper (optional): the paper whose figure it reproduces, the report's category.
 - applies (optional): `applies(config, runs) -> bool`, whether the config feeds the figure for
   those runs (the store's at scope "store"); the DAG does not ask for a figure that would have
@@ -38,7 +39,12 @@ RUN_FILES = {
     "atoms": "atoms.parquet",
     "bridge_top": "bridge_top.parquet",
 }
-STORE_FILES = {"cone_histograms": "cone_histograms.parquet", "atom_map": "atom_maps.parquet"}
+STORE_FILES = {
+    "cone_histograms": "cone_histograms.parquet",
+    "atom_map": "atom_maps.parquet",
+    "embedding_pca": "embedding_pca.parquet",
+    "mms_dense": "mms_dense.parquet",
+}
 
 
 def save(figure: Any, path: str | Path) -> None:

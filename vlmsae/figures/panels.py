@@ -37,21 +37,37 @@ def variant_mixture_grid(table: pd.DataFrame, **kwargs):
     panels: (axis, variant, mixture, rows of table) for every pair that has rows; a pair without
     rows (a paired variant trains at 1-1 only) leaves its axis switched off.
     """
+    figure, _, panels = _variant_mixture_axes(table, 0, **kwargs)
+    return figure, panels
+
+
+def with_store_panel(table: pd.DataFrame, **kwargs):
+    """(figure, store axis, panels): `variant_mixture_grid` behind one more column, whose first
+    row is a panel of the whole store (what the runs share, e.g. its embeddings) and whose other
+    rows are switched off."""
+    figure, lead, panels = _variant_mixture_axes(table, 1, **kwargs)
+    return figure, lead[0], panels
+
+
+def _variant_mixture_axes(table: pd.DataFrame, lead: int, **kwargs):
+    """(figure, the first row's `lead` leading axes, panels of `variant_mixture_grid`)."""
     variants = sorted(table["variant"].unique())
     mixtures = mixture_order(table["mixture"])
-    figure, axes = grid(len(variants), len(mixtures), **kwargs)
+    figure, axes = grid(len(variants), lead + len(mixtures), **kwargs)
+    for axis in axes[1:, :lead].flat:
+        axis.set_axis_off()
     groups = dict(list(table.groupby(["variant", "mixture"])))
     panels = []
     for row, variant in enumerate(variants):
         for column, mixture in enumerate(mixtures):
-            axis = axes[row][column]
+            axis = axes[row][lead + column]
             rows = groups.get((variant, mixture))
             if rows is None:
                 axis.set_axis_off()
                 continue
             axis.set_title(f"{variant}, {mixture_label(mixture)}", fontsize=PANEL_TITLE_SIZE)
             panels.append((axis, variant, mixture, rows))
-    return figure, panels
+    return figure, list(axes[0, :lead]), panels
 
 
 def share_histogram(axis, values: pd.Series, weights: pd.Series, edges: np.ndarray) -> None:
@@ -95,14 +111,23 @@ def share_histogram_grid(
     return figure
 
 
-def grouped_bars(axis, stats: pd.DataFrame, metric: str, hue: str) -> None:
+def grouped_bars(
+    axis,
+    stats: pd.DataFrame,
+    metric: str,
+    hue: str,
+    colours: dict[str, str] | None = None,
+) -> None:
     """One group of bars per variant, one bar per value of column `hue`, with ± std error bars.
 
     stats holds `variant`, `hue`, `metric` (the mean over seeds) and `{metric}_std`; rows without
     a mean draw no bar, so the bars on the axis are exactly the table's defined values.
+    colours: {hue value: colour}, which also sets the order of the bars in a group; default:
+    the hue values sorted, in the cycle's colours.
     """
     # Colours follow every hue of the table, so a hue keeps its colour in every panel.
-    hues = sorted(stats[hue].unique())
+    hues = list(colours) if colours else sorted(stats[hue].unique())
+    colours = colours or {value: f"C{offset}" for offset, value in enumerate(hues)}
     stats = stats.dropna(subset=[metric])
     variants = sorted(stats["variant"].unique())
     width = 0.8 / max(len(hues), 1)
@@ -118,7 +143,7 @@ def grouped_bars(axis, stats: pd.DataFrame, metric: str, hue: str) -> None:
             yerr=rows[f"{metric}_std"].fillna(0),
             capsize=2,
             label=value,
-            color=f"C{offset}",
+            color=colours[value],
         )
     axis.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
     axis.set_ylabel(metric)

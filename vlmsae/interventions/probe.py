@@ -1,5 +1,5 @@
-"""Probe decomposition (group-sparse §5.3 and Fig. 5): a linear probe of one concept on dense
-image embeddings, read through a run's dictionary.
+"""Probe decomposition (group-sparse §5.3, Fig. 5 and App. A.2.3): a linear probe of one concept
+on dense image embeddings, read through a run's dictionary.
 
 A logistic probe (scikit-learn, binary: target vs rest) is fitted on dense TRAIN image rows and
 scored on EVAL image rows. Its weights θ [d] give each atom k the value α_k = D_k · θ (D [p, d]

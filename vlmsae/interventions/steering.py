@@ -1,5 +1,5 @@
-"""Steering retrieval (group-sparse App. A.5): add to one named atom of a text query's code and
-retrieve the other modality with the decoded query.
+"""Steering retrieval (group-sparse App. A.5, Fig. 7): add to one named atom of a text query's
+code and retrieve the other modality with the decoded query.
 
 Queries: a seeded sample of `n_queries` eval pairs whose image does not carry the concept, so
 strength 0 shows the rate at which plain queries find it. A query's text row is encoded by the

@@ -266,6 +266,46 @@ def modality_gap(
     }
 
 
+def principal_components(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coordinates [N_I + N_T, 2] of the image rows then the text rows, variance shares [2]) on
+    the first two principal components of the pooled rows image [N_I, d] and text [N_T, d]
+    (iso-energy Fig. 3 left: the two modalities apart).
+
+    The components are fitted on both modalities together, centred on their joint mean, so the
+    gap between them is a direction they can take. An SVD's signs are arbitrary: each component
+    is turned so that the image rows' mean coordinate on it is ≥ 0 (images on the right). The
+    shares are of the pooled rows' total variance; NaN when all rows coincide.
+    """
+    pooled = np.concatenate([image, text]).astype(np.float64)
+    centred = pooled - pooled.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    coordinates = centred @ axes[:2].T
+    coordinates *= np.where(coordinates[: len(image)].mean(axis=0) < 0, -1.0, 1.0)
+    total = np.sum(singular**2)
+    shares = singular[:2] ** 2 / total if total > 0 else np.full(2, np.nan)
+    return coordinates, shares
+
+
+def pca_table(image: np.ndarray, text: np.ndarray, seed: int, pairs: int) -> pd.DataFrame:
+    """The store table `embedding_pca`: `principal_components` of at most `pairs` pairs of
+    image [N, d] and text [N, d] rows (row i of each a pair), drawn with `seed`. One row per
+    embedding: `modality`, `pair` (its row in image and text), `pc1`, `pc2` and the components'
+    variance shares `variance_share_pc1`, `variance_share_pc2` (the same on every row)."""
+    n = len(image)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, pairs), replace=False))
+    coordinates, shares = principal_components(image[rows], text[rows])
+    return pd.DataFrame(
+        {
+            "modality": np.repeat(["image", "text"], len(rows)),
+            "pair": np.tile(rows, 2),
+            "pc1": coordinates[:, 0],
+            "pc2": coordinates[:, 1],
+            "variance_share_pc1": shares[0],
+            "variance_share_pc2": shares[1],
+        }
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class GapSettings(Settings):
     gap_test_fraction: float = setting(
@@ -275,6 +315,9 @@ class GapSettings(Settings):
     knn_k: int = setting(10, "the k of the kNN score", minimum=1)
     histogram_bins: int = setting(
         50, "bins of the k-th-nearest-image distance histograms (gap_histograms)", minimum=2
+    )
+    pca_pairs: int = setting(
+        1000, "eval pairs (seeded) in the PCA of the dense embeddings (embedding_pca)", minimum=2
     )
 
 
@@ -323,6 +366,8 @@ def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResul
     `gap_nn_*` is iso-energy's Fig. 4 measure on the store's own rows: every eval image and
     caption (at most gap_max_rows pairs) against every eval image, knn_k-th neighbour; no
     held-out split, so an edited store (rule edit_store) is measured the same way as its source.
+    The table `embedding_pca` places pca_pairs of the eval pairs on their first two principal
+    components (`pca_table`).
     """
     train, test = _split(context, settings)
     versions = [("dense", context.image, context.text)]
@@ -344,7 +389,10 @@ def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResul
     histograms = distance_histograms(
         {"image": image_distance, "text": text_distance}, settings.histogram_bins
     )
-    return MetricResult(summary=summary, tables={"gap_histograms": histograms})
+    pca = pca_table(context.image, context.text, context.seed, settings.pca_pairs)
+    return MetricResult(
+        summary=summary, tables={"gap_histograms": histograms, "embedding_pca": pca}
+    )
 
 
 @RUN_METRICS.register("gap", GapSettings, order=40)

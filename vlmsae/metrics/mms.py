@@ -26,6 +26,7 @@ text of the same concept sees cosine 1 between them, as group-sparse's second en
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
@@ -137,15 +138,43 @@ def _has_reference(context: StoreContext) -> bool:
     return context.reference_image is not None and context.reference_text is not None
 
 
+def dense_dimensions(
+    image: np.ndarray, text: np.ndarray, reference: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """{`mms_<pair>`: [d]} per-dimension MMS of the dense embeddings: each of the d coordinates
+    as a neuron whose activation on a row is that coordinate (group-sparse Fig. 4, "No SAE").
+
+    image [N, d] and text [N, d] rows; reference as for `mms`. A coordinate is non-zero on
+    nearly every row, so its MMS weighs nearly every pair of rows by |x_i x_j|.
+    """
+    dense = {"image": image, "text": text}
+    return mms({m: sparse.csc_array(np.asarray(x)) for m, x in dense.items()}, reference)
+
+
+def dense_table(scores: dict[str, np.ndarray] | None) -> pd.DataFrame:
+    """The store table `mms_dense`: `dimension` and one `mms_<pair>` column per PAIRS entry, a
+    row per dense coordinate (`dense_dimensions`); no rows without a reference."""
+    columns = [f"mms_{m}_{n}" for m, n in PAIRS]
+    if scores is None:
+        return pd.DataFrame({"dimension": pd.Series(dtype=np.int64)}).assign(
+            **{name: pd.Series(dtype=np.float64) for name in columns}
+        )
+    size = len(scores[columns[0]])
+    return pd.DataFrame({"dimension": np.arange(size), **{c: scores[c] for c in columns}})
+
+
 @STORE_METRICS.register("mms", order=80)
 def summarise_store(context: StoreContext, settings: Settings) -> MetricResult:
-    """`mms_baseline_<pair>`: the MMS of the dense reference itself (`baseline`), once per store.
+    """`mms_baseline_<pair>`: the MMS of the dense reference itself (`baseline`), once per store,
+    and the table `mms_dense`: the MMS of each dense coordinate (`dense_dimensions`).
 
-    Empty when the store has no reference embeddings.
+    Without reference embeddings: no summary keys and a `mms_dense` table without rows.
     """
     if not _has_reference(context):
-        return MetricResult()
-    return MetricResult(summary=baseline(reference_views(context)))
+        return MetricResult(tables={"mms_dense": dense_table(None)})
+    reference = reference_views(context)
+    scores = dense_dimensions(context.image, context.text, reference)
+    return MetricResult(summary=baseline(reference), tables={"mms_dense": dense_table(scores)})
 
 
 @RUN_METRICS.register("mms", order=80)

@@ -1,4 +1,4 @@
-"""The one tie rule of every ranking metric (zero-shot accuracy, retrieval recall).
+"""The one tie rule of every ranking metric (zero-shot accuracy, retrieval recall and MRR).
 
 A query (an image to classify, an image or caption to match) has a right answer (its class, its
 partner or any member of the partner's group) and wrong candidates, all scored by cosine. Two
@@ -12,6 +12,9 @@ by over TIE_TOLERANCE, and `tied`, those within TIE_TOLERANCE of it.
   1 / (tied + 1), so its credit is clip(k − above, 0, tied + 1) / (tied + 1). An image whose
   code shares no atom with any of 10 classes (all tied) gets 5/10 at top-5, what any ranking
   gives, instead of 0.
+- reciprocal rank (MRR): the expected 1 / rank under the same random order of the tied block,
+  (1 / (tied + 1)) · Σ_{r = above + 1}^{above + tied + 1} 1 / r; 1 / (above + 1) without ties.
+  A right answer tied with all N − 1 wrong candidates gets H_N / N, what a random ranking gives.
 Without ties both are the plain `above < k`. A query that cannot be scored (its row, or every
 right answer's row, is zero or not finite) has above = inf: no credit at any k.
 
@@ -23,6 +26,7 @@ tie alone.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import digamma
 
 # Two cosines closer than this tie. A comparison of two float32 cosines of unit rows at d = 768
 # can be off by twice their rounding error (measured at most 7e-7 against float64); on the 500
@@ -46,6 +50,20 @@ def hit_credit(above: np.ndarray, tied: np.ndarray, k: int) -> np.ndarray:
         return ((above == 0) & (tied == 0)).astype(np.float64)
     # k − inf is −inf, clipped to 0: an unscored query gets nothing, without a warning.
     return np.clip(k - above, 0.0, tied + 1.0) / (tied + 1.0)
+
+
+def reciprocal_rank(above: np.ndarray, tied: np.ndarray) -> np.ndarray:
+    """[N] expected reciprocal rank of each query's right answer (module docstring): above [N]
+    (inf: not scored, reciprocal rank 0), tied [N] as in `hit_credit`."""
+    above = np.asarray(above, dtype=np.float64)
+    tied = np.asarray(tied, dtype=np.float64)
+    scored = np.isfinite(above)
+    first = np.where(scored, above, 0.0) + 1.0  # the best rank the right answer can take
+    # Σ_{r = first}^{first + tied} 1 / r = ψ(first + tied + 1) − ψ(first); without ties the
+    # exact 1 / first, so that an untied rank reads back exactly.
+    spread = (digamma(first + tied + 1.0) - digamma(first)) / (tied + 1.0)
+    credit = np.where(tied == 0, 1.0 / first, spread)
+    return np.where(scored, credit, 0.0)
 
 
 def tied_at_top(above: np.ndarray, tied: np.ndarray) -> np.ndarray:

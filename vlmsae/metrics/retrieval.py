@@ -1,9 +1,10 @@
-"""Cross-modal retrieval and interventional robustness δ_r (iso-energy §4.1 (iv), Table 1, §5;
-DESIGN §5 "Retrieval").
+"""Cross-modal retrieval, its mean reciprocal rank and interventional robustness δ_r
+(iso-energy §4.1 (iv), Table 1, §5; group-sparse Table 2; DESIGN §5 "Retrieval").
 
-Row i of the image rows I [N, d] is paired with row i of the text rows T [N, d]. Rows are
-re-normalised and compared by cosine. Image→text: image i queries every text and scores a hit at
-k when its caption is among the k most similar; text→image the other way round.
+Row i of the image rows I [N, d] is paired with row i of the text rows T [N, d] ("image" is the
+store's media: audio clips in a CLAP store). Rows are re-normalised and compared by cosine.
+Image→text: image i queries every text and scores a hit at k when its caption is among the k
+most similar; text→image the other way round (group-sparse's FMACaps text-to-music retrieval).
 
 Groups. Candidates of one group are interchangeable, and every one of them is right: an image
 query's right texts are those paired with an image of its group or in its caption's group (and
@@ -21,10 +22,13 @@ Ranks and ties (vlmsae.metrics.ranking, the rule zero-shot uses too): of the wro
 TIE_TOLERANCE of it; `partner_ranks` returns above + tied, the rank when ties count against the
 query. R@1 (and in-batch R@1) is a hit only at rank 0: a tie counts as wrong. R@k, k > 1, is the
 expected hit under a random order of the tied block, clip(k − above, 0, tied + 1) / (tied + 1).
-TIE_TOLERANCE is there because float32 rounding makes the cosines of two parallel rows
-(bimodal-only rows with the same single atom) differ in the last bits: without it that noise, not
-the geometry, would decide the rank. `retrieval_tie_rate_{i2t,t2i}_<v>` is the share of the
-split's queries whose best right candidate ties with a wrong one at rank 0.
+The mean reciprocal rank (`mrr_{i2t,t2i}_<v>`, over the same queries as R@k) averages each
+query's expected 1 / rank under that random order (`ranking.reciprocal_rank`): 1 / (above + 1)
+without ties, 0 for a query that cannot be ranked. TIE_TOLERANCE is there because float32
+rounding makes the cosines of two parallel rows (bimodal-only rows with the same single atom)
+differ in the last bits: without it that noise, not the geometry, would decide the rank.
+`retrieval_tie_rate_{i2t,t2i}_<v>` is the share of the split's queries whose best right
+candidate ties with a wrong one at rank 0.
 
 A query whose row is zero or not finite, or whose right candidates all are, cannot be ranked: its
 rank is inf and it is a miss at every k (a zero row, cosine 0 with everything, would otherwise
@@ -35,19 +39,21 @@ side.
   (CLIP's contrastive setting); each query competes with its batch only. The last incomplete batch
   is dropped so every query faces the same number of candidates (with fewer than `batch` pairs,
   one batch of all of them); batches are equal, so the mean over queries is the mean over batches.
-- R@{1, 5, 10} over the whole split: each query competes with all N candidates. The similarity
-  matrix is computed in blocks of query rows, and one block serves both directions: its rows rank
-  texts for images, its columns rank images for texts (with groups, each direction takes its own
-  pass, as a column's best right candidate is only known once the column is whole). The work
-  is N²·d multiply-adds per version, 7.7·10¹² at N = 100k, d = 768: measured 3 s per version at
-  N = 10k and 13 s at 20k on 2 cores (twice that with groups), so about 16 minutes for the three
-  versions at 100k. The split is therefore a seeded subsample of `retrieval_max_pairs` pairs
-  (default 10000, the default eval split size) when it is larger; `retrieval_pairs` records how
-  many pairs competed.
+- R@{1, 5, 10} and MRR over the whole split: each query competes with all N candidates. The
+  similarity matrix is computed in blocks of query rows, and one block serves both directions:
+  its rows rank texts for images, its columns rank images for texts (with groups, each direction
+  takes its own pass, as a column's best right candidate is only known once the column is
+  whole). The work is N²·d multiply-adds per version, 7.7·10¹² at N = 100k, d = 768: measured 3 s
+  per version at N = 10k and 13 s at 20k on 2 cores (twice that with groups), so about 16 minutes
+  for the three versions at 100k. The split is therefore a seeded subsample of
+  `retrieval_max_pairs` pairs (default 10000, the default eval split size) when it is larger;
+  `retrieval_pairs` records how many pairs competed.
 
 Versions: `dense` (the eval rows; once per store, `summarise_store`), `reconstructed` (x̂,
-decoder bias included), `decoded` (Â = ZD, no decoder bias) and `bimodal_only` (Ã = (Z ⊙ δ)D,
-δ keeping the atoms of second-moment kind 'bimodal', no decoder bias: iso-energy §5).
+decoder bias included), `decoded` (Â = ZD, no decoder bias), `bimodal_only` (Ã = (Z ⊙ δ)D,
+δ keeping the atoms of second-moment kind 'bimodal', no decoder bias: iso-energy §5) and `codes`
+(the SAE codes Z themselves, compared by cosine: group-sparse §5.2 retrieves with the sparse
+codes; they stay sparse, and each block of similarities is made dense on its own).
 
 δ_r (the iso-energy authors' computation, issue 12 item 5) compares two rows built the same way,
 both without b_dec: δ_r = R@1(Â) − R@1(Ã), R@1 the in-batch recall averaged over image→text and
@@ -69,26 +75,60 @@ from threadpoolctl import threadpool_limits
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.gap import bimodal_only
-from vlmsae.metrics.ranking import TIE_TOLERANCE, hit_credit, tied_at_top, valid_rows
-from vlmsae.metrics.rows import unit_rows
+from vlmsae.metrics.ranking import (
+    TIE_TOLERANCE,
+    hit_credit,
+    reciprocal_rank,
+    tied_at_top,
+    valid_rows,
+)
+from vlmsae.metrics.rows import unit_rows, unit_sparse_rows
 from vlmsae.registry_base import Settings, setting
 
-VERSIONS = ("dense", "reconstructed", "decoded", "bimodal_only")
+VERSIONS = ("dense", "reconstructed", "decoded", "bimodal_only", "codes")
 KS = (1, 5, 10)
+DIRECTIONS = ("i2t", "t2i")
 BLOCK_ENTRIES = 1 << 24  # similarities per block: 64 MB in float32
 
 Counts = tuple[np.ndarray, np.ndarray]  # (above [N] float, inf when unscored; tied [N] int)
+# Rows of one version: dense [N, d], or sparse codes [N, p].
+Rows = np.ndarray | sparse.spmatrix | sparse.sparray
+
+
+def _unit(x: Rows) -> tuple[Rows, np.ndarray]:
+    """(x [N, q] with unit float32 rows, [N] bool: the row has a direction); a zero or
+    non-finite row is zero in the result. Sparse rows stay sparse."""
+    if sparse.issparse(x):
+        return unit_sparse_rows(x, np.float32)
+    valid = valid_rows(x)
+    # Zeroed before normalising: a non-finite row would spread NaN (and warnings) through the
+    # similarities; as a zero row it is a candidate like any other and never a query.
+    return unit_rows(np.where(valid[:, None], x, 0)), valid
+
+
+def _cosines(queries: Rows, candidates: Rows) -> np.ndarray:
+    """[b, M] dense cosines of unit rows queries [b, q] and candidates [M, q]."""
+    product = queries @ candidates.T
+    return product.toarray() if sparse.issparse(product) else np.asarray(product)
+
+
+def _paired_cosines(image: Rows, text: Rows) -> np.ndarray:
+    """[N] cosine of each pair (image i, text i) of unit rows."""
+    if sparse.issparse(image):
+        return np.asarray(image.multiply(text).sum(axis=1), dtype=np.float32).ravel()
+    return np.einsum("nd,nd->n", image, text)
 
 
 def rank_counts(
-    image: np.ndarray,
-    text: np.ndarray,
+    image: Rows,
+    text: Rows,
     block_entries: int = BLOCK_ENTRIES,
     ids: np.ndarray | None = None,
 ) -> tuple[Counts, Counts]:
     """(image→text, text→image) (above, tied) of each query's best right candidate.
 
-    image, text [N, d], row i paired; cosine on re-normalised rows. above: wrong candidates with
+    image, text [N, d] (or sparse codes [N, p]), row i paired; cosine on re-normalised rows.
+    above: wrong candidates with
     a cosine over the best right one's + TIE_TOLERANCE; tied: wrong candidates within
     TIE_TOLERANCE of it; above = inf for a query that cannot be ranked (module docstring).
     Blocks of at most `block_entries` similarities.
@@ -99,18 +139,15 @@ def rank_counts(
     """
     if image.shape != text.shape:
         raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
-    valid_image, valid_text = valid_rows(image), valid_rows(text)
-    # Zeroed before normalising: a non-finite row would spread NaN (and warnings) through the
-    # similarities; as a zero row it is a candidate like any other and never a query.
-    image = unit_rows(np.where(valid_image[:, None], image, 0))
-    text = unit_rows(np.where(valid_text[:, None], text, 0))
+    image, valid_image = _unit(image)
+    text, valid_text = _unit(text)
     if ids is not None and _has_shared_rows(ids):
         return (
             _grouped_counts(image, text, valid_image, valid_text, ids, block_entries),
             _grouped_counts(text, image, valid_text, valid_image, ids, block_entries),
         )
-    n = len(image)
-    partner = np.einsum("nd,nd->n", image, text)
+    n = image.shape[0]
+    partner = _paired_cosines(image, text)
     low, high = partner - np.float32(TIE_TOLERANCE), partner + np.float32(TIE_TOLERANCE)
     counts = {
         name: np.zeros(n, dtype=np.int64) for name in ("i2t", "i2t_above", "t2i", "t2i_above")
@@ -118,7 +155,7 @@ def rank_counts(
     block = max(1, block_entries // max(1, n))
     for start in range(0, n, block):
         stop = min(start + block, n)
-        similarity = image[start:stop] @ text.T  # [b, N]: images start..stop against all texts
+        similarity = _cosines(image[start:stop], text)  # [b, N]: images start..stop, all texts
         # The partners are not candidates against themselves.
         similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         counts["i2t"][start:stop] = np.count_nonzero(similarity >= low[start:stop, None], axis=1)
@@ -140,8 +177,8 @@ def _counts(above: np.ndarray, tied: np.ndarray, scored: np.ndarray) -> Counts:
 
 
 def partner_ranks(
-    image: np.ndarray,
-    text: np.ndarray,
+    image: Rows,
+    text: Rows,
     block_entries: int = BLOCK_ENTRIES,
     ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +193,8 @@ def _has_shared_rows(ids: np.ndarray) -> bool:
 
 
 def _grouped_counts(
-    queries: np.ndarray,
-    candidates: np.ndarray,
+    queries: Rows,
+    candidates: Rows,
     valid_queries: np.ndarray,
     valid_candidates: np.ndarray,
     ids: np.ndarray,
@@ -165,14 +202,14 @@ def _grouped_counts(
 ) -> Counts:
     """[N] (above, tied) of each query's best right candidate among the wrong ones (see
     rank_counts); a right candidate without a direction is not a right answer."""
-    n = len(queries)
+    n = queries.shape[0]
     above = np.empty(n, dtype=np.float64)
     at_least = np.empty(n, dtype=np.int64)
     reachable = np.empty(n, dtype=bool)
     block = max(1, block_entries // max(1, n))
     for start in range(0, n, block):
         stop = min(start + block, n)
-        similarity = queries[start:stop] @ candidates.T  # [b, N]
+        similarity = _cosines(queries[start:stop], candidates)  # [b, N]
         right = (ids[start:stop, 0, None] == ids[None, :, 0]) | (
             ids[start:stop, 1, None] == ids[None, :, 1]
         )
@@ -272,9 +309,10 @@ def batches(n: int, batch: int, seed: int) -> np.ndarray:
 
 
 def inbatch_recall(
-    image: np.ndarray, text: np.ndarray, groups: np.ndarray, ids: np.ndarray | None = None
+    image: Rows, text: Rows, groups: np.ndarray, ids: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """(image→text, text→image) in-batch R@1 of paired rows image, text [N, d]; groups from
+    """(image→text, text→image) in-batch R@1 of paired rows image, text [N, d] (or sparse codes
+    [N, p]); groups from
     `batches` [n_batches, size]; ids [N, 2] as in `partner_ranks`."""
     hits = np.zeros(2)
     # A batch's product is small (size × size × d): BLAS threads cost more in synchronisation
@@ -328,13 +366,19 @@ class RetrievalSettings(Settings):
     )
 
 
+def mean_reciprocal_rank(above: np.ndarray, tied: np.ndarray) -> float:
+    """MRR of queries with rank counts (above [N], tied [N]) from `rank_counts`: the mean over
+    queries of the expected 1 / rank (`ranking.reciprocal_rank`); NaN without queries."""
+    return float(np.mean(reciprocal_rank(above, tied))) if len(above) else float("nan")
+
+
 def _recalls(
-    versions: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    versions: Iterable[tuple[str, Rows, Rows]],
     context: StoreContext,
     settings: RetrievalSettings,
 ) -> dict[str, float | int | str]:
-    """Every recall of each version: in-batch per direction and averaged, R@k over the split,
-    the tie rates and zero rows; then the settings and the grouping (module docstring)."""
+    """Every recall of each version: in-batch per direction and averaged, R@k and MRR over the
+    split, the tie rates and zero rows; then the settings and the grouping (module docstring)."""
     n = len(context.image)
     groups = batches(n, settings.retrieval_batch, context.seed)
     split = np.arange(n)
@@ -352,14 +396,15 @@ def _recalls(
         summary[f"recall_inbatch_{version}"] = (i2t + t2i) / 2
         counts = rank_counts(image[split], text[split], ids=ids[split])
         for k in KS:
-            for direction, (above, tied) in zip(("i2t", "t2i"), counts, strict=True):
+            for direction, (above, tied) in zip(DIRECTIONS, counts, strict=True):
                 summary[f"recall_at{k}_{direction}_{version}"] = recall_at(above + tied, k, tied)
-        for direction, (above, tied) in zip(("i2t", "t2i"), counts, strict=True):
+        for direction, (above, tied) in zip(DIRECTIONS, counts, strict=True):
+            summary[f"mrr_{direction}_{version}"] = mean_reciprocal_rank(above, tied)
             summary[f"retrieval_tie_rate_{direction}_{version}"] = float(
                 np.mean(tied_at_top(above, tied))
             )
         summary[f"retrieval_zero_rows_{version}"] = int(
-            np.count_nonzero(~(valid_rows(image) & valid_rows(text)))
+            np.count_nonzero(~(_unit(image)[1] & _unit(text)[1]))
         )
     summary["retrieval_seed"] = context.seed
     summary["retrieval_batch"] = int(groups.shape[1])
@@ -378,7 +423,7 @@ def summarise_store(context: StoreContext, settings: RetrievalSettings) -> Metri
     )
 
 
-def _run_versions(context: EvalContext) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def _run_versions(context: EvalContext) -> Iterator[tuple[str, Rows, Rows]]:
     """(version, image rows, text rows), built one at a time to hold one version in memory."""
     yield "reconstructed", context.recon_image, context.recon_text
     yield (
@@ -392,12 +437,14 @@ def _run_versions(context: EvalContext) -> Iterator[tuple[str, np.ndarray, np.nd
         bimodal_only(context.codes_image, context.dictionary, keep),
         bimodal_only(context.codes_text, context.dictionary, keep),
     )
+    yield "codes", context.codes_image, context.codes_text
 
 
 @RUN_METRICS.register("retrieval", RetrievalSettings, order=60)
 def summarise(context: EvalContext, settings: RetrievalSettings) -> MetricResult:
-    """For the run's versions (reconstructed, decoded, bimodal_only): `recall_inbatch_{i2t,t2i}_
-    <version>`, their mean `recall_inbatch_<version>` and `recall_at{1,5,10}_{i2t,t2i}_<version>`;
+    """For the run's versions (reconstructed, decoded, bimodal_only, codes): `recall_inbatch_
+    {i2t,t2i}_<version>`, their mean `recall_inbatch_<version>`, `recall_at{1,5,10}_{i2t,t2i}_
+    <version>` and `mrr_{i2t,t2i}_<version>`;
     then `delta_r`, `delta_r_with_bias_i2t` (module docstring), `retrieval_seed` (context.seed,
     which draws the batches and the subsample), `retrieval_batch` (pairs per batch) and
     `retrieval_pairs` (pairs in the whole-split recall), `retrieval_tie_rate_{i2t,t2i}_<version>`,

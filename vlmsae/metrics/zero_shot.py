@@ -1,10 +1,11 @@
-"""Zero-shot classification from sparse codes (group-sparse §5.2, Table 1; DESIGN §5).
+"""Zero-shot classification from sparse codes (group-sparse §5.2, Tables 1 and 2; DESIGN §5).
 
 Each class's prompt embeddings are averaged over templates and renormalised (the CLIP recipe).
-Images are classified by the class of highest cosine, once with the dense embeddings (the
-baseline) and once with the SAE codes, the class embeddings being encoded by the SAE as text.
-Only the codes' cosines decide, so the score measures how much image-text alignment survives in
-the sparse codes: a modality-split dictionary gives cosine 0 everywhere (§5.2).
+Images (or audio clips: a store's media rows, whatever their modality) are classified by the
+class of highest cosine, once with the dense embeddings (the baseline) and once with the SAE
+codes, the class embeddings being encoded by the SAE as text. Only the codes' cosines decide,
+so the score measures how much image-text alignment survives in the sparse codes: a
+modality-split dictionary gives cosine 0 everywhere (§5.2).
 
 Ties follow vlmsae.metrics.ranking, the rule retrieval uses too: classes whose cosine lies within
 TIE_TOLERANCE of the true class's tie with it. Top-1: a tie with the true class counts as wrong
@@ -35,7 +36,7 @@ from scipy import sparse
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext
 from vlmsae.metrics.ranking import TIE_TOLERANCE, hit_credit, tied_at_top, valid_rows
-from vlmsae.metrics.rows import unit_rows
+from vlmsae.metrics.rows import unit_rows, unit_sparse_rows
 from vlmsae.registry_base import Settings
 
 TOP_K = (1, 5)
@@ -52,22 +53,6 @@ def class_embeddings(class_prompt_embeddings: np.ndarray) -> np.ndarray:
     # Zeroed before the mean: inf − inf would be NaN, with a numpy warning.
     mean = np.where(finite[:, None, None], prompts, 0.0).mean(axis=1)
     return unit_rows(mean, np.float64)
-
-
-def _unit_sparse_rows(
-    codes: sparse.spmatrix | sparse.sparray,
-) -> tuple[sparse.csr_array, np.ndarray]:
-    """(codes [N, p] with unit rows, [N] bool: the row has a direction). A zero row, or one
-    holding NaN/Inf, is zero in the result (cosine 0 with everything)."""
-    codes = sparse.csr_array(codes, dtype=np.float64, copy=True)
-    row_of_entry = np.repeat(np.arange(codes.shape[0]), np.diff(codes.indptr))
-    finite = np.ones(codes.shape[0], dtype=bool)
-    finite[row_of_entry[~np.isfinite(codes.data)]] = False
-    codes.data[~finite[row_of_entry]] = 0.0
-    codes.eliminate_zeros()
-    norms = np.sqrt(np.asarray(codes.multiply(codes).sum(axis=1)).ravel())
-    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sparse.diags_array(inverse) @ codes, norms > 0
 
 
 def class_ranks(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,8 +195,8 @@ def zero_shot_codes(
     """
     labels = _checked_labels(labels, image_codes.shape[0], class_prompt_embeddings.shape[0])
     classes = class_embeddings(class_prompt_embeddings)
-    image_units, valid = _unit_sparse_rows(image_codes)
-    class_codes, valid_classes = _unit_sparse_rows(encode(classes.astype(np.float32)))
+    image_units, valid = unit_sparse_rows(image_codes)
+    class_codes, valid_classes = unit_sparse_rows(encode(classes.astype(np.float32)))
     # A class without a direction gets no code: the SAE's biases would give it one.
     valid_classes &= classes.any(axis=1)
     class_codes = sparse.diags_array(valid_classes.astype(np.float64)) @ class_codes

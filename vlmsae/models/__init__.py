@@ -1,8 +1,8 @@
 """The model registry: config names → how to load the model, and `load` itself.
 
 Each family (the library that loads the model) has one module with a `load(spec) -> Encoder`:
-open_clip_family, transformers_family, laion_clap_family. Loading any entry whose weights are
-neither a local path nor in the Hugging Face cache while the hub is offline raises
+open_clip_family, transformers_family, laion_clap_family, msclap_family. Loading any entry whose
+weights are neither a local path nor in the Hugging Face cache while the hub is offline raises
 `MissingWeightsError`, one line naming the hub files and the command that fetches them.
 
 Dimensions: open_clip's `embed_dim` in the model configs its wheel ships (ViT-B-32, ViT-B-16:
@@ -10,7 +10,8 @@ Dimensions: open_clip's `embed_dim` in the model configs its wheel ships (ViT-B-
 their hub config.json (SiglipVisionConfig's default hidden size, text hidden_size 768). AIMv2
 LiT: projection_dim 768 in apple/aimv2-large-patch14-224-lit's config.json. laion-clap: the
 joint_embed_shape 512 of its CLAP class. laion/larger_clap_music: projection_dim 512 (same
-config as laion/larger_clap_general).
+config as laion/larger_clap_general). msclap (clap-ms): d_proj 1024 in the config_2023.yml its
+wheel ships.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FAMILIES = {
     "open_clip": "vlmsae.models.open_clip_family",
     "transformers": "vlmsae.models.transformers_family",
     "laion_clap": "vlmsae.models.laion_clap_family",
+    "msclap": "vlmsae.models.msclap_family",
 }
 MODALITIES = ("image", "audio")
 LAION_CLAP_MUSIC = "lukewys/laion_clap/music_audioset_epoch_15_esc_90.14.pt"
@@ -77,6 +79,15 @@ REGISTRY: dict[str, ModelSpec] = {
             options={"text_model": "roberta-base"},
         ),
         ModelSpec("clap-hf", "transformers", "laion/larger_clap_music", 512, modality="audio"),
+        # Microsoft CLAP, msclap's default version (the group-sparse paper's audio MMS reference).
+        ModelSpec(
+            "clap-ms",
+            "msclap",
+            "microsoft/msclap/CLAP_weights_2023.pth",
+            1024,
+            modality="audio",
+            architecture="2023",
+        ),
     )
 }
 

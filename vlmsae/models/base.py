@@ -25,11 +25,11 @@ WEIGHTS = ("pretrained", "random")
 class ModelSpec:
     """One registry entry (or a config `models.<name>` entry built on one).
 
-    family: the loading library: "open_clip", "transformers" or "laion_clap"
+    family: the loading library: "open_clip", "transformers", "laion_clap" or "msclap"
     checkpoint: what the library loads: an open_clip pretrained tag or file, a Hugging Face model
-        id or a local folder, a laion-clap checkpoint file or id
-    architecture: open_clip model name (ViT-B-32...) or laion-clap audio model (HTSAT-base);
-        empty for transformers (the checkpoint's config says)
+        id or a local folder, a laion-clap or msclap checkpoint file or id
+    architecture: open_clip model name (ViT-B-32...), laion-clap audio model (HTSAT-base) or
+        msclap version (2023); empty for transformers (the checkpoint's config says)
     dim: joint embedding dimension
     modality: "image" or "audio" (the non-text modality)
     preprocessing: "model" (the checkpoint's own) or "linear-structure" (resize the short side to

@@ -1,4 +1,4 @@
-"""What the three model families share: locating weights, the missing-weights error, the
+"""What the model families share: locating weights, the missing-weights error, the
 linear-structure crop, and the torch bookkeeping of an `Encoder`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vlmsae.errors import InputFileError, VlmsaeError
+from vlmsae.errors import ConfigError, InputFileError, VlmsaeError
 from vlmsae.models.base import Encoder, ModelSpec
 from vlmsae.models.compat import ensure_torchvision
 
@@ -105,6 +105,82 @@ def missing_path(spec: ModelSpec, value: str, key: str) -> InputFileError:
         f"(no such file: {Path(value).expanduser().absolute()})",
         f"set models.{spec.name}.{key} to an existing file or folder",
     )
+
+
+# laion-clap and msclap: a checkpoint file (local, or "<org>/<repo>/<file>" on the hub) that holds
+# every weight, the text tower's included, and a hub text model of which the library only needs
+# the config (the tower is built from it with random weights) and the tokenizer.
+
+
+def text_model_source(spec: ModelSpec, default: str) -> str:
+    """Where the text model's config and tokenizer come from: `options.text_model` (default
+    `default`) as an existing local folder, or a hub id."""
+    text_model = str(spec.options.get("text_model", default))
+    path = local_path(spec, text_model, "options.text_model")
+    return text_model if path is None else str(path)
+
+
+def tower_from_config(text_model: str) -> type:
+    """A stand-in for the transformers model class a library builds its text tower with:
+    `from_pretrained(<whatever name>)` builds the model of `text_model`'s config, random
+    weights (the library's checkpoint holds the tower's)."""
+    from transformers import AutoConfig, AutoModel
+
+    class Tower:
+        @staticmethod
+        def from_pretrained(_name: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+            return AutoModel.from_config(AutoConfig.from_pretrained(text_model))
+
+    return Tower
+
+
+def check_checkpoint_and_text_model(
+    spec: ModelSpec, library: str, suffix: str, text_model: str, text_files: tuple[str, ...]
+) -> None:
+    """With the hub offline, name in one error every hub file that is neither local nor cached:
+    the `library` checkpoint (a `suffix` file) and the text model's config and tokenizer
+    (`text_files`)."""
+    if not hub_offline():
+        return
+    missing = []
+    if spec.weights == "pretrained" and local_checkpoint(spec) is None:
+        repo, filename = hub_checkpoint(spec, f"{library} {suffix}")
+        if not is_cached(repo, filename):
+            what = f"weights for {library} {filename} of {repo}"
+            local = f"checkpoint to the local {suffix} file"
+            missing.append(HubFiles(what, repo, (filename,), local))
+    if not Path(text_model).is_dir() and not all(is_cached(text_model, f) for f in text_files):
+        what = (
+            f"the config and tokenizer of its text model {text_model} ({library} builds its "
+            "text tower from them)"
+        )
+        folder = "options.text_model to a local folder with these files"
+        missing.append(HubFiles(what, text_model, text_files, folder))
+    if missing:
+        raise MissingWeightsError(spec, missing)
+
+
+def checkpoint_file(spec: ModelSpec, kind: str) -> str:
+    """A local path to the checkpoint file (a `kind`): as given, or from the hub cache or the
+    hub."""
+    path = local_checkpoint(spec)
+    if path is not None:
+        return str(path)
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(*hub_checkpoint(spec, kind))
+
+
+def hub_checkpoint(spec: ModelSpec, kind: str) -> tuple[str, str]:
+    """The hub repo and file of a checkpoint (a `kind`) written "<org>/<repo>/<file>"."""
+    parts = spec.checkpoint.split("/", 2)
+    if len(parts) < 3:
+        raise ConfigError(
+            f"models.{spec.name}.checkpoint",
+            f"'{spec.checkpoint}' is neither a local file nor <org>/<repo>/<file> on the hub",
+            f"give the path of a {kind} checkpoint, or its hub repo and file name",
+        )
+    return f"{parts[0]}/{parts[1]}", parts[2]
 
 
 @contextmanager

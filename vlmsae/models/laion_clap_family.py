@@ -17,25 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import numpy as np
 import torch
 
-from vlmsae.errors import ConfigError, VlmsaeError
+from vlmsae.errors import VlmsaeError
 from vlmsae.models.base import ModelSpec
 from vlmsae.models.common import (
-    HubFiles,
-    MissingWeightsError,
     TorchEncoder,
+    check_checkpoint_and_text_model,
     check_vocabulary,
-    hub_offline,
-    is_cached,
-    local_checkpoint,
-    local_path,
+    checkpoint_file,
     seeded,
+    text_model_source,
+    tower_from_config,
 )
 
 DEFAULT_TEXT_MODEL = "roberta-base"
@@ -92,13 +89,13 @@ class LaionClapEncoder(TorchEncoder):
 
 def load(spec: ModelSpec) -> LaionClapEncoder:
     """Build the CLAP module of `spec` and load its checkpoint (unless weights: random)."""
-    _check_at_hand(spec)
-    text_model = _text_model(spec)
+    text_model = text_model_source(spec, DEFAULT_TEXT_MODEL)
+    check_checkpoint_and_text_model(spec, "laion-clap", ".pt", text_model, TEXT_MODEL_FILES)
     with seeded():
         module = build_module(spec.architecture, text_model)
     check_vocabulary(module.tokenize, spec, text_model)
     if spec.weights == "pretrained":
-        module.load_ckpt(_checkpoint_file(spec), verbose=False)
+        module.load_ckpt(checkpoint_file(spec, "laion-clap .pt"), verbose=False)
     return LaionClapEncoder(spec, module)
 
 
@@ -122,12 +119,7 @@ def _text_model_from(text_model: str) -> Iterator[None]:
     """Point laion-clap's hard-coded "roberta-base" at `text_model` (see the module docstring)."""
     import clap_module.model
     import laion_clap.hook
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
-
-    class Tower:
-        @staticmethod
-        def from_pretrained(_name: str, *args: Any, **kwargs: Any) -> RobertaModel:
-            return RobertaModel(RobertaConfig.from_pretrained(text_model))
+    from transformers import RobertaTokenizer
 
     class Tokenizer:
         @staticmethod
@@ -135,60 +127,7 @@ def _text_model_from(text_model: str) -> Iterator[None]:
             return RobertaTokenizer.from_pretrained(text_model)
 
     with (
-        mock.patch.object(clap_module.model, "RobertaModel", Tower),
+        mock.patch.object(clap_module.model, "RobertaModel", tower_from_config(text_model)),
         mock.patch.object(laion_clap.hook, "RobertaTokenizer", Tokenizer),
     ):
         yield
-
-
-def _check_at_hand(spec: ModelSpec) -> None:
-    """With the hub offline, name in one error every hub file that is neither local nor cached:
-    the checkpoint and the text model's config and tokenizer."""
-    if not hub_offline():
-        return
-    missing = []
-    if spec.weights == "pretrained" and local_checkpoint(spec) is None:
-        repo, filename = _hub_file(spec)
-        if not is_cached(repo, filename):
-            what = f"weights for laion-clap {filename} of {repo}"
-            missing.append(HubFiles(what, repo, (filename,), "checkpoint to the local .pt file"))
-    text_model = _text_model(spec)
-    local = Path(text_model).is_dir()
-    if not local and not all(is_cached(text_model, name) for name in TEXT_MODEL_FILES):
-        what = (
-            f"the config and tokenizer of its text model {text_model} (laion-clap builds its "
-            "text tower from them)"
-        )
-        folder = "options.text_model to a local folder with these files"
-        missing.append(HubFiles(what, text_model, TEXT_MODEL_FILES, folder))
-    if missing:
-        raise MissingWeightsError(spec, missing)
-
-
-def _text_model(spec: ModelSpec) -> str:
-    """The text model: an existing local folder, or a hub id."""
-    text_model = str(spec.options.get("text_model", DEFAULT_TEXT_MODEL))
-    path = local_path(spec, text_model, "options.text_model")
-    return text_model if path is None else str(path)
-
-
-def _checkpoint_file(spec: ModelSpec) -> str:
-    """A local path to the checkpoint file: as given, or from the hub cache or the hub."""
-    path = local_checkpoint(spec)
-    if path is not None:
-        return str(path)
-    from huggingface_hub import hf_hub_download
-
-    return hf_hub_download(*_hub_file(spec))
-
-
-def _hub_file(spec: ModelSpec) -> tuple[str, str]:
-    """The hub repo and file of a checkpoint written "<org>/<repo>/<path of the file>"."""
-    parts = spec.checkpoint.split("/", 2)
-    if len(parts) < 3:
-        raise ConfigError(
-            f"models.{spec.name}.checkpoint",
-            f"'{spec.checkpoint}' is neither a local file nor <org>/<repo>/<file> on the hub",
-            "give the path of a laion-clap .pt checkpoint, or its hub repo and file name",
-        )
-    return f"{parts[0]}/{parts[1]}", parts[2]

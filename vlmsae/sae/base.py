@@ -320,9 +320,28 @@ class SparseAutoencoder(nn.Module):
         return codes, codes @ self.W_dec + bias
 
     # ---- training hooks ------------------------------------------------------------------
+    @property
+    def initialisation_rows(self) -> int:
+        """Training rows `initialise_from_data` needs at least (the trainer draws 8 batches, or
+        more when this asks for more)."""
+        return 0
+
+    def initialise_from_data(
+        self, x: torch.Tensor, modality: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        """Called by the trainer once before the first step (not when a run resumes), after b_dec
+        is set at the data mean, with training rows x [N, d] (N ≥ `initialisation_rows`), their
+        modality [N] and a generator seeded by the run's seed: a variant that starts from the
+        data sets itself here. Nothing by default."""
+
+    def project_parameters(self) -> None:
+        """Restore the constraints an optimiser step may break (the trainer calls it after each
+        step): by default, unit-norm decoder rows."""
+        self.normalise_decoder()
+
     @torch.no_grad()
     def normalise_decoder(self) -> None:
-        """Project the decoder rows back onto the unit sphere (called after each step)."""
+        """Project the decoder rows back onto the unit sphere."""
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def config(self) -> dict:

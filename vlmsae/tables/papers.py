@@ -73,6 +73,22 @@ PAPER_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+RUN_KEYS = ("dataset", "model", "variant", "mixture", "seed")
+# Kaushik et al., Table 3 (App. A.2.2): zero-shot accuracy from codes over expansion factor × K,
+# one column per model kind (`grid_model`), rows keyed by GRID_KEYS.
+GRID_METRIC = "zero_shot_top1_codes"
+GRID_MODELS = ("SAE", "GSAE", "MGSAE")
+GRID_KEYS = ("dataset", "model", "mixture", "expansion", "K")
+GRID_SETTINGS = (
+    "type",
+    "d",
+    "n_atoms",
+    "k",
+    "train_alignment",
+    "train_group_sparsity",
+    "train_mask_probability",
+)
+
 
 def with_store_metrics(summary: pd.DataFrame, stores: pd.DataFrame | None) -> pd.DataFrame:
     """summary with every store-level column it lacks (zero_shot_*_dense, ...) joined per store."""
@@ -83,13 +99,17 @@ def with_store_metrics(summary: pd.DataFrame, stores: pd.DataFrame | None) -> pd
 
 
 def seed_statistics(
-    summary: pd.DataFrame, metrics: list[str], store_level: Collection[str] = ()
+    summary: pd.DataFrame,
+    metrics: list[str],
+    store_level: Collection[str] = (),
+    keys: tuple[str, ...] = GROUP_KEYS,
 ) -> pd.DataFrame:
-    """Per GROUP_KEYS group, in order of first appearance: `seeds` (runs in the group) and, for
-    each metric, its mean over the group's runs (NaN values skipped), `{metric}_n` the
-    independent measurements behind it (runs with a value; pairs of them for PAIRWISE metrics;
-    1 for a `store_level` metric) and `{metric}_std` (ddof 1, NaN where n < 2)."""
-    groups = summary.groupby(list(GROUP_KEYS), sort=False)
+    """Per group of `keys` (GROUP_KEYS: one per variant and mixture), in order of first
+    appearance: `seeds` (runs in the group) and, for each metric, its mean over the group's runs
+    (NaN values skipped), `{metric}_n` the independent measurements behind it (runs with a
+    value; pairs of them for PAIRWISE metrics; 1 for a `store_level` metric) and `{metric}_std`
+    (ddof 1, NaN where n < 2)."""
+    groups = summary.groupby(list(keys), sort=False)
     means = groups[metrics].mean()
     spread = groups[metrics].std(ddof=1)
     defined = groups[metrics].count()
@@ -118,6 +138,59 @@ def paper_table(name: str, summary: pd.DataFrame, stores: pd.DataFrame | None = 
     ]
     stats = seed_statistics(summary, [metric for _, metric in columns], store_level)
     return with_columns(stats[[*GROUP_KEYS, SEEDS]].copy(), stats, columns)
+
+
+def group_sparse_grid(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Kaushik et al., Table 3 (App. A.2.2): zero-shot top-1 accuracy from codes
+    (GRID_METRIC) per expansion factor n_atoms / d and K, one column per GRID_MODELS kind.
+
+    summary: summary.csv; runs: runs.csv (`type`, `d`, `n_atoms`, `k`, the regulariser weights).
+    The TopK runs without alignment are the grid's (`grid_model`); each cell is the mean over
+    the runs of its kind at that (dataset, model, mixture, expansion, K), with `<kind> std` and
+    `<kind> n` as in the paper tables, `seeds` the most runs of a cell in the row. Rows and
+    kinds without a value are left out: a config without zero-shot gives the key columns only.
+    """
+    settings = runs.reindex(columns=[*RUN_KEYS, *GRID_SETTINGS])
+    rows = summary.reindex(columns=[*RUN_KEYS, GRID_METRIC]).merge(settings, on=list(RUN_KEYS))
+    rows["kind"] = grid_model(rows)
+    rows = rows.dropna(subset=["kind", GRID_METRIC, "d", "n_atoms", "k"])
+    rows["expansion"] = [_ratio(p, d) for p, d in zip(rows["n_atoms"], rows["d"], strict=True)]
+    rows["K"] = rows["k"].astype(int)
+    stats = seed_statistics(rows, [GRID_METRIC], keys=(*GRID_KEYS, "kind"))
+    keys = list(GRID_KEYS)
+    table = stats.groupby(keys, as_index=False)[SEEDS].max()
+    measured = [GRID_METRIC, f"{GRID_METRIC}_std", f"{GRID_METRIC}_n"]
+    for kind in GRID_MODELS:
+        cells = stats.loc[stats["kind"] == kind, [*keys, *measured]]
+        if cells.empty:
+            continue
+        cells.columns = [*keys, kind, f"{kind}{STD_SUFFIX}", f"{kind}{N_SUFFIX}"]
+        table = table.merge(cells, on=keys, how="left")
+        table[f"{kind}{N_SUFFIX}"] = table[f"{kind}{N_SUFFIX}"].fillna(0).astype(int)
+    return table
+
+
+def grid_model(runs: pd.DataFrame) -> pd.Series:
+    """Each run's GRID_MODELS kind from its runs.csv settings: a TopK SAE without regulariser
+    is 'SAE', with group sparsity λ > 0 'GSAE', with λ > 0 and masking p > 0 'MGSAE'; other
+    runs (another type, alignment, masking without λ) are none of them (NaN)."""
+    weight = {
+        key: pd.to_numeric(runs.get(f"train_{key}", 0.0), errors="coerce").fillna(0.0)
+        for key in ("alignment", "group_sparsity", "mask_probability")
+    }
+    topk = (runs["type"] == "topk") & (weight["alignment"] == 0)
+    lam, mask = weight["group_sparsity"] > 0, weight["mask_probability"] > 0
+    kind = pd.Series(np.nan, index=runs.index, dtype=object)
+    kind[topk & ~lam & ~mask] = "SAE"
+    kind[topk & lam & ~mask] = "GSAE"
+    kind[topk & lam & mask] = "MGSAE"
+    return kind
+
+
+def _ratio(numerator: float, denominator: float) -> float | int:
+    """numerator / denominator, an int where it is one (an expansion factor 16, not 16.0)."""
+    value = numerator / denominator
+    return int(value) if float(value).is_integer() else round(value, 4)
 
 
 def with_columns(

@@ -51,7 +51,7 @@ METRIC_FAMILIES = (
     ("probing", ("p_acc",)),
     ("gap", ("gap",)),
     ("bridge", ("bridge", "rho", "fda")),
-    ("retrieval", ("recall", "delta_r", "retrieval")),
+    ("retrieval", ("recall", "mrr", "delta_r", "retrieval")),
     ("MMS", ("mms",)),
     ("zero-shot", ("zero_shot",)),
     ("recovery", ("recovery",)),

@@ -1,7 +1,9 @@
 """Train one SAE on one store (DESIGN §4, Training).
 
-AdamW, linear warmup + cosine decay, grad-norm clipping, unit-norm decoder rows, b_dec at the data
-mean (per modality when the SAE has modality pre-biases), the AuxK loss that revives dead latents
+AdamW, linear warmup + cosine decay, grad-norm clipping, the variant's constraints restored after
+each step (`project_parameters`: unit-norm decoder rows by default), b_dec at the data mean (per
+modality when the SAE has modality pre-biases), the variant's own start from the data
+(`initialise_from_data`), the AuxK loss that revives dead latents
 (Gao et al. 2024), bf16 autocast on CUDA, seeded data streams read block by block from the store,
 image:text mixtures for unpaired training and aligned pairs for the regularisers.
 
@@ -231,7 +233,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         self.optimiser.step()
         self.scheduler.step()
-        model.normalise_decoder()
+        model.project_parameters()
 
         with torch.no_grad():
             active = codes.active()
@@ -348,7 +350,7 @@ def _train(
     run_id = fingerprint(variant, settings, mixture, seed, store)
     state = load_checkpoint(out_dir, run_id)
     if state is None:
-        _initialise_from_data(model, batches)
+        _initialise_from_data(model, batches, seed)
     model.to(device).train()
     trainer = Trainer(model, settings, regularisers, device, seed)
     rows: list[dict] = []
@@ -448,15 +450,17 @@ class TrainingDiverged(VlmsaeError):
 
 
 @torch.no_grad()
-def _initialise_from_data(model: SparseAutoencoder, batches: Batches) -> None:
-    """What starts from the data, estimated on 8 batches: b_dec at the data mean (one mean per
-    modality for modality pre-biases; a fixed zero b_dec stays zero) and, with target_l0, what
-    the variant sets from the initial pre-activations (vlmsae.sae.penalty).
+def _initialise_from_data(model: SparseAutoencoder, batches: Batches, seed: int) -> None:
+    """What starts from the data, estimated on 8 batches (or the model's `initialisation_rows`,
+    if more): b_dec at the data mean (one mean per modality for modality pre-biases; a fixed zero
+    b_dec stays zero), with target_l0 what the variant sets from the initial pre-activations
+    (vlmsae.sae.penalty), then whatever the variant's `initialise_from_data` sets.
 
     The streams are rewound afterwards so these estimates do not shift the training data.
     """
     state = batches.state_dict()
-    x, modality = zip(*(batches.next() for _ in range(8)), strict=True)
+    n_batches = max(8, -(-model.initialisation_rows // batches.size))
+    x, modality = zip(*(batches.next() for _ in range(n_batches)), strict=True)
     x, modality = torch.cat(x), torch.cat(modality)
     if model.b_dec.requires_grad and model.b_dec.ndim == 1:
         model.b_dec.copy_(x.mean(dim=0))
@@ -465,6 +469,7 @@ def _initialise_from_data(model: SparseAutoencoder, batches: Batches) -> None:
             model.b_dec[index].copy_(x[modality == index].mean(dim=0))
     if isinstance(model, Penalised) and model.target_l0 is not None:
         model.initialise_for_target(model.pre_activation(x - model.bias(modality), None))
+    model.initialise_from_data(x, modality, torch.Generator().manual_seed(seed))
     batches.load_state_dict(state)
 
 
