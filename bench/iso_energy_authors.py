@@ -40,11 +40,12 @@ also trained for --authors-steps (4000: R² ≥ 0.99, as the paper reports). Abl
 (--ablations) retrain our plain SAE with settings changed towards theirs, each named after the
 difference it tests. Seeds are fixed (generator seed 0; --seeds for the trainings).
 
-Trainings run two at a time (--jobs), one torch thread each. With the authors' checkout and
-every ablation, the run took 22 min on a shared 2-core machine (load 4-9); their 4000-step runs
-take 7 min each, and `--authors-steps 0` leaves them out. Output: the JSON of docs/results.md
-(`results/bench/iso_energy_authors.json`) and the generator × trainer table in Markdown on
-stdout.
+Trainings run two at a time (--jobs), one torch thread each. On a shared 2-core machine the
+default run took 20 min (load 1.6 rising to 8), with every ablation 22 min (load 4-9); their
+4000-step runs take 4-7 min each, and `--authors-steps 0` leaves them out.
+
+Output: the JSON of docs/results.md (`results/bench/iso_energy_authors.json`) and the
+generator × trainer table in Markdown on stdout.
 """
 
 from __future__ import annotations
