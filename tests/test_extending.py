@@ -136,3 +136,44 @@ def test_a_new_topk_hyper_parameter_is_one_settings_field(tmp_path, tiny_store, 
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["sae"]["variant"] == "scaled_topk_test" and saved["sae"]["scale"] == 0.5
     assert sae.load(tmp_path).settings == variant.settings
+
+
+def test_a_new_regulariser_is_one_module(tmp_path, tiny_store, monkeypatch):
+    """docs/architecture.md's regulariser module, as written there: from a variant entry it reaches
+    the schema, the paired batches, the loss and train_log.csv, and config.json, with no edit to
+    any other module; a swept weight is refused since the module brings no sweep."""
+    import importlib.util
+
+    from vlmsae.config import full_schema
+    from vlmsae.errors import ConfigError
+    from vlmsae.training import regularisers
+    from vlmsae.training.trainer import TrainSettings, train
+    from vlmsae.training.variants import Variant
+
+    # Registered on a copy of the registry, gone after the test.
+    regularisers.available()
+    monkeypatch.setattr(
+        regularisers.REGULARISERS, "_entries", dict(regularisers.REGULARISERS._entries)
+    )
+    document = (REPO / "docs/architecture.md").read_text()
+    module = re.findall(r"```python\n(.*?)```", document, re.S)[0]
+    (tmp_path / "code_gap.py").write_text(module)
+    spec = importlib.util.spec_from_file_location("code_gap_test", tmp_path / "code_gap.py")
+    monkeypatch.setitem(sys.modules, "code_gap_test", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(sys.modules["code_gap_test"])
+
+    variant_schema = full_schema()["properties"]["variants"]["additionalProperties"]
+    assert {"code_gap", "code_gap_power"} <= set(variant_schema["properties"])
+    entry = {"type": "topk", "n_atoms": 32, "k": 3, "code_gap": 0.5, "code_gap_power": 1.0}
+    variant = Variant.from_config("gapped", entry)
+    assert variant.regularisers.paired and variant.regularisers.code_gap_power == 1.0
+    with pytest.raises(ConfigError, match="code_gap"):
+        Variant.from_config("gapped", {**entry, "code_gap": "sweep"})
+    settings = TrainSettings(steps=10, batch_size=32, log_every=5, checkpoint_every=10**9)
+    train(tiny_store, variant, settings, "1-1", 0, tmp_path / "run", progress=False)
+    log = pd.read_csv(tmp_path / "run/train_log.csv")
+    # The term is the weighted mean distance between paired codes: positive, and logged.
+    assert log["loss_gap"].gt(0).all()
+    saved = json.loads((tmp_path / "run/config.json").read_text())
+    assert saved["training"]["code_gap"] == 0.5 and saved["training"]["code_gap_power"] == 1.0
+    assert saved["training"]["paired"] is True

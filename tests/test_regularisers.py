@@ -3,12 +3,10 @@ import math
 import pytest
 import torch
 
-from vlmsae.training.regularisers import (
-    Regularisers,
-    alignment_loss,
-    group_sparsity_loss,
-    shared_mask,
-)
+from vlmsae.training.regularisers import Regularisers
+from vlmsae.training.regularisers.alignment import alignment_loss
+from vlmsae.training.regularisers.group_sparsity import group_sparsity_loss
+from vlmsae.training.regularisers.mask_probability import shared_mask
 
 
 def test_alignment_by_hand():

@@ -24,6 +24,7 @@ from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings
 from vlmsae.registry_base import load_plugins, parse_settings, settings_schema
 from vlmsae.run_path import run_path
+from vlmsae.training import regularisers
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.variants import Variant, expand_preset
 
@@ -187,6 +188,8 @@ def full_schema() -> dict[str, Any]:
         dataset[entry.name] = settings_schema(entry.settings, entry.description)
     variant = schema["properties"]["variants"]["additionalProperties"]["properties"]
     variant.update(_variant_properties())
+    variant.update(regularisers.variant_properties())
+    schema["properties"]["sweeps"]["properties"].update(regularisers.sweep_properties())
     metrics = schema["properties"]["evaluation"]["properties"]["metrics"]
     for name, settings, description in group_settings():
         metrics["properties"][name] = {**settings_schema(settings, description), "default": {}}

@@ -1,18 +1,14 @@
 """Selection sweeps for the regularisers (results/sweeps/{dataset}/{model}/{variant}/).
 
-- alignment β (iso-energy §4.1): train β ∈ {0} ∪ values; choose the largest β whose R² drop
-  against β = 0 is below `max_r2_drop` (0 when none is). When that is the largest β tried, a
-  larger one might pass too: the grid is extended by `extension_factor` steps, one round of
-  training at a time (`sweep_round`), until the chosen β is interior or the next step would pass
-  `extension_cap`; the table's `at_grid_edge` says when the choice is still the top of the grid.
-- group sparsity λ (group-sparse App. A.2.1): train λ ∈ values without masking; choose the largest
-  λ whose mean L0 stays at least k·(1 − l0_tolerance), i.e. that does not push codes below K
-  active atoms (0 when none does).
-- mask probability p (same appendix): with the chosen λ, train p ∈ {0} ∪ values; choose the
-  largest p whose R² is within `r2_tolerance` of the unmasked model's (the closest when none is).
-A variant marks a value to be swept with the string "sweep"; `resolve_variant` replaces it by the
-chosen value once the sweep has run. Every point is scored on the store's val split
-(`score_point`), never on eval, so the choice leaks nothing into the reported metrics.
+A variant marks a regulariser's weight to be swept with the string "sweep". Each regulariser that
+can be swept (vlmsae.training.regularisers) brings its grid and selection rule: β (iso-energy
+§4.1), λ and then p (group-sparse App. A.2.1). A sweep trains one SAE per value of its grid (plus
+the unregularised baseline where the rule compares against it), applies the rule, and, when the
+choice is the top of a grid with an extension (β), adds one value per round (`sweep_round`) until
+it is interior or the next step would pass `extension_cap`; the table's `at_grid_edge` says when
+the choice is still the top of the grid. `resolve_variant` replaces "sweep" by the chosen value.
+Every point is scored on the store's val split (`score_point`), never on eval, so the choice leaks
+nothing into the reported metrics.
 """
 
 from __future__ import annotations
@@ -23,14 +19,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vlmsae.training.regularisers import SWEEP
+from vlmsae.registry_base import parse_settings
+from vlmsae.training.regularisers import regulariser, sweep_order
 
 if TYPE_CHECKING:
     from vlmsae.sae.base import SparseAutoencoder
     from vlmsae.stores.embedding_store import EmbeddingStore
     from vlmsae.training.variants import Variant
 
-PARAMETERS = ("alignment", "group_sparsity", "mask_probability")
+# The regularisers a sweep can choose, each after the ones its rule builds on.
+PARAMETERS = tuple(sweep_order())
 # The store split sweep points are scored on: carved from train, disjoint from eval.
 SELECTION_SPLIT = "val"
 # What a sweep point's point.json gives its row of the sweep table.
@@ -38,9 +36,10 @@ POINT_COLUMNS = ("value", "split", "r2", "r2_overall", "l0", "dead_atoms")
 
 
 def sweep_points(parameter: str, settings: dict) -> list[float]:
-    """Values trained by a sweep; alignment and masking also train the unregularised baseline."""
+    """Values trained by a sweep: its grid, after 0 when its rule compares against the
+    unregularised baseline."""
     values = [float(v) for v in settings[parameter]["values"]]
-    return values if parameter == "group_sparsity" else [0.0, *values]
+    return [0.0, *values] if regulariser(parameter).sweep_baseline else values
 
 
 def round_values(parameter: str, settings: dict, previous: dict | None) -> list[float]:
@@ -56,14 +55,14 @@ def point_variant(
 ) -> Variant:
     """The variant trained at one sweep point: `parameter` = value, earlier sweeps resolved.
 
-    While λ is swept there is no masking (the paper sweeps λ on the GSAE, then p on top).
+    A regulariser whose sweep comes later is off while this one is swept (the paper sweeps λ on
+    the GSAE, then p on top).
     """
     point = resolve_variant(variant, chosen, allow_missing=True).with_regularisers(
         **{parameter: value}
     )
-    if parameter == "group_sparsity" and point.regularisers.mask_probability == SWEEP:
-        point = point.with_regularisers(mask_probability=0.0)
-    return point
+    later = PARAMETERS[PARAMETERS.index(parameter) + 1 :]
+    return point.with_regularisers(**{name: 0.0 for name in later if name in point.swept})
 
 
 def resolve_variant(
@@ -101,34 +100,9 @@ def read_chosen(paths: list[str | Path]) -> dict[str, float]:
 def select(parameter: str, table: pd.DataFrame, settings: dict, k: int | None) -> dict:
     """Apply the parameter's selection rule to `table` (columns value, r2, l0)."""
     table = table.sort_values("value").reset_index(drop=True)
-    rule = settings[parameter]
-    if parameter == "alignment":
-        # The authors' R² (one overall mean, issue 12 item 7) is the one their rule was set on.
-        baseline = float(table.loc[table["value"] == 0, "r2_overall"].iloc[0])
-        table["r2_drop"] = baseline - table["r2_overall"]
-        ok = table[(table["value"] > 0) & (table["r2_drop"] < rule["max_r2_drop"])]
-        chosen = float(ok["value"].max()) if len(ok) else 0.0
-        reason = (
-            f"largest β with overall-R² drop < {rule['max_r2_drop']} against β = 0 "
-            f"(R² {baseline:.4f})"
-        )
-    elif parameter == "group_sparsity":
-        if k is None:
-            raise ValueError("the group-sparsity rule needs the variant's k")
-        floor = k * (1 - rule["l0_tolerance"])
-        ok = table[table["l0"] >= floor]
-        chosen = float(ok["value"].max()) if len(ok) else 0.0
-        reason = f"largest λ with mean L0 ≥ {floor:.2f} (k = {k})"
-    else:
-        baseline = float(table.loc[table["value"] == 0, "r2"].iloc[0])
-        table["r2_difference"] = (table["r2"] - baseline).abs()
-        masked = table[table["value"] > 0]
-        ok = masked[masked["r2_difference"] <= rule["r2_tolerance"]]
-        best = ok if len(ok) else masked[masked["r2_difference"] == masked["r2_difference"].min()]
-        chosen = float(best["value"].max())
-        reason = f"largest p with |R² − R²(p = 0)| ≤ {rule['r2_tolerance']} (R² {baseline:.4f})" + (
-            "" if len(ok) else "; none qualified, closest taken"
-        )
+    swept = regulariser(parameter)
+    rule = parse_settings(swept.Sweep, settings[parameter], f"sweeps.{parameter}")
+    chosen, reason = swept.select(table, rule, k)
     table["chosen"] = table["value"] == chosen
     # The largest value tried was chosen: had a larger one been tried, it might have passed too.
     at_edge = bool(chosen == table["value"].max())

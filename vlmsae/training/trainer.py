@@ -45,12 +45,7 @@ from vlmsae.training.checkpoint import (
 )
 from vlmsae.training.mixture import batch_counts
 from vlmsae.training.preemption import Preemption
-from vlmsae.training.regularisers import (
-    Regularisers,
-    alignment_loss,
-    group_sparsity_loss,
-    shared_mask,
-)
+from vlmsae.training.regularisers import Regularisers
 from vlmsae.training.sae_calibration import calibrate
 from vlmsae.training.stream import BlockStream, modality_stream, pair_stream
 from vlmsae.training.variants import Variant
@@ -182,6 +177,9 @@ class Trainer:
         )
         self.steps_since_active = torch.zeros(model.n_atoms, dtype=torch.long, device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        # The regularisers switched on: masks change the forward pass, the others add a loss term.
+        self.active = list(regularisers.active())
+        self.loss_terms = [regulariser for regulariser in self.active if regulariser.term]
         self.aux_k = settings.aux_k or max(1, model.d // 2)
         self.uses_aux = model.has_encoder and model.sparse_path and settings.aux_coefficient > 0
         # A penalised variant with target_l0 has its λ steered over the first steps of the run.
@@ -195,33 +193,19 @@ class Trainer:
         """One AdamW step on batch x [B, d]; returns detached loss terms, r2 and l0."""
         model, settings = self.model, self.settings
         mask = None
-        if self.regularisers.mask_probability > 0:
-            mask = shared_mask(
-                len(x) // 2,
-                model.n_atoms,
-                self.regularisers.mask_probability,
-                self.generator,
-                self.device,
-            )
+        for regulariser in self.active:
+            keep = regulariser.keep_mask(len(x) // 2, model.n_atoms, self.generator, self.device)
+            if keep is not None:
+                mask = keep if mask is None else mask & keep
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
         ):
             codes, reconstruction = model(x, modality, mask)
             terms = model.losses(x, codes, reconstruction, modality)
-            if self.regularisers.paired and (
-                self.regularisers.alignment or self.regularisers.group_sparsity
-            ):
-                dense = codes.dense().float()
-                image, text = dense.chunk(2)
-                if self.regularisers.alignment:
-                    terms["align"] = self.regularisers.alignment * alignment_loss(
-                        image, text, self.regularisers.alignment_form
-                    )
-                if self.regularisers.group_sparsity:
-                    # λ/2: the paper's loss sums both modalities' errors, our mse averages them.
-                    terms["group"] = (
-                        self.regularisers.group_sparsity / 2 * group_sparsity_loss(image, text)
-                    )
+            if self.loss_terms:
+                image, text = codes.dense().float().chunk(2)
+                for regulariser in self.loss_terms:
+                    terms[regulariser.term] = regulariser.loss(image, text)
             dead = self.steps_since_active >= settings.dead_window
             if self.uses_aux and bool(dead.any()):
                 terms["aux"] = settings.aux_coefficient * self._aux_loss(
@@ -423,7 +407,7 @@ def _train(
                 "mixture": mixture,
                 "seed": seed,
                 "paired": regularisers.paired,
-                **dataclasses.asdict(regularisers),
+                **regularisers.as_config(),
             },
             "store": {
                 "path": str(store.path),

@@ -21,12 +21,7 @@ from vlmsae import sae
 from vlmsae.errors import ConfigError
 from vlmsae.registry_base import parse_settings
 from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings
-from vlmsae.training.regularisers import (
-    REGULARISER_KEYS,
-    REGULARISER_OPTIONS,
-    SWEEP,
-    Regularisers,
-)
+from vlmsae.training.regularisers import REGULARISERS, Regularisers, config_keys
 
 # Named recipes of the papers; a variant's own keys override them.
 VARIANT_PRESETS = {
@@ -108,19 +103,20 @@ class Variant:
             )
         variant_type = entry.pop("type")
         family = entry.pop("family", None)
-        weights = {
-            name: entry.pop(name)
-            for name in (*REGULARISER_KEYS, *REGULARISER_OPTIONS)
-            if name in entry
-        }
+        regularising = {name: entry.pop(name) for name in config_keys() if name in entry}
         settings = parse_settings(
             sae.VARIANTS.get(variant_type, f"{key}.type").settings, entry, key
         )
-        _check_sweeps(key, weights)
+        try:
+            regularisers = Regularisers(**regularising)
+        except ValueError as error:
+            raise ConfigError(key, str(error), "see `vlmsae schema`, section variants") from error
+        for regulariser in REGULARISERS:
+            regulariser.obj.check_sweeps(key, regularisers.weights)
         return cls(
             type=variant_type,
             settings=settings,
-            regularisers=Regularisers.from_variant(weights),
+            regularisers=regularisers,
             family=family,
             preset=preset if preset in VARIANT_PRESETS else None,
         )
@@ -129,7 +125,7 @@ class Variant:
     def swept(self) -> list[str]:
         """The regularisers still set to 'sweep' (none once the sweeps are resolved), in the order
         their sweeps run."""
-        return _swept(dataclasses.asdict(self.regularisers))
+        return self.regularisers.swept
 
     @property
     def k(self) -> int | None:
@@ -140,47 +136,16 @@ class Variant:
     def with_regularisers(self, **weights: float | str) -> Variant:
         """This variant with the named regulariser weights replaced (a sweep point, a chosen
         value)."""
-        return dataclasses.replace(
-            self, regularisers=dataclasses.replace(self.regularisers, **weights)
-        )
+        return dataclasses.replace(self, regularisers=self.regularisers.replace(**weights))
 
     def as_config(self) -> dict[str, Any]:
         """The variant as a config entry (preset expanded): type, family when set, every SAE
         setting and every regulariser weight that is not its default. `Variant.from_config` of
         it gives this variant back, less `preset`."""
-        regularisers = {
-            field.name: getattr(self.regularisers, field.name)
-            for field in dataclasses.fields(self.regularisers)
-            if getattr(self.regularisers, field.name) != field.default
-        }
         return {
             "type": self.type,
             **({"family": self.family} if self.family is not None else {}),
             **self.settings.as_dict(),
-            **regularisers,
+            **self.regularisers.as_config(defaults=False),
         }
 
-
-def _check_sweeps(key: str, weights: dict) -> None:
-    """Sweeps a variant cannot combine: β with any other; p without the GSAE's λ."""
-    if weights.get("alignment") == SWEEP and len(_swept(weights)) > 1:
-        raise ConfigError(
-            f"{key}.alignment",
-            "the alignment sweep cannot be combined with other sweeps",
-            "sweep β on its own, or fix the other regularisers",
-        )
-    if (
-        weights.get("mask_probability") == SWEEP
-        and weights.get("group_sparsity") != SWEEP
-        and not weights.get("group_sparsity")
-    ):
-        raise ConfigError(
-            f"{key}.mask_probability",
-            "its sweep compares against the GSAE, which needs group_sparsity",
-            "set group_sparsity (a value or 'sweep')",
-        )
-
-
-def _swept(weights: dict) -> list[str]:
-    """The regularisers set to 'sweep', in the order their sweeps run (vlmsae.sweeps)."""
-    return [key for key in REGULARISER_KEYS if weights.get(key) == SWEEP]
