@@ -67,9 +67,12 @@ lint: $(STAMP)
 # results/bench/explorer.json; the interventions at 100k pairs, p = 8192:
 # results/bench/interventions.json; the tiny config through the local SLURM cluster
 # (scripts/local-slurm.sh start) against --cores 2, overhead per job: results/bench/slurm.json
-# (the reason, without a cluster); with ISOENERGY=<a checkout of the iso-energy authors'
-# repository>, their trainer against ours on the §4 synthetic data (README, "generator or
+# (the reason, without a cluster); a start (`vlmsae runs`, `vlmsae schema`, the Snakefile's
+# parse), cold and with the config cache: results/bench/start_time.json; with ISOENERGY=<a
+# checkout of the iso-energy authors' repository>, their trainer against ours on the §4 synthetic data (README, "generator or
 # trainer"): results/bench/iso_energy_authors.json (without it, a line says it was skipped).
+# Last, bench/summary.py prints every figure of results/bench/*.json against its target on one
+# screen, and the files not written (not run).
 # The benchmark's extra packages go into the same .venv under constraints.txt, so no pinned
 # version changes.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -84,7 +87,9 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/checksum_overhead.py --out results/bench/checksum.json
 	$(BIN)/python bench/interventions_bench.py --out results/bench/interventions.json
 	$(BIN)/python bench/slurm_bench.py --out results/bench/slurm.json
+	$(BIN)/python bench/start_time.py --out results/bench/start_time.json
 	@if [ -n "$(ISOENERGY)" ]; then $(BIN)/python bench/iso_energy_authors.py "$(ISOENERGY)" --out results/bench/iso_energy_authors.json; else echo "bench/iso_energy_authors.py skipped: set ISOENERGY to a checkout of github.com/Parabrele/IsoEnergy"; fi
+	@$(BIN)/python bench/summary.py results/bench
 
 # The CUDA paths against the CPU ones (bf16 embedding and training, speed, overcomplete on the same
 # GPU): results/bench/gpu.json. Needs an NVIDIA GPU and a CUDA build of torch; without one it

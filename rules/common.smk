@@ -1,10 +1,11 @@
 # Config validation (schema + vlmsae.config checks), the run list, and the input, param and
 # resource functions of the rules (snakemake --lint: rule files hold no functions).
+import functools
 import json
 import sys
 from pathlib import Path
 
-from vlmsae.config import check_config, runs, variants
+from vlmsae.config_cache import checked_config
 from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError, check_output_folders
@@ -13,20 +14,34 @@ from vlmsae.figures import figure_targets, input_paths
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.interventions import settings_of as intervention_settings
-from vlmsae.run_path import RUN_PATH
+from vlmsae.run_path import RUN_PATH, sae_run_path
+from vlmsae.runs import runs, sae_source
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
 from vlmsae.sweeps import round_values
 from vlmsae.tables.recovery import synthetic_datasets
+from vlmsae.training.regularisers import Regularisers
 
+# Checked once per config and source tree (vlmsae.config_cache): later starts import no registry.
 try:
-    check_config(config, base_dir=os.getcwd())
+    checked_config(config, base_dir=os.getcwd())
 except VlmsaeError as error:
     # One line naming the key and the fix, exit status 1, nothing built.
     sys.exit(f"vlmsae: {error}")
 
 RUNS = runs(config)
-# {name: Variant}: what the rules ask of a variant (its sweeps, its k), typed.
-VARIANTS = variants(config)
+# {name: Regularisers}: what the sweep rules ask of every variant (its swept weights), typed.
+REGULARISERS = {
+    name: Regularisers.from_variant(entry) for name, entry in config["variants"].items()
+}
+
+
+@functools.cache
+def variant_of(name):
+    """The typed Variant of `variants.<name>`, built when a rule first needs its SAE settings
+    (a sweep's k): building one imports the SAE registry, and so torch, which a start skips."""
+    from vlmsae.training.variants import Variant
+
+    return Variant.from_config(name, config["variants"][name])
 
 
 def local_device_sections(jobs):
@@ -66,6 +81,14 @@ def rule_resources(rule_name):
     """Generic resources of a rule, from config `resources.<rule>`; profiles map them further."""
     spec = config["resources"][rule_name]
     return {"gpu": spec["gpu"], "mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
+
+
+def sae_file(name):
+    """Input function: file `name` (sae.safetensors, config.json, train_log.csv) of the SAE that
+    the wildcards' run is measured with: its own, or its dataset's `sae_from` run's."""
+    return lambda wildcards: "results/sae/{}/{}".format(
+        sae_run_path({**wildcards, "trained_on": sae_source(config, wildcards.dataset)}), name
+    )
 
 
 def runs_of_store(wildcards):
@@ -172,14 +195,14 @@ def chosen_files(dataset, model, variant, parameters):
 
 def earlier_sweeps(wildcards):
     """The chosen values a sweep point needs: masking is swept on top of the chosen λ."""
-    swept = VARIANTS[wildcards.variant].swept
+    swept = REGULARISERS[wildcards.variant].swept
     earlier = swept[: swept.index(wildcards.parameter)]
     return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, earlier)
 
 
 def chosen_of_run(wildcards):
     """The chosen-value files of every regulariser of the run's variant set to 'sweep'."""
-    swept = VARIANTS[wildcards.variant].swept
+    swept = REGULARISERS[wildcards.variant].swept
     return chosen_files(wildcards.dataset, wildcards.model, wildcards.variant, swept)
 
 

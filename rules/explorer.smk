@@ -6,7 +6,7 @@
 rule atom_map:
     input:
         weights=lambda wildcards: [
-            f"results/sae/{run.path}/sae.safetensors"
+            f"results/sae/{run.sae_path}/sae.safetensors"
             for run in runs_of_store(wildcards)
         ],
     output:
@@ -29,11 +29,12 @@ rule explorer:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
         weights=lambda wildcards: [
-            f"results/sae/{run.path}/sae.safetensors"
+            f"results/sae/{run.sae_path}/sae.safetensors"
             for run in runs_of_store(wildcards)
         ],
         configs=lambda wildcards: [
-            f"results/sae/{run.path}/config.json" for run in runs_of_store(wildcards)
+            f"results/sae/{run.sae_path}/config.json"
+            for run in runs_of_store(wildcards)
         ],
         atoms=lambda wildcards: [
             f"results/metrics/{run.path}/atoms.parquet"

@@ -7,7 +7,7 @@ rule gap_closing:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
         reference=mms_reference,
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        weights=sae_file("sae.safetensors"),
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
     output:
         stores=[
@@ -40,7 +40,7 @@ rule gap_closing:
 rule arithmetic:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        weights=sae_file("sae.safetensors"),
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
     output:
         summary=f"{INTERVENTION_DIR}/arithmetic.parquet",
@@ -127,7 +127,7 @@ rule vocabulary:
 rule probe_concepts:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        weights=sae_file("sae.safetensors"),
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
     output:
         f"{INTERVENTION_DIR}/probe_concepts.parquet",
@@ -147,7 +147,7 @@ rule probe_concepts:
 rule steering:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
+        weights=sae_file("sae.safetensors"),
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
         vocabulary="results/vocabulary/{dataset}/{model}.zarr",
     output:

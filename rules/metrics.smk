@@ -6,9 +6,9 @@ rule metrics:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
         reference=mms_reference,
-        weights=f"results/sae/{RUN_DIR}/sae.safetensors",
-        config=f"results/sae/{RUN_DIR}/config.json",
-        train_log=f"results/sae/{RUN_DIR}/train_log.csv",
+        weights=sae_file("sae.safetensors"),
+        config=sae_file("config.json"),
+        train_log=sae_file("train_log.csv"),
         vocabulary=vocabulary_input,
     output:
         atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
@@ -38,7 +38,7 @@ rule summary_table:
             f"results/metrics/{path}/atom_stability.parquet" for path in VARIANT_PATHS
         ],
         bridge_top=[f"results/metrics/{run.path}/bridge_top.parquet" for run in RUNS],
-        configs=[f"results/sae/{run.path}/config.json" for run in RUNS],
+        configs=[f"results/sae/{run.sae_path}/config.json" for run in RUNS],
     output:
         summary="results/tables/summary.csv",
         health=report(
@@ -56,7 +56,7 @@ rule summary_table:
     conda:
         "../envs/analysis.yaml"
     params:
-        runs=[run.as_dict() for run in RUNS],
+        runs=[{**run.as_dict(), "trained_on": run.trained_on} for run in RUNS],
     script:
         "../workflow_scripts/summary_table.py"
 
@@ -64,7 +64,7 @@ rule summary_table:
 rule stability:
     input:
         weights=lambda wildcards: [
-            f"results/sae/{run.path}/sae.safetensors"
+            f"results/sae/{run.sae_path}/sae.safetensors"
             for run in runs_of_variant(wildcards)
         ],
         atoms=lambda wildcards: [

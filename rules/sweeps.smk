@@ -51,7 +51,7 @@ checkpoint sweep_round:
         "../envs/analysis.yaml"
     params:
         settings=config["sweeps"],
-        k=lambda wildcards: VARIANTS[wildcards.variant].k,
+        k=lambda wildcards: variant_of(wildcards.variant).k,
     script:
         "../workflow_scripts/sweep_select.py"
 

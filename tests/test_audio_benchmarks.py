@@ -1,4 +1,5 @@
-"""Group-sparse Table 2: the dense CLAP row and one row per variant, a column per benchmark."""
+"""Group-sparse Table 2: the dense CLAP row and one row per variant (and the dataset its SAE was
+trained on), a column per benchmark."""
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,8 @@ GTZAN, NSYNTH, FMACAPS = (
 
 
 def summary() -> pd.DataFrame:
-    """Two seeds of sae and gsae on GTZAN and FMACaps, one on NSynth; a COCO run beside."""
+    """Two seeds of sae and gsae on GTZAN and FMACaps, one on NSynth, each scoring the SAEs
+    trained on dataset j (the paper's protocol); a COCO run beside."""
     return pd.DataFrame(
         {
             "dataset": ["g"] * 4 + ["n"] * 2 + ["f"] * 4 + ["c"],
@@ -27,6 +29,7 @@ def summary() -> pd.DataFrame:
             + ["sae"],
             "mixture": ["1-1"] * 11,
             "seed": [0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0],
+            "trained_on": ["j"] * 10 + ["c"],
             "zero_shot_top1_codes": [0.3, 0.4, 0.6, 0.7, 0.2, 0.25] + [np.nan] * 4 + [0.5],
             "mrr_t2i_codes": [0.9] * 6 + [0.02, 0.04, 0.05, 0.07] + [0.9],
         }
@@ -51,11 +54,12 @@ def test_table_2_by_hand():
         SEEDS,
         *(f"{c}{suffix}" for c in (GTZAN, NSYNTH, FMACAPS) for suffix in ("", " std", " n")),
     ]
-    # The dense row first, then the variants in the order of summary.csv; COCO has no column.
+    # The dense row first, then the variants in the order of summary.csv, each one SAE trained
+    # on j across the three benchmarks; COCO has no column.
     assert table[list(KEYS)].values.tolist() == [
-        ["clap", "dense", ""],
-        ["clap", "sae", "1-1"],
-        ["clap", "gsae", "1-1"],
+        ["clap", "dense", "", ""],
+        ["clap", "sae", "1-1", "j"],
+        ["clap", "gsae", "1-1", "j"],
     ]
     np.testing.assert_allclose(table[GTZAN], [0.71, 0.35, 0.65])
     np.testing.assert_allclose(table[NSYNTH], [0.34, 0.2, 0.25])
@@ -66,9 +70,26 @@ def test_table_2_by_hand():
     assert table[f"{NSYNTH} n"].tolist() == [1, 1, 1]
     assert table[SEEDS].tolist() == [0, 2, 2]
     lines = markdown(table, (*KEYS, SEEDS)).splitlines()
-    assert lines[0] == f"| model | variant | mixture | seeds | {GTZAN} | {NSYNTH} | {FMACAPS} |"
-    assert lines[2] == "| clap | dense |  | 0 | 0.71 | 0.34 | 0.075 |"
-    assert lines[3].startswith("| clap | sae | 1-1 | 2 | 0.35 ± 0.071 | 0.2 (n=1) | 0.03 ± ")
+    assert lines[0] == (
+        f"| model | variant | mixture | trained_on | seeds | {GTZAN} | {NSYNTH} | {FMACAPS} |"
+    )
+    assert lines[2] == "| clap | dense |  |  | 0 | 0.71 | 0.34 | 0.075 |"
+    assert lines[3].startswith("| clap | sae | 1-1 | j | 2 | 0.35 ± 0.071 | 0.2 (n=1) | 0.03 ± ")
+
+
+def test_saes_trained_on_each_benchmark_get_a_row_each():
+    """Without sae_from, each benchmark's SAE is a different one: never merged into one row."""
+    own = summary().assign(trained_on=summary()["dataset"])
+    table = audio_benchmark_table(own, stores(), SOURCES).set_index(["variant", "trained_on"])
+    assert sorted(table.index) == sorted(
+        [("dense", ""), *((v, d) for v in ("sae", "gsae") for d in ("g", "n", "f"))]
+    )
+    columns = [GTZAN, NSYNTH, FMACAPS]
+    assert table.loc[("sae", "g"), columns].tolist()[0] == pytest.approx(0.35)
+    assert table.loc[("sae", "g"), columns[1:]].isna().all()
+    assert table.loc[("gsae", "n"), NSYNTH] == pytest.approx(0.25)
+    assert table.loc[("gsae", "f"), FMACAPS] == pytest.approx(0.06)
+    assert table.loc[("gsae", "f"), columns[:2]].isna().all()
 
 
 def test_columns_come_from_the_sources_and_empty_ones_are_left_out():
@@ -93,5 +114,5 @@ def test_a_config_without_benchmarks_gives_the_key_columns():
     assert table.empty and list(table.columns) == [*KEYS, SEEDS]
     assert (
         markdown(table, (*KEYS, SEEDS))
-        == "| model | variant | mixture | seeds |\n|---|---|---|---|\n"
+        == "| model | variant | mixture | trained_on | seeds |\n|---|---|---|---|---|\n"
     )

@@ -12,8 +12,8 @@ import yaml
 
 from vlmsae import cli, sae
 from vlmsae.cli import main, resolve_run
-from vlmsae.config import Run
 from vlmsae.metrics.evaluate import encode
+from vlmsae.runs import Run
 from vlmsae.stores.embedding_store import EVAL, TRAIN, write_store
 from vlmsae.stores.manifest import write_folder_manifest
 

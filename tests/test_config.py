@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmsae.config import check_config, runs
+from vlmsae.config import check_config
 from vlmsae.errors import ConfigError
+from vlmsae.runs import runs
 
 REPO = Path(__file__).resolve().parent.parent
 

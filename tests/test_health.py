@@ -11,12 +11,13 @@ import pytest
 import yaml
 from oracles import oracle_topk
 
-from vlmsae.config import Run, check_config
+from vlmsae.config import check_config
 from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings, health_flags, health_text, rise, warn, with_health
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry_base import parse_settings
+from vlmsae.runs import Run
 from vlmsae.stores.embedding_store import (
     EVAL,
     TRAIN,
@@ -208,7 +209,7 @@ def test_the_workflow_writes_each_runs_health_to_every_place(tiny_workflow):
     """summary.json, summary.csv (beside the run keys), health.csv and one log line per flag."""
     summary = pd.read_csv(tiny_workflow / "results/tables/summary.csv")
     health = pd.read_csv(tiny_workflow / "results/tables/health.csv")
-    assert list(summary.columns[:6]) == [*RUN_KEYS, "health"]
+    assert list(summary.columns[:7]) == [*RUN_KEYS, "trained_on", "health"]
     assert health.equals(summary[[*RUN_KEYS, "health"]])
     for row in health.itertuples():
         run = Run(row.dataset, row.model, row.variant, row.mixture, row.seed).path

@@ -18,7 +18,7 @@ LAYERS = [
     {"embedding", "training", "decode"},
     {"stores.build", "metrics", "interventions", "sweeps", "calibration", "health"},
     {"tables", "figures", "explorer", "export", "fixtures"},
-    {"config", "workflow"},
+    {"config", "config_cache", "runs", "workflow"},
     {"cli"},
 ]
 DOTTED_UNITS = {unit for units in LAYERS for unit in units if "." in unit}

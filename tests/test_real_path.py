@@ -17,8 +17,9 @@ import pytest
 import yaml
 from snakemake_runs import REPO, snakemake
 
-from vlmsae.config import check_config, runs
+from vlmsae.config import check_config
 from vlmsae.figures import figure_targets
+from vlmsae.runs import runs
 from vlmsae.stores.embedding_store import EmbeddingStore
 
 pytestmark = pytest.mark.slow

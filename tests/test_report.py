@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from snakemake_runs import snakemake, tiny_config
 
-from vlmsae.config import check_config, runs
+from vlmsae.config import check_config
 from vlmsae.figures import figure_targets
+from vlmsae.runs import runs
 from vlmsae.tables.papers import PAPER_TABLES
 
 pytestmark = pytest.mark.slow

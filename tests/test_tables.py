@@ -92,9 +92,9 @@ def test_summary_keeps_metrics_and_leaves_undefined_ones_empty(tmp_path):
         [{"n_atoms": 8, "eval_pairs": 50, "r2": 0.9, "rho": 1.5}, {"n_atoms": 8, "r2": 0.8}],
     )
     table = summary_table(runs, paths)
-    assert list(table.columns) == ["dataset", "model", "variant", "mixture", "seed", "r2", "rho"]
+    assert list(table.columns) == [*RUN_KEYS, "trained_on", "r2", "rho"]
     table.to_csv(tmp_path / "summary.csv", index=False)
-    assert (tmp_path / "summary.csv").read_text().splitlines()[2] == "d,m,v,1-1,1,0.8,"
+    assert (tmp_path / "summary.csv").read_text().splitlines()[2] == "d,m,v,1-1,1,d,0.8,"
     assert pd.isna(pd.read_csv(tmp_path / "summary.csv").loc[1, "rho"])
 
 
@@ -105,7 +105,7 @@ def test_health_sits_beside_the_run_keys_and_stays_out_of_the_long_table(tmp_pat
         tmp_path, [{"r2": 0.9, "health": "ok"}, {"r2": 0.42, "r2_text": -2.67, "health": flags}]
     )
     table = summary_table(runs, paths)
-    assert list(table.columns) == [*RUN_KEYS, "health", "r2", "r2_text"]
+    assert list(table.columns) == [*RUN_KEYS, "trained_on", "health", "r2", "r2_text"]
     assert health_table(table).to_dict("list") == {
         **{key: [run[key] for run in runs] for key in RUN_KEYS},
         "health": ["ok", flags],

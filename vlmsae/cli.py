@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from vlmsae.stores.embedding_store import EmbeddingStore
 
 EXIT_ERROR = 2  # argparse's status for a usage error: the user has something to fix
-# A run's folder below results/sae/ and results/metrics/ (vlmsae.config.Run.path).
+# A run's folder below results/sae/ and results/metrics/ (vlmsae.runs.Run.path).
 RUN_PATTERN = re.compile(r"[^/]+/[^/]+/[^/]+/\d+-\d+/seed\d+")
 RUN_FORM = "dataset/model/variant/mixture/seedN"
 RUN_STAGES = ("sae", "metrics")
@@ -125,7 +125,7 @@ def read_config(path: Path) -> dict[str, Any]:
     bad YAML, ConfigError for a bad key."""
     import yaml
 
-    from vlmsae.config import check_config
+    from vlmsae.config_cache import checked_config
 
     if not path.is_file():
         raise InputFileError(str(path), "config file not found", "pass --configfile PATH")
@@ -136,7 +136,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise InputFileError(str(path), f"not valid YAML ({problem})", "fix the file") from error
     if not isinstance(config, dict):
         raise InputFileError(str(path), "not a YAML mapping of config keys", "see config.yaml")
-    return check_config(config)
+    return checked_config(config)
 
 
 def open_store(path: Path, verify: bool = False) -> EmbeddingStore:
@@ -190,12 +190,14 @@ def _run_health(summary: Path) -> str:
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from vlmsae.config import runs
+    from vlmsae.runs import runs
 
     for run in runs(read_config(args.configfile)):
         summary = RunFolders(args.results, run.path).summary
         state = "done" if summary.exists() else "pending"
-        print(f"{run.path}\t{state}\t{_run_health(summary)}")
+        # A run that scores another dataset's SAE (`sae_from`) names it in a fourth column.
+        source = "" if run.trains else f"\tsae: {run.sae_path}"
+        print(f"{run.path}\t{state}\t{_run_health(summary)}{source}")
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -386,9 +388,9 @@ def _export(args: argparse.Namespace) -> None:
 def _schema(args: argparse.Namespace) -> None:
     import yaml
 
-    from vlmsae.config import full_schema
+    from vlmsae.config_cache import schema
 
-    print(yaml.safe_dump(full_schema(), sort_keys=False), end="")
+    print(yaml.safe_dump(schema(), sort_keys=False), end="")
 
 
 def _calibrate_synthetic(args: argparse.Namespace) -> None:
@@ -429,7 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser(
         "runs",
         parents=[paths, config],
-        help="list the runs of a config, whether each is done and its health (ok or its flags)",
+        help="list the runs of a config, whether each is done, its health (ok or its flags) "
+        "and, for a dataset with sae_from, the SAE run it scores",
     )
     command.set_defaults(handler=_runs)
 

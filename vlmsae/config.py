@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import functools
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +22,15 @@ from vlmsae import datasets, sae
 from vlmsae.errors import ConfigError
 from vlmsae.health import HealthSettings
 from vlmsae.registry_base import load_plugins, parse_settings, settings_schema
-from vlmsae.run_path import run_path
+from vlmsae.runs import PAIRED_MIXTURE
 from vlmsae.training import regularisers
 from vlmsae.training.mixture import parse_mixture
 from vlmsae.training.variants import Variant, expand_preset
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-PAIRED_MIXTURE = "1-1"
 # Hyper-parameters a variant may list several values of, one run family per variant: the runs
 # are the product of its lists, named in this order (gsae-natoms1024-k32).
 FRONTIER_KEYS = ("n_atoms", "k", "target_l0")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One SAE training run; `path` is its folder below results/sae/ and results/metrics/."""
-
-    dataset: str
-    model: str
-    variant: str
-    mixture: str
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return run_path(self.as_dict())
-
-    def as_dict(self) -> dict:
-        return {
-            "dataset": self.dataset,
-            "model": self.model,
-            "variant": self.variant,
-            "mixture": self.mixture,
-            "seed": self.seed,
-        }
 
 
 def _schema_error(error: jsonschema.ValidationError, schema: dict[str, Any]) -> ConfigError:
@@ -247,6 +221,8 @@ def check_config(config: dict, base_dir: str | Path = ".") -> dict:
         _check_dataset(name, spec, Path(base_dir))
         if datasets.needs_model(spec["source"]):
             _check_models(name, spec, config["models"])
+    for name in config["datasets"]:
+        _check_sae_source(name, config)
     config["variants"] = {
         name: _check_variant(name, variant)
         for name, variant in _expand_frontiers(config["variants"]).items()
@@ -436,6 +412,49 @@ def _resolve_input_files(settings: Any, section: dict, key: str, base_dir: Path)
         section[field.name] = str(path)
 
 
+def _check_sae_source(name: str, config: dict) -> None:
+    """`datasets.<name>.sae_from` names another dataset that trains its own SAEs of every model
+    listed here, on stores of the same dimension."""
+    key, source = f"datasets.{name}.sae_from", config["datasets"][name].get("sae_from")
+    if source is None:
+        return
+    specs = config["datasets"]
+    if source == name:
+        raise ConfigError(
+            key, "names the dataset itself", "remove it: a dataset trains its own SAEs"
+        )
+    if source not in specs:
+        others = ", ".join(other for other in specs if other != name)
+        raise ConfigError(
+            key, f"'{source}' is not a dataset of this config", f"name one of: {others}"
+        )
+    if "sae_from" in specs[source]:
+        raise ConfigError(
+            key,
+            f"'{source}' trains no SAEs: it scores those of '{specs[source]['sae_from']}' (its "
+            "own sae_from)",
+            f"name the dataset that trains them, or remove datasets.{source}.sae_from",
+        )
+    missing = [model for model in specs[name]["models"] if model not in specs[source]["models"]]
+    if missing:
+        raise ConfigError(
+            f"datasets.{name}.models",
+            f"'{missing[0]}' is not a model of '{source}' (its sae_from), so no SAE of it is "
+            "trained there",
+            f"add it to datasets.{source}.models, or list only models of "
+            f"'{source}': {', '.join(specs[source]['models'])}",
+        )
+    dims = _known_dims(specs[source], config["models"])
+    for model, dim in _known_dims(specs[name], config["models"]).items():
+        if dims.get(model, dim) != dim:
+            raise ConfigError(
+                key,
+                f"the '{model}' stores differ in dimension: d={dim} here, d={dims[model]} in "
+                f"'{source}', so its SAEs cannot encode these rows",
+                "score SAEs of a dataset embedded by the same model",
+            )
+
+
 def _check_models(name: str, spec: dict, model_entries: dict) -> None:
     """Every model of a raw dataset resolves (registry or `models.<name>`) to its modality."""
     from vlmsae import models
@@ -451,19 +470,3 @@ def _check_models(name: str, spec: dict, model_entries: dict) -> None:
                 f"{modality}",
                 f"use {modality}–text models: {', '.join(fitting)}",
             )
-
-
-def runs(config: dict) -> list[Run]:
-    """Every (dataset, model, variant, mixture, seed) the config asks for, in a stable order.
-
-    Paired variants (those with a regulariser) train on aligned pairs: mixture 1-1 only.
-    """
-    found = []
-    checked = variants(config)
-    for dataset, spec in config["datasets"].items():
-        for model, (name, variant), seed in itertools.product(
-            spec["models"], checked.items(), config["seeds"]
-        ):
-            mixtures = [PAIRED_MIXTURE] if variant.regularisers.paired else config["mixtures"]
-            found += [Run(dataset, model, name, mixture, seed) for mixture in mixtures]
-    return found

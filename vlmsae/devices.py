@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import ConfigError
+
+# torch is imported inside the functions: the Snakefile imports this module at every start.
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(device: str, key: str) -> torch.device:
     """The torch device of config value `device` ("auto", "cpu", "cuda", "cuda:N") at `key`."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -23,6 +29,8 @@ def check_local_devices(
     CUDA `device` in config section `embed` or `train` (those in `sections`), or half
     `embed.precision` without CUDA. `cuda_available`: torch's answer unless given."""
     if cuda_available is None:
+        import torch
+
         cuda_available = torch.cuda.is_available()
     for section in sorted(sections):
         device = str(config[section].get("device", "auto"))

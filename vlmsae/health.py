@@ -22,14 +22,18 @@ mean, never to pass or fail a particular run.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from vlmsae.registry_base import Settings, setting
+
+# numpy and pandas are imported inside the functions: the Snakefile reads HealthSettings at every
+# start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 OK = "ok"
 SEPARATOR = "; "
@@ -92,6 +96,8 @@ def rise(values: np.ndarray, steps: np.ndarray, tail_share: float) -> Rise:
     never negative. Relative to a minimum ≤ 0 (a loss with a negative alignment term) a rise is
     undefined: NaN.
     """
+    import numpy as np
+
     width = max(1, math.ceil(tail_share * len(values)))
     moving = np.convolve(values, np.ones(width) / width, mode="valid")
     best = int(np.argmin(moving))
@@ -105,13 +111,17 @@ def _number(value: float) -> str:
 
 
 def _non_finite_value(value: Any) -> bool:
-    return isinstance(value, float | np.floating) and not math.isfinite(value)
+    # numbers.Real less Integral: Python and numpy floats (numpy registers its scalar types).
+    real = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+    return real and not math.isfinite(value)
 
 
 def _non_finite(summary: Mapping[str, Any], train_log: pd.DataFrame | None) -> list[str]:
     """Summary keys and train-log columns (with their count of rows) holding NaN or ±inf."""
     where = [key for key, value in summary.items() if _non_finite_value(value)]
     if train_log is not None:
+        import numpy as np
+
         numeric = train_log.select_dtypes("number")
         bad = (~np.isfinite(numeric.to_numpy(dtype=np.float64))).sum(axis=0)
         where += [
@@ -148,6 +158,8 @@ def _summary_flags(summary: Mapping[str, Any], settings: HealthSettings) -> list
 
 def _log_flags(train_log: pd.DataFrame, settings: HealthSettings) -> list[str]:
     """`loss_rise` and `mse_rise` of the train log (rows with a non-finite value left out)."""
+    import numpy as np
+
     flags = []
     for column in RISING_COLUMNS:
         if column not in train_log:

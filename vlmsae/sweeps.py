@@ -17,12 +17,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from vlmsae.registry_base import parse_settings
 from vlmsae.training.regularisers import regulariser, sweep_order
 
+# pandas is imported inside the functions: the Snakefile imports this module at every start.
 if TYPE_CHECKING:
+    import pandas as pd
+
     from vlmsae.sae.base import SparseAutoencoder
     from vlmsae.stores.embedding_store import EmbeddingStore
     from vlmsae.training.variants import Variant
@@ -138,6 +139,8 @@ def sweep_round(
     (None: the sweep is done).
     """
     number = 0 if previous is None else previous["round"] + 1
+    import pandas as pd
+
     first = {} if previous is None else {row["value"]: row["round"] for row in previous["table"]}
     table = pd.DataFrame([{key: point[key] for key in POINT_COLUMNS} for point in points])
     table["round"] = [first.get(value, number) for value in table["value"]]

@@ -4,10 +4,10 @@ from pathlib import Path
 import pandas as pd
 
 from vlmsae import sae
-from vlmsae.config import Run
 from vlmsae.health import HealthSettings, warn, with_health
 from vlmsae.metrics.evaluate import EvalSettings, evaluate_run
 from vlmsae.registry_base import parse_settings
+from vlmsae.runs import Run
 from vlmsae.stores.embedding_store import EmbeddingStore
 from vlmsae.stores.manifest import write_folder_manifest
 from vlmsae.stores.vocabulary import read_vocabulary

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from vlmsae.config import PAIRED_MIXTURE
+from vlmsae.runs import PAIRED_MIXTURE
 from vlmsae.stores.embedding_store import EmbeddingStore
 from vlmsae.sweeps import point_variant, read_chosen, score_point
 from vlmsae.training.trainer import TrainSettings, train

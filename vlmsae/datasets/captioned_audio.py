@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import InputFileError
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
@@ -53,6 +56,8 @@ def pair_captions(keys: list[str], captions: list[tuple[str, str]]) -> tuple[lis
     keys: the clips, in the order of the media rows (each with at least one caption)
     captions: (clip key, caption)
     """
+    import numpy as np
+
     row = {key: number for number, key in enumerate(keys)}
     pairs = [(row[key], number) for number, (key, _) in enumerate(captions)]
     return [caption for _, caption in captions], np.array(pairs, dtype=np.int64).reshape(-1, 2)

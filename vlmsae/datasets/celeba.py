@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems
@@ -32,6 +31,10 @@ from vlmsae.datasets.raw import (
 )
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 CELEBA_FIX = "re-extract the file from CelebA's Anno/ (or Eval/) folder"
 PARTITION_SPLIT = {"0": TRAIN, "1": EVAL, "2": EVAL}
@@ -92,6 +95,8 @@ def caption(attribute_names: list[str], present: np.ndarray) -> str:
 
 def _attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """(attribute names, image file names, [N, A] int8 0/1) of list_attr_celeba.txt."""
+    import numpy as np
+
     lines = require(path, "CelebA attribute file").read_text().splitlines()
     try:
         count = int(lines[0].split()[0])
@@ -141,6 +146,8 @@ def _partition(path: Path) -> dict[str, int]:
 )
 def read(settings: CelebASettings) -> RawDataset:
     """CelebA's aligned images, attributes and attribute captions (see the module docstring)."""
+    import numpy as np
+
     root = Path(settings.root)
     images = require(root / settings.images, "CelebA image folder")
     attribute_path = root / settings.attributes_file

@@ -15,15 +15,17 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.image_prompts import ClassPromptSettings, class_prompt_dataset
 from vlmsae.datasets.raw import EVAL, TRAIN, ArrayMedia, RawDataset, require
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
@@ -63,6 +65,8 @@ def _entry(batch: dict, key: bytes, path: Path):
 
 def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(pixels [N, 32, 32, 3] uint8, labels [N]) of one batch file."""
+    import numpy as np
+
     batch = _unpickle(path)
     data = np.asarray(_entry(batch, b"data", path), dtype=np.uint8)
     labels = np.asarray(_entry(batch, label_key, path), dtype=np.int64)
@@ -82,6 +86,8 @@ def _read(
     meta: tuple[str, bytes],
     label_key: bytes,
 ) -> RawDataset:
+    import numpy as np
+
     base = Path(settings.root) / folder
     meta_path = base / meta[0]
     class_names = [

@@ -15,15 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems, RandomSplit
 from vlmsae.datasets.precomputed import row_paired_arrays
 from vlmsae.datasets.raw import require, seeded_split
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
 
 SOURCE_COLUMNS = ("url", "image_path", "key")
 
@@ -48,6 +47,8 @@ def _shards(folder: Path, prefix: str, suffix: str) -> dict[int, Path]:
 
 def _metadata(path: Path | None, n_rows: int, caption_column: str) -> tuple[list, list]:
     """(captions, sources) of one shard; empty strings where the metadata says nothing."""
+    import pyarrow.parquet as pq
+
     if path is None:
         return [""] * n_rows, [""] * n_rows
     table = pq.read_table(path)
@@ -73,6 +74,8 @@ def _metadata(path: Path | None, n_rows: int, caption_column: str) -> tuple[list
 )
 def build(settings: ClipRetrievalSettings) -> dict:
     """Arrays and attrs for `write_store` from a clip-retrieval output folder."""
+    import numpy as np
+
     root = require(settings.root, "clip-retrieval folder")
     image_shards = _shards(require(root / "img_emb", "folder img_emb/"), "img_emb", "npy")
     text_shards = _shards(require(root / "text_emb", "folder text_emb/"), "text_emb", "npy")

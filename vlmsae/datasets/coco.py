@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
@@ -33,6 +31,8 @@ from vlmsae.datasets.raw import (
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
 from vlmsae.stores.embedding_store import SPLITS
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
 
 COCO_SPLITS = {"train": TRAIN, "val": EVAL}
 COCO_FIX = "re-extract annotations_trainval{year}.zip from cocodataset.org"
@@ -112,6 +112,8 @@ def _read_split(root: Path, name: str, year: int, skipped: SkipReport) -> list[t
 )
 def read(settings: CocoSettings) -> RawDataset:
     """COCO images and captions (see the module docstring)."""
+    import numpy as np
+
     root, year = Path(settings.root), settings.year
     # In release order, whatever order the config lists them in.
     names = [name for name in COCO_SPLITS if name in settings.splits]

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems
 from vlmsae.datasets.raw import (
@@ -36,6 +34,8 @@ from vlmsae.datasets.raw import (
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
 from vlmsae.stores.embedding_store import SPLITS
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
 
 CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = {"train": TRAIN, "val": EVAL, "test": EVAL}
@@ -129,6 +129,8 @@ def _triplets(root: Path, categories: list[str], splits: list[str], skipped: Ski
 )
 def read(settings: FashionIQSettings) -> RawDataset:
     """FashionIQ images and modification-text triplets (see the module docstring)."""
+    import numpy as np
+
     root = Path(settings.root)
     # In release order, whatever order the config lists them in.
     categories = [name for name in CATEGORIES if name in settings.categories]

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import RandomSplit
@@ -32,6 +31,10 @@ from vlmsae.datasets.image_prompts import (
 )
 from vlmsae.datasets.raw import FileMedia, RawDataset, SkipReport, require, seeded_split
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 GENRES = [
     "blues",
@@ -68,6 +71,8 @@ class GtzanSettings(ClassPromptSettings, RandomSplit):
 def _clips(folder: Path, genres: list[str], skipped: SkipReport) -> tuple[list[Path], np.ndarray]:
     """(audio files, [N] class of each) under the genre folders of `folder`, sorted by genre and
     file name; files of other folders, and files that are not audio, are skipped."""
+    import numpy as np
+
     index = {genre: number for number, genre in enumerate(genres)}
     for genre in genres:
         require(folder / genre, f"GTZAN genre folder '{genre}'", "check `root` and `genres`")

@@ -25,12 +25,7 @@ import glob
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, Literal
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import MaxItems, RandomSplit
@@ -53,6 +48,12 @@ from vlmsae.datasets.raw import (
 )
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
 
 FORMATS = {".tar": "webdataset", ".tsv": "tsv", ".csv": "tsv", ".parquet": "parquet"}
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -179,6 +180,8 @@ def _webdataset(
 
 
 def _table(path: Path, settings: CaptionedImageSettings) -> pd.DataFrame:
+    import pandas as pd
+
     table = pd.read_csv(path, sep=settings.separator, dtype=str, keep_default_na=False)
     _require_columns(
         path,
@@ -238,6 +241,8 @@ def _tsv(
 
 
 def _check_columns(parquet: pq.ParquetFile, path: Path, settings: CaptionedImageSettings) -> None:
+    import pyarrow as pa
+
     schema = parquet.schema_arrow
     _require_columns(
         path,
@@ -260,6 +265,8 @@ def _check_columns(parquet: pq.ParquetFile, path: Path, settings: CaptionedImage
 def _missing_images(parquet: pq.ParquetFile, group: int, column: str) -> np.ndarray:
     """[rows of the group] bool: rows without image bytes. The column statistics answer without
     reading the bytes when they count no null, as they almost always do."""
+    import numpy as np
+
     meta = parquet.metadata.row_group(group)
     leaves = [meta.column(j) for j in range(meta.num_columns)]
     leaf = next((c for c in leaves if c.path_in_schema in (column, f"{column}.bytes")), None)
@@ -273,6 +280,8 @@ def _missing_images(parquet: pq.ParquetFile, group: int, column: str) -> np.ndar
 def _parquet(
     files: list[Path], settings: CaptionedImageSettings, skipped: SkipReport
 ) -> tuple[MediaSource, _Items]:
+    import pyarrow.parquet as pq
+
     file_of, group_of, row_of = [], [], []
     items = _Items()
     for number, path in enumerate(files):
@@ -302,6 +311,8 @@ READERS = {"webdataset": _webdataset, "tsv": _tsv, "parquet": _parquet}
 
 def read_captioned(settings: CaptionedImageSettings, source: str) -> RawDataset:
     """The RawDataset of `source`, a captioned dataset in one of these formats."""
+    import numpy as np
+
     root = Path(settings.root)
     patterns = settings.patterns()
     layout = settings.layout()

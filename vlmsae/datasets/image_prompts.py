@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from vlmsae.datasets.common import MaxItems, Seeded
 from vlmsae.datasets.raw import MediaSource, RawDataset, SkipReport, limit_media
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_TEMPLATES = ["a photo of a {}."]
 NAMED_TEMPLATES = ("simple", "openai")
@@ -102,6 +104,8 @@ def class_prompt_dataset(
     The template of each item is drawn before `max_items` applies, so an item keeps its prompt
     whether or not the dataset is cut.
     """
+    import numpy as np
+
     templates = templates_from(settings.templates)
     rng = np.random.default_rng(settings.seed)
     choice = rng.integers(len(templates), size=len(label))

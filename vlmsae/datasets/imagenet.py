@@ -21,9 +21,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import RandomSplit
 from vlmsae.datasets.image_prompts import (
@@ -41,6 +38,8 @@ from vlmsae.datasets.raw import (
 )
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 MAPPING_FILE = "LOC_synset_mapping.txt"
@@ -77,6 +76,8 @@ def _folders_layout(images: Path, skipped: SkipReport) -> dict[Path, str]:
 
 
 def _flat_layout(images: Path, csv_path: Path, skipped: SkipReport) -> dict[Path, str]:
+    import pandas as pd
+
     require(csv_path, "ImageNet validation labels", "set `labels_csv`, or use val/<wnid>/ folders")
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     missing = {"ImageId", "PredictionString"} - set(table.columns)
@@ -156,6 +157,8 @@ def _classes(
 )
 def read(settings: ImageNetSettings) -> RawDataset:
     """ImageNet's validation images with class-prompt texts (see the module docstring)."""
+    import numpy as np
+
     root = Path(settings.root)
     images = require(root / settings.images, "ImageNet validation image folder")
     skipped = SkipReport()

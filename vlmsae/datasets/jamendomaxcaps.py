@@ -25,11 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.captioned_audio import field, is_caption, pair_captions, read_jsonl
@@ -47,10 +43,15 @@ from vlmsae.datasets.raw import (
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
 
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+
+    # Makes the media of chosen audio rows.
+    MediaOfRows = Callable[[np.ndarray], MediaSource]
+
 AUDIO_COLUMN = "audio"
 AUDIO_DIRS = {"parquet": "data", "files": "mp3_files"}
-# Makes the media of chosen audio rows.
-MediaOfRows = Callable[[np.ndarray], MediaSource]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,8 @@ class JamendoMaxCapsSettings(MaxItems, RandomSplit):
 )
 def read(settings: JamendoMaxCapsSettings) -> RawDataset:
     """The JamendoMaxCaps tracks under `root`, with their captions and a random split."""
+    import numpy as np
+
     root = Path(settings.root)
     layout = settings.audio_layout
     caption_file = require(
@@ -197,6 +200,9 @@ def _parquet_audio(
 
 def _index_shard(number: int, shard: Path) -> list[tuple[int, int, int, str]]:
     """(shard number, row group, row, audio file name) of every row, reading only the names."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         parquet = pq.ParquetFile(shard)
         found = []

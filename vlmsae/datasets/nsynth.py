@@ -30,8 +30,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.image_prompts import (
     ClassPromptSettings,
@@ -48,6 +46,8 @@ from vlmsae.datasets.raw import (
 )
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
 
 FAMILIES = [
     "bass",
@@ -115,6 +115,8 @@ def _notes(
     folder: Path, index: dict[str, int], skipped: SkipReport
 ) -> tuple[list[Path], list[int]]:
     """(wav of each usable note, its class) of one split folder, in the file's note order."""
+    import numpy as np
+
     examples = _examples(folder)
     audio = require(folder / "audio", "NSynth audio folder", f"check `root`, then {NSYNTH_FIX}")
     # One listing of the folder, not a stat per note (289,205 in nsynth-train).
@@ -153,6 +155,8 @@ def _notes(
 def read(settings: NSynthSettings) -> RawDataset:
     """The NSynth notes under `root` with their families and class-prompt texts (module
     docstring)."""
+    import numpy as np
+
     root = Path(settings.root)
     index = {family: number for number, family in enumerate(settings.families)}
     skipped = SkipReport()

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vlmsae.datasets import SOURCES
 from vlmsae.datasets.common import EvalShare
 from vlmsae.errors import InputFileError
 from vlmsae.registry_base import setting
 from vlmsae.stores.embedding_store import assign_pair_splits, check_embedding_array, invalid_rows
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 NORM_TOLERANCE = 1e-3
 
@@ -79,6 +82,8 @@ def _load_npy(path: Path, archive: bool = False) -> np.ndarray | np.lib.npyio.Np
     """The array in a .npy file (or, with `archive`, a .npz archive); InputFileError naming the
     file for anything else (a missing file, a PyTorch .pt file, an archive where an array is
     expected)."""
+    import numpy as np
+
     if not path.exists():
         raise InputFileError(str(path), "file not found", "check the path in the config")
     if path.suffix not in NUMPY_SUFFIXES:
@@ -107,6 +112,8 @@ def _load_npy(path: Path, archive: bool = False) -> np.ndarray | np.lib.npyio.Np
 
 def load_pairs(settings: PrecomputedSettings) -> tuple[np.ndarray, np.ndarray, str]:
     """(image [N, d], text [N, d], description of the source files)."""
+    import numpy as np
+
     if settings.path is not None:
         path = Path(settings.path)
         loaded = _load_npy(path, archive=True)
@@ -147,6 +154,8 @@ def load_pairs(settings: PrecomputedSettings) -> tuple[np.ndarray, np.ndarray, s
 
 def _bad_pairs(image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
     """Row indices of pairs that cannot be stored, by reason."""
+    import numpy as np
+
     invalid = invalid_rows(image) | invalid_rows(text)
     rows = np.ascontiguousarray(np.concatenate([image, text], axis=1))
     _, first = np.unique(
@@ -162,6 +171,8 @@ def _bad_pairs(image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
 
 def _labels(settings: PrecomputedSettings, n_pairs: int, n_classes: int | None) -> np.ndarray:
     """[N] int64 class of each image, checked: integers in [0, C) (C from the class prompts)."""
+    import numpy as np
+
     path = settings.labels_path
     labels = _load_npy(Path(path))
     if labels.shape != (n_pairs,):
@@ -190,6 +201,8 @@ def _labels(settings: PrecomputedSettings, n_pairs: int, n_classes: int | None) 
 
 def _text_groups(path: str, n_pairs: int) -> np.ndarray:
     """[N] int64 group id of each text row, checked: one integer per pair."""
+    import numpy as np
+
     groups = _load_npy(Path(path))
     if groups.shape != (n_pairs,) or groups.dtype.kind not in "iu":
         raise InputFileError(
@@ -203,6 +216,8 @@ def _text_groups(path: str, n_pairs: int) -> np.ndarray:
 def row_paired_arrays(image: np.ndarray, text: np.ndarray, split: np.ndarray) -> dict:
     """The core arrays of a store whose row i of `image` pairs with row i of `text`: rows
     L2-normalised in place, identity pairs, the same split on both sides."""
+    import numpy as np
+
     image /= np.linalg.norm(image, axis=1, keepdims=True)
     text /= np.linalg.norm(text, axis=1, keepdims=True)
     return {
@@ -222,6 +237,8 @@ def row_paired_arrays(image: np.ndarray, text: np.ndarray, split: np.ndarray) ->
 )
 def build(settings: PrecomputedSettings) -> dict:
     """Arrays and attrs for `write_store` (rows L2-normalised, a seeded eval split)."""
+    import numpy as np
+
     image, text, source = load_pairs(settings)
     bad = _bad_pairs(image, text)
     skipped = {reason: rows for reason, rows in bad.items() if len(rows)}

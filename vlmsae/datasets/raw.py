@@ -19,16 +19,17 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from vlmsae.datasets.common import RandomSplit
 from vlmsae.errors import InputFileError
 from vlmsae.stores.embedding_store import SPLITS, assign_pair_splits
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    from PIL import Image
 
 MEDIA_MODALITIES = ("image", "audio")
 SKIP_EXAMPLES = 20
@@ -59,6 +60,8 @@ class MediaRows(MediaSource):
     """Some items of another source."""
 
     def __init__(self, base: MediaSource, rows: np.ndarray):
+        import numpy as np
+
         self.base = base
         self.rows = np.asarray(rows, dtype=np.int64)
 
@@ -102,6 +105,8 @@ class TarMedia(MediaSource):
         size: np.ndarray,
         names: list[str],
     ):
+        import numpy as np
+
         self.shards = [str(s) for s in shards]
         self.shard = np.asarray(shard, dtype=np.int32)
         self.offset = np.asarray(offset, dtype=np.int64)
@@ -135,6 +140,8 @@ class ArrayMedia(MediaSource):
         return len(self.pixels)
 
     def read(self, index: int) -> Image.Image:
+        from PIL import Image
+
         return Image.fromarray(self.pixels[index])
 
     def describe(self, index: int) -> str:
@@ -159,6 +166,8 @@ class ParquetMedia(MediaSource):
         row_group: np.ndarray,
         row: np.ndarray,
     ):
+        import numpy as np
+
         self.files = [str(f) for f in files]
         self.column = column
         self.file = np.asarray(file, dtype=np.int32)
@@ -174,6 +183,8 @@ class ParquetMedia(MediaSource):
         return {**self.__dict__, "_cached": None}
 
     def read(self, index: int) -> bytes:
+        import pyarrow.parquet as pq
+
         key = (int(self.file[index]), int(self.row_group[index]))
         if self._cached is None or self._cached[0] != key:
             group = pq.ParquetFile(self.files[key[0]]).read_row_group(key[1], [self.column])
@@ -193,6 +204,9 @@ class ParquetMedia(MediaSource):
 def media_bytes(column: pa.ChunkedArray) -> pa.Array:
     """The bytes of a binary column or of a {bytes, path} struct column, as Hugging Face datasets
     write images and audio (null where a row has none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     values = column.combine_chunks()
     return pc.struct_field(values, "bytes") if pa.types.is_struct(values.type) else values
 
@@ -261,6 +275,8 @@ class RawDataset:
     skipped: SkipReport = field(default_factory=SkipReport)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if self.modality not in MEDIA_MODALITIES:
             raise ValueError(f"modality must be one of {MEDIA_MODALITIES}, got {self.modality}")
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -286,6 +302,8 @@ class RawDataset:
 def text_split_of(pairs: np.ndarray, media_split: np.ndarray, n_texts: int) -> np.ndarray:
     """[n_texts] int8: each text row in the split of its (first) paired media row; unpaired
     texts go to "train"."""
+    import numpy as np
+
     split = np.zeros(n_texts, dtype=np.int8)
     text_rows, first = np.unique(pairs[:, 1], return_index=True)
     split[text_rows] = media_split[pairs[first, 0]]
@@ -340,6 +358,8 @@ def first_rows(media_split: np.ndarray, max_items: int) -> np.ndarray:
     Items are ranked by (position in their split / split size), so a split's k-th item comes in
     when k/N_split is reached; an item keeps the split it has in the full dataset.
     """
+    import numpy as np
+
     key = np.empty(len(media_split))
     for code in np.unique(media_split):
         rows = np.flatnonzero(media_split == code)
@@ -351,6 +371,8 @@ def first_rows(media_split: np.ndarray, max_items: int) -> np.ndarray:
 def limit_media(raw: RawDataset, max_items: int | None) -> RawDataset:
     """`raw` cut to `first_rows(max_items)` with the text rows, pairs and triplets of those items
     (setting `max_items`, for smoke tests); `raw` itself when `max_items` is None or not smaller."""
+    import numpy as np
+
     if max_items is None or max_items >= len(raw.media):
         return raw
     rows = first_rows(raw.media_split, max_items)
@@ -388,6 +410,8 @@ def limit_media(raw: RawDataset, max_items: int | None) -> RawDataset:
 def existing_files(paths: list[Path]) -> np.ndarray:
     """[len(paths)] bool: whether each file exists. Lists each folder once: a stat per file takes
     hours for millions of files on a cluster's network file system."""
+    import numpy as np
+
     listings: dict[Path, set[str]] = {}
     found = np.zeros(len(paths), dtype=bool)
     for i, path in enumerate(paths):

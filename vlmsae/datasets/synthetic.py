@@ -28,14 +28,15 @@ atoms; `atom_concept` gives both instantiations of a bimodal concept the same co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
-from scipy.optimize import brentq
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae.datasets import SOURCES
 from vlmsae.registry_base import Settings, setting
 from vlmsae.stores.embedding_store import SparseCodes, TrueStructure, assign_pair_splits
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 WEIGHT_RANGE = (0.5, 1.5)  # positive and bounded away from 0: every active atom is visible
 MODALITIES = ("image", "text")
@@ -167,12 +168,16 @@ class SyntheticParams(Settings):
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    import numpy as np
+
     rows = rng.standard_normal((n, d))
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def _with_cosine(rng: np.random.Generator, base: np.ndarray, cosine: float) -> np.ndarray:
     """Unit rows whose cosine with the matching row of `base` (unit rows) is exactly `cosine`."""
+    import numpy as np
+
     noise = rng.standard_normal(base.shape)
     noise -= np.sum(noise * base, axis=1, keepdims=True) * base
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
@@ -192,6 +197,8 @@ def _draw_support(
     (numpy's choice without replacement). Rows are drawn in chunks so memory stays
     O(chunk · n_atoms).
     """
+    import numpy as np
+
     if n_draw == 0:
         return np.zeros((n_rows, 0), dtype=np.int64)
     out = np.empty((n_rows, n_draw), dtype=np.int64)
@@ -203,11 +210,15 @@ def _draw_support(
 
 def _render(dictionary: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """[N, d] = Σ_j weights[n, j] · dictionary[indices[n, j]], as a sparse-dense product."""
+    import numpy as np
+
     return np.asarray(SparseCodes(indices, weights).to_csr(len(dictionary)) @ dictionary)
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[N] inner products of matching rows of a and b [N, d]."""
+    import numpy as np
+
     return np.sum(a * b, axis=1)
 
 
@@ -225,6 +236,8 @@ def _true_structure(
     bimodal_idx [N, a] the bimodal concepts of each pair; unimodal_idx[m] [N, c];
     values[m] [N, a + c] the code values in that order.
     """
+    import numpy as np
+
     merged = bimodal["text"] is bimodal["image"]
     n_b, n_u = len(bimodal["image"]), len(unimodal["image"])
     # Rows: bimodal image instantiations, bimodal text instantiations (τ1 < 1), image-only atoms,
@@ -253,6 +266,8 @@ def _true_structure(
 
 def _paired_cosine(parts: dict[str, np.ndarray], scale: float) -> float:
     """Mean over pairs of cos(b_I + s·u_I, b_T + s·u_T), from precomputed inner products."""
+    import numpy as np
+
     s = scale
     dot = parts["bI.bT"] + s * (parts["bI.uT"] + parts["uI.bT"]) + s * s * parts["uI.uT"]
     norm_i = parts["bI.bI"] + 2 * s * parts["bI.uI"] + s * s * parts["uI.uI"]
@@ -262,6 +277,8 @@ def _paired_cosine(parts: dict[str, np.ndarray], scale: float) -> float:
 
 def _isotropic(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, TrueStructure, dict]:
     """(embeddings, truth, attrs) of the isotropic geometry."""
+    import numpy as np
+
     bimodal_image = _unit_rows(rng, p.n_bimodal, p.d)
     iso_energy = np.isclose(p.tau1, 1.0)
     bimodal_text = bimodal_image if iso_energy else _with_cosine(rng, bimodal_image, p.tau1)
@@ -311,6 +328,8 @@ def _isotropic(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, True
 
 def _solve_unimodal_scale(parts: dict[str, np.ndarray], p: SyntheticParams) -> float:
     """The unimodal weight scale s with mean paired cosine = τ2 (cosine falls as s grows)."""
+    from scipy.optimize import brentq
+
     if p.L == p.n_active_bimodal:
         return 0.0
     if p.n_active_bimodal == 0:
@@ -331,6 +350,8 @@ def _solve_unimodal_scale(parts: dict[str, np.ndarray], p: SyntheticParams) -> f
 
 def _in_slice(rows: np.ndarray, dims: slice, offset: np.ndarray | float = 0.0) -> np.ndarray:
     """rows [n, d] cut to `dims` (0 elsewhere), plus `offset` there, scaled to unit norm."""
+    import numpy as np
+
     out = np.zeros_like(rows)
     out[:, dims] = rows[:, dims] + offset
     return out / np.linalg.norm(out, axis=1, keepdims=True)
@@ -338,6 +359,8 @@ def _in_slice(rows: np.ndarray, dims: slice, offset: np.ndarray | float = 0.0) -
 
 def _clip_like(p: SyntheticParams, rng: np.random.Generator) -> tuple[dict, TrueStructure, dict]:
     """(embeddings, truth, attrs) of the clip-like geometry."""
+    import numpy as np
+
     # Every random vector is drawn at full width d and cut to its slice, and the noise is drawn
     # for every τ1: the random stream is then the same whatever the shares and τ1, so a sweep
     # (or calibrate's search) over them changes the geometry, not the draws.
@@ -427,6 +450,8 @@ def _bimodal_weight(
     once as the eigenvalues of its companion matrices. Every positive root is a β with cosine
     +τ2 (the cosine is never negative); the largest u, the smallest β, is kept.
     """
+    import numpy as np
+
     ones = np.ones(shared_idx.shape)
     sums = {m: _render(bimodal[m], shared_idx, ones) for m in MODALITIES}
     rows = {m: bias[m][bias_idx[m][:, 0]] for m in MODALITIES}
@@ -459,6 +484,8 @@ def build(settings: SyntheticParams) -> dict:
     Returns the arrays and attrs `write_store` takes, ground truth included. image, text:
     [n_pairs, d] unit rows; pairs[i] = (i, i).
     """
+    import numpy as np
+
     settings.check()
     rng = np.random.default_rng(settings.seed)
     draw = _clip_like if settings.geometry == "clip-like" else _isotropic
@@ -501,6 +528,8 @@ def swap_triplets(
     Returns source_row [n·s] (image rows of the store), caption [n·s, d], target [n·s, d],
     group [n·s] (the source's index in source_pairs), swapped_out, swapped_in [n·s] (concepts).
     """
+    import numpy as np
+
     rng = np.random.default_rng([seed, _TRIPLET_STREAM])
     bimodal_rows = np.flatnonzero(truth.atom_kind == "bimodal")
     concepts = truth.atom_concept[bimodal_rows]

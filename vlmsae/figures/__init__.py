@@ -49,7 +49,7 @@ STORE_FILES = {
 
 def save(figure: Any, path: str | Path) -> None:
     """Write the figure as PNG at `path` and as SVG beside it (same stem), then close it."""
-    from vlmsae.figures.style import plt  # the backend and SVG settings of every figure
+    from vlmsae.figures.style import pyplot  # the backend and SVG settings of every figure
 
     path = Path(path)
     for suffix in FORMATS:
@@ -58,7 +58,7 @@ def save(figure: Any, path: str | Path) -> None:
         figure.savefig(path.with_suffix(f".{suffix}"), dpi=DPI, metadata=metadata)
         # The layout is solved by the first save; the others keep it instead of solving again.
         figure.set_layout_engine("none")
-    plt.close(figure)
+    pyplot().close(figure)
 
 
 def figures_of_scope(scope: str) -> list[str]:

@@ -9,12 +9,16 @@ row), where the most used atoms stand out whatever the mixture.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES, RUN_KEYS
 from vlmsae.figures.panels import first_seed, variant_mixture_grid
-from vlmsae.figures.style import LEGEND_SIZE, MODALITY_CMAP, NO_VALUE_COLOUR, TITLE_SIZE
+from vlmsae.figures.style import LEGEND_SIZE, NO_VALUE_COLOUR, TITLE_SIZE, modality_cmap
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 AXIS_NAMES = {"umap": "UMAP", "pca": "PC"}
 # Area (pt²) of the atom with the largest share of its run's energy in an energy-sized map.
@@ -61,7 +65,7 @@ def atom_map(tables: dict[str, pd.DataFrame], subject: str, by_energy: bool):
             live["x"],
             live["y"],
             c=live["modality_score"],
-            cmap=MODALITY_CMAP,
+            cmap=modality_cmap(),
             vmin=0.0,
             vmax=1.0,
             s=live["area"] if by_energy else 6,

@@ -8,7 +8,7 @@ fire on).
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import grouped_bars
@@ -21,7 +21,10 @@ from vlmsae.figures.style import (
     mixture_label,
 )
 from vlmsae.registry_base import Settings
-from vlmsae.tables.papers import seed_statistics, with_store_metrics
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 HUE = "store and mixture"
 # (metric, panel title) of each figure, in panel order; a metric no run has gets no panel.
@@ -55,6 +58,8 @@ BASELINES = {
 
 def panel_statistics(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """seed_statistics of `metrics` with the bars' hue: 'dataset/model · image:text a:b'."""
+    from vlmsae.tables.papers import seed_statistics
+
     stats = seed_statistics(summary, metrics)
     stats[HUE] = (
         stats["dataset"] + "/" + stats["model"] + " · " + stats["mixture"].map(mixture_label)
@@ -99,6 +104,8 @@ def draw_group_sparse(tables: dict[str, pd.DataFrame], settings: Settings, subje
     """Dead atoms per modality, MMS image–text and zero-shot accuracy from codes per variant
     (group-sparse Table 1 as bars), dense baselines as dotted lines (MMS of the reference
     itself, zero-shot from the dense embeddings)."""
+    from vlmsae.tables.papers import with_store_metrics
+
     summary = with_store_metrics(tables["summary"], tables["stores"])
     return metric_bars(summary, GROUP_SPARSE_PANELS, f"Group-sparse metrics: {subject}")
 
@@ -107,6 +114,10 @@ def neuron_counts(summary: pd.DataFrame) -> pd.DataFrame:
     """Long table of group-sparse Fig. 3: per (dataset, model, variant, mixture) and NEURON_COUNTS
     category (`active on`), `atoms` (the mean count over seeds) and `atoms_std`. `variant` reads
     'variant (a:b)' where the store's runs have several mixtures."""
+    import pandas as pd
+
+    from vlmsae.tables.papers import seed_statistics
+
     stats = seed_statistics(summary, list(NEURON_COUNTS.values()))
     mixtures = stats.groupby(["dataset", "model"])["mixture"].transform("nunique")
     stats["variant"] = stats["variant"].where(

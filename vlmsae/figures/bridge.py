@@ -4,10 +4,7 @@ Figs. 7–9), from each run's bridge_top.parquet (vlmsae.metrics.bridge)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, mixture_order
@@ -20,6 +17,10 @@ from vlmsae.figures.style import (
     mixture_label,
 )
 from vlmsae.registry_base import Settings, setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 COUPLING_LABELS = {
     "coactivation": r"co-activation ($Z_I^\top Z_T / N$)",
@@ -60,6 +61,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: BridgeSettings, subject: str
     """One row per (variant, mixture), the lowest seed's run. Left: its strongest bridge
     entries (green where the pair touches a bimodal atom, the share ρ and FDA count). Right:
     every stored entry's coupling against its bridge value, coloured by the atoms' cosine."""
+    import numpy as np
+
     top = first_seed(tables["bridge_top"])
     top = top[top["form"] == settings.form]
     runs = [

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import share_histogram_grid
 from vlmsae.registry_base import Settings, setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: ClassifierHistogramSettings,
     An accuracy near 1 means the atom's direction alone tells images from texts: most atoms of
     a split dictionary, and most of the energy, sit there.
     """
+    import numpy as np
+
     live = tables["atoms"].dropna(subset=["classifier_accuracy"])
     return share_histogram_grid(
         live[live["atom_kind"] != "dead"],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.style import LEGEND_SIZE, TITLE_SIZE, subplots
 from vlmsae.registry_base import Settings
+
+# heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Column of cone_histograms.parquet (vlmsae.metrics.cones) -> what the curve shows.
 DISTRIBUTIONS = {
@@ -30,6 +33,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
 
     Two cones: image–image and text–text cosines sit far above the image–text ones.
     """
+    import numpy as np
+
     histograms, stores = tables["cone_histograms"], tables["stores"]
     edges = np.append(histograms["bin_left"].to_numpy(), histograms["bin_right"].iloc[-1])
     figure, axes = subplots()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, variant_mixture_grid
 from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, TITLE_SIZE
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = ("bimodal", "image", "text")
 
@@ -22,6 +26,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """One panel per (variant, mixture), the lowest seed's run: the live atoms' second-moment
     energy (mean z², iso-energy's) in decreasing order, each point coloured by the atom's
     second-moment kind. Where the bimodal atoms sit in this ranking is what iso-energy reads."""
+    import pandas as pd
+
     atoms = first_seed(tables["atoms"])
     live = atoms[atoms["atom_kind_sq"] != "dead"]
     figure, panels = variant_mixture_grid(live)

@@ -7,13 +7,17 @@ Right: each atom's share of that gap against its modality score (atoms.parquet `
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.energy import KINDS
 from vlmsae.figures.panels import first_seed, with_store_panel
 from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODALITIES = ("image", "text")
 

@@ -4,15 +4,17 @@ mixture and lowest seed), and steering retrieval over every run."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-from matplotlib.patches import Patch
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed, mixture_order
 from vlmsae.figures.style import KIND_COLOURS, LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (measure, population) of gap_histograms.csv → what the curve shows.
 GAP_CURVES = {
@@ -43,6 +45,8 @@ def _one_run_per_variant(table: pd.DataFrame) -> pd.DataFrame:
 
 def _stairs(axis, rows: pd.DataFrame, label: str, colour: str) -> None:
     """One histogram as a step curve of shares (rows: one per bin, in bin order)."""
+    import numpy as np
+
     rows = rows.sort_values("bin_left")
     edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
     counts = rows["count"].to_numpy(dtype=float)
@@ -104,6 +108,8 @@ def draw_vector_arithmetic(tables: dict[str, pd.DataFrame], settings: Settings, 
     """Per variant: each query kind's distance to its 10th nearest reference target (left;
     the held-out targets' own distances are in distribution) and its OOD score and target R@1
     (right)."""
+    import numpy as np
+
     histograms = _one_run_per_variant(tables["arithmetic_histograms"])
     summary = _one_run_per_variant(tables["vector_arithmetic"])
     variants = sorted(histograms["variant"].unique())
@@ -143,6 +149,9 @@ def draw_probe_concepts(tables: dict[str, pd.DataFrame], settings: Settings, sub
     the run has names, coloured by kind (group-sparse Fig. 5): which concepts the probe reads.
     A degenerate probe (one class predicted for every eval image) lists no atoms: its panel
     shows its status instead."""
+    import numpy as np
+    from matplotlib.patches import Patch
+
     table = _one_run_per_variant(tables["probe_concepts"])
     variants = sorted(table["variant"].unique())
     figure, axes = grid(1, len(variants), panel_height=3.2)

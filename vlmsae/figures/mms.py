@@ -9,14 +9,17 @@ synthetic data, the true codes.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import first_seed
 from vlmsae.figures.style import LEGEND_SIZE, PANEL_TITLE_SIZE, TITLE_SIZE, grid
-from vlmsae.metrics.mms import PAIRS
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 DENSE_LABEL = "no SAE (dense coordinates)"
 
@@ -36,6 +39,8 @@ def sorted_curve(scores: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(x, y): the scores in decreasing order against the normalised neuron index (i + 1) / n,
     so that dictionaries of different sizes share one axis (the paper's d against 16d). An
     undefined score (no co-activating pair) counts 0, as in the summary's `mms_<pair>`."""
+    import numpy as np
+
     values = np.sort(scores.fillna(0.0).to_numpy())[::-1]
     return np.arange(1, len(values) + 1) / max(len(values), 1), values
 
@@ -51,6 +56,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """One panel per modality pair (image–image, text–text, image–text): each (variant,
     mixture)'s MMS per atom in decreasing order (lowest seed), one line each, and the dense
     embeddings' MMS per coordinate (black, dashed)."""
+    from vlmsae.metrics.mms import PAIRS
+
     atoms, dense = first_seed(tables["atoms"]), tables["mms_dense"]
     runs = sorted(atoms.groupby(["variant", "mixture"]).groups)
     several = len({mixture for _, mixture in runs}) > 1

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import share_histogram_grid
 from vlmsae.registry_base import Settings, setting
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: ModalityHistogramSettings, s
     A split dictionary piles both at 0 and 1; energy-weighting shows whether the atoms that
     carry the embeddings are the unimodal or the bimodal ones.
     """
+    import numpy as np
+
     return share_histogram_grid(
         tables["atoms"].dropna(subset=["modality_score"]),
         "modality_score",

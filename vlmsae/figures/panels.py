@@ -7,8 +7,7 @@ bars one BarContainer per hue with its error bars.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures.style import (
     LEGEND_SIZE,
@@ -17,6 +16,11 @@ from vlmsae.figures.style import (
     grid,
     mixture_label,
 )
+
+# Heavy imports stay inside functions: the Snakefile reads the figure registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def mixture_order(mixtures) -> list[str]:
@@ -76,6 +80,8 @@ def share_histogram(axis, values: pd.Series, weights: pd.Series, edges: np.ndarr
     Both sum to 1 over the bins, so the two distributions compare on one axis (linear-structure
     Figs. 4 and 6 show the plain and the energy-weighted view of one quantity).
     """
+    import numpy as np
+
     counts, _ = np.histogram(values, edges)
     weighted, _ = np.histogram(values, edges, weights=weights)
     total = weighted.sum()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import mixture_order
@@ -15,6 +15,10 @@ from vlmsae.figures.style import (
     mixture_label,
 )
 from vlmsae.registry_base import Settings
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @FIGURES.register("r2_vs_l0", scope="all", tables=("summary",), paper="linear-structure")

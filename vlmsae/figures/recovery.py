@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.style import TITLE_SIZE, subplots
 from vlmsae.registry_base import Settings
-from vlmsae.tables.papers import STD_SUFFIX
-from vlmsae.tables.recovery import COLUMNS, TAU1
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 PLOTTED = ("W", "mma")
 
@@ -28,6 +30,9 @@ def _has_synthetic_runs(config: dict, runs: list[dict]) -> bool:
 )
 def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """W and mma against τ1, one line per (variant, mixture), error bars: std over seeds."""
+    from vlmsae.tables.papers import STD_SUFFIX
+    from vlmsae.tables.recovery import COLUMNS, TAU1
+
     table = tables["synthetic_recovery"]
     names = dict(COLUMNS)
     figure, axes = subplots(1, len(PLOTTED), width=4.2 * len(PLOTTED), height=3.6)

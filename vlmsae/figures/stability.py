@@ -8,11 +8,7 @@ matched cosine averaged over those seeds; vlmsae.metrics.stability).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import matplotlib
-import matplotlib.ticker
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.figures import FIGURES
 from vlmsae.figures.panels import mixture_order, variant_mixture_grid
@@ -25,12 +21,15 @@ from vlmsae.figures.style import (
 )
 from vlmsae.registry_base import Settings, setting
 
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 KIND_LABELS = {"seed": "across seeds", "mixture": "across mixtures"}
 KIND_STYLES = {"seed": "-", "mixture": "--"}
 # On the per-pair panel the column already names the variant: shade tells the kind of pair.
 KIND_GREYS = {"seed": "0.15", "mixture": "0.55"}
-# Cells without a pair of runs stay white, not the colour of 0.
-HEAT_CMAP = matplotlib.colormaps["viridis"].with_extremes(bad="white")
 
 
 def _pairs_exist(runs: list[dict], fixed: tuple[str, ...]) -> bool:
@@ -70,6 +69,8 @@ def draw(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     against m (colour: variant; solid: pairs across seeds, dashed: across mixtures). Right:
     every pair's `stability` (all atoms), one column per variant (dark: across seeds, light:
     across mixtures)."""
+    import numpy as np
+
     stability = tables["stability"]
     columns = top_columns(stability)
     stores = sorted(set(zip(stability["dataset"], stability["model"], strict=True)))
@@ -119,6 +120,8 @@ def mixture_matrix(stability: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """(mixtures, M [n, n]) of one variant: M[a, b] the mean `stability` of its pairs of kind
     mixture between a and b (symmetric), M[a, a] the mean of its pairs of kind seed at a; NaN
     where there is no such pair."""
+    import numpy as np
+
     mixed = stability[stability["kind"] == "mixture"]
     seeds = stability[stability["kind"] == "seed"]
     mixtures = mixture_order([*mixed["mixture_a"], *mixed["mixture_b"]])
@@ -150,12 +153,17 @@ def mixture_matrix(stability: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 def draw_mixtures(tables: dict[str, pd.DataFrame], settings: Settings, subject: str):
     """One heat map per variant: mean stability between runs trained on mixtures a and b (same
     seed), and on the diagonal between seeds of one mixture."""
+    import matplotlib
+    import numpy as np
+
     stability = tables["stability"]
     variants = sorted(stability.loc[stability["kind"] == "mixture", "variant"].unique())
     figure, axes = grid(1, len(variants), panel_width=3.4, panel_height=3.2)
+    # Cells without a pair of runs stay white, not the colour of 0.
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
     for axis, variant in zip(axes[0], variants, strict=True):
         mixtures, matrix = mixture_matrix(stability[stability["variant"] == variant])
-        image = axis.imshow(np.ma.masked_invalid(matrix), cmap=HEAT_CMAP, vmin=0.0, vmax=1.0)
+        image = axis.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0.0, vmax=1.0)
         for (row, column), value in np.ndenumerate(matrix):
             text = "–" if np.isnan(value) else f"{value:.2f}"
             axis.text(column, row, text, ha="center", va="center", fontsize=LEGEND_SIZE)
@@ -181,6 +189,8 @@ def energy_bin_medians(
     energy: np.ndarray, stability: np.ndarray, bins: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(median energy, median stability) of `bins` groups of atoms of equal size by energy."""
+    import numpy as np
+
     order = np.argsort(energy, kind="stable")
     groups = [group for group in np.array_split(order, bins) if len(group)]
     return (
@@ -203,6 +213,8 @@ def draw_energy_stability(
     """One panel per (variant, mixture), every seed's atoms pooled: each live atom's energy
     (log) against its stability across the other seeds, and the median stability per energy
     bin (black). Dead atoms (energy 0) have no place on a log axis: the x label counts them."""
+    import matplotlib.ticker
+
     atoms = tables["atom_stability"]
     figure, panels = variant_mixture_grid(atoms, panel_width=3.6, panel_height=3.0)
     for axis, _, _, run in panels:

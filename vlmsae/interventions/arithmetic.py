@@ -24,20 +24,20 @@ answer: one bimodal concept swapped).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.datasets.synthetic import swap_triplets
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
-from vlmsae.metrics.evaluate import encode
-from vlmsae.metrics.gap import bimodal_only, distance_histograms, knn_distance
-from vlmsae.metrics.retrieval import recall_at
-from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry_base import setting
-from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.stores.embedding_store import EmbeddingStore
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.sae.base import SparseAutoencoder
 
 QUERY_KINDS = ("Q", "Q_SAE", "Q_recon", "Q_SAE_recon", "Q_src", "Q_delta")
 SCORES_PER_BLOCK = 1 << 24  # query × candidate cosines per block of the ranking: 64 MB
@@ -79,6 +79,8 @@ class Triplets:
 
 def store_triplets(store: EmbeddingStore, settings: ArithmeticSettings) -> Triplets:
     """The triplets of a store: its `triplets` array, or drawn from a synthetic store's truth."""
+    import numpy as np
+
     truth = store.truth()
     if truth is not None:
         pairs = store.split_pairs("eval")
@@ -132,6 +134,11 @@ def queries(
     model: SparseAutoencoder, triplets: Triplets, keep: np.ndarray, batch_size: int
 ) -> dict[str, np.ndarray]:
     """{kind: [n, d]} the query rows of every kind in QUERY_KINDS."""
+    import numpy as np
+
+    from vlmsae.metrics.evaluate import encode
+    from vlmsae.metrics.gap import bimodal_only
+
     dictionary = model.W_dec.detach().float().cpu().numpy()
     _, source_hat = encode(model, triplets.source, batch_size, 0)
     caption_codes, caption_hat = encode(model, triplets.caption, batch_size, 1)
@@ -149,6 +156,10 @@ def queries(
 def target_ranks(query: np.ndarray, candidates: np.ndarray, target: np.ndarray) -> np.ndarray:
     """[n] rank (0 = first) of each query's target among the candidates by cosine; ties count
     against the target (a query equal to every candidate ranks it last)."""
+    import numpy as np
+
+    from vlmsae.metrics.rows import unit_rows
+
     query, candidates = unit_rows(query), unit_rows(candidates)
     ranks = np.empty(len(query), dtype=np.int64)
     block = max(1, SCORES_PER_BLOCK // max(1, len(candidates)))
@@ -161,6 +172,8 @@ def target_ranks(query: np.ndarray, candidates: np.ndarray, target: np.ndarray) 
 
 def reference_split(candidate_group: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(reference groups mask over candidates, held-out group ids): half the groups, seeded."""
+    import numpy as np
+
     groups = np.unique(candidate_group)
     if len(groups) < 2:
         raise ConfigError(
@@ -177,6 +190,12 @@ def measure(
     kinds: dict[str, np.ndarray], triplets: Triplets, settings: ArithmeticSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per query kind, distance histograms [query, population, bins...])."""
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.metrics.gap import distance_histograms, knn_distance
+    from vlmsae.metrics.retrieval import recall_at
+
     is_reference, held_out = reference_split(triplets.candidate_group, settings.seed)
     reference = triplets.candidates[is_reference]
     if settings.knn_k > len(reference):

@@ -4,15 +4,20 @@ and captions of real ones (probe targets and the steering judge)."""
 from __future__ import annotations
 
 import re
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.stores.embedding_store import TrueStructure
+
+# Heavy imports stay inside functions: the registries the Snakefile reads at every start
+# import this module.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def image_concepts(truth: TrueStructure) -> np.ndarray:
     """[N_img, L] the true concept of each active atom of each image row."""
+    import numpy as np
+
     return np.asarray(truth.atom_concept)[truth.codes["image"].indices]
 
 
@@ -21,6 +26,8 @@ def most_frequent_bimodal_concept(
 ) -> int:
     """The bimodal concept active in most of the given image rows (the smallest id on a tie),
     among the concepts `among` when given and not empty."""
+    import numpy as np
+
     bimodal = np.unique(np.asarray(truth.atom_concept)[np.asarray(truth.atom_kind) == "bimodal"])
     if among is not None and np.isin(bimodal, among).any():
         bimodal = bimodal[np.isin(bimodal, among)]
@@ -33,11 +40,16 @@ def most_frequent_bimodal_concept(
 
 def images_with_concept(truth: TrueStructure, concept: int) -> np.ndarray:
     """[N_img] bool: the image's true code holds an atom of `concept`."""
+    import numpy as np
+
     return np.any(image_concepts(truth) == concept, axis=1)
 
 
 def captions_with_word(captions: np.ndarray, word: str) -> np.ndarray:
     """[n] bool: the caption contains `word` as a whole word (or phrase), ignoring case."""
+    import numpy as np
+    import pandas as pd
+
     pattern = rf"(?<!\w){re.escape(word.strip())}(?!\w)"
     series = pd.Series(np.asarray(captions, dtype=object), dtype="string")
     return series.str.contains(pattern, case=False, regex=True).fillna(False).to_numpy(bool)
@@ -48,5 +60,7 @@ def images_with_caption_word(
 ) -> np.ndarray:
     """[n_images] bool: some caption paired with the image (pairs [n, 2], caption_has_word [n]
     for the pairs' captions) contains the word."""
+    import numpy as np
+
     hits = np.bincount(pairs[:, 0], weights=caption_has_word.astype(np.float64), minlength=n_images)
     return hits > 0

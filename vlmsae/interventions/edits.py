@@ -19,20 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import pandas as pd
-from scipy import sparse
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae.errors import InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
-from vlmsae.metrics import modality
-from vlmsae.metrics.evaluate import encode
-from vlmsae.metrics.gap import bimodal_only, mean_shift, train_half_gap
 from vlmsae.registry_base import setting
-from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore, write_store
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from scipy import sparse
+
+    from vlmsae.sae.base import SparseAutoencoder
 
 EDITS = ("bimodal", "reconstruction", "mean-shift")
 # Arrays of the source store copied as they are; everything else is rebuilt or left out.
@@ -66,6 +66,10 @@ def applies(spec: dict, settings: GapClosingSettings) -> bool:
 
 def kept_atoms(atoms: pd.DataFrame, settings: GapClosingSettings) -> np.ndarray:
     """[p] bool δ: the atoms of bimodal kind by the configured moment and ε (dead ones dropped)."""
+    import numpy as np
+
+    from vlmsae.metrics import modality
+
     column = "modality_score_sq" if settings.moment == "second" else "modality_score"
     score = atoms.sort_values("atom")[column].to_numpy(dtype=np.float64)
     return modality.atom_kind(score, settings.modality_epsilon) == "bimodal"
@@ -76,6 +80,10 @@ def store_codes(
 ) -> dict[str, sparse.csr_matrix]:
     """{image, text, class_prompts (when the store has them)}: the SAE's codes of every row,
     computed once for every SAE edit of the store."""
+    import numpy as np
+
+    from vlmsae.metrics.evaluate import encode
+
     rows = {m: store.rows(m) for m in MODALITIES}
     prompts = store.optional("class_prompts")
     if prompts is not None:
@@ -92,6 +100,10 @@ def _decoded(
     codes: sparse.csr_matrix, model: SparseAutoencoder, keep: np.ndarray | None
 ) -> np.ndarray:
     """(Z ⊙ δ)D (δ = keep, or every atom when None), float32."""
+    import numpy as np
+
+    from vlmsae.metrics.gap import bimodal_only
+
     dictionary = model.W_dec.detach().float().cpu().numpy()
     mask = np.ones(model.n_atoms) if keep is None else keep.astype(np.float64)
     return bimodal_only(codes, dictionary, mask).astype(np.float32)
@@ -100,6 +112,8 @@ def _decoded(
 def _mean_shifted(store: EmbeddingStore) -> dict[str, np.ndarray]:
     """{image, text, shift}: every row shifted, the means fitted on the train pairs' rows (the
     rows the SAE was trained on) by `train_half_gap`, as stores.csv's `gap_*_mean_shift`."""
+    from vlmsae.metrics.gap import mean_shift, train_half_gap
+
     shift = train_half_gap(store)
     if shift is None:
         raise InputFileError(

@@ -20,19 +20,20 @@ stores with class labels a class.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import ConfigError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
 from vlmsae.interventions.concepts import images_with_concept, most_frequent_bimodal_concept
-from vlmsae.metrics.evaluate import encode
-from vlmsae.metrics.recovery import matched_cosines
-from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry_base import setting
-from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.stores.embedding_store import EmbeddingStore
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.sae.base import SparseAutoencoder
 
 # Raw sources whose stores hold class labels or attributes (precomputed ones do when given
 # labels_path).
@@ -78,6 +79,8 @@ def default_class(label: np.ndarray, train: np.ndarray, held_out: np.ndarray) ->
     """The class most frequent among the `train` image rows of those that some but not all of
     the `held_out` rows carry (a probe needs both outcomes on each split); None when no class
     qualifies."""
+    import numpy as np
+
     n_classes = int(label.max()) + 1
     in_train = np.bincount(label[train], minlength=n_classes)
     in_eval = np.bincount(label[held_out], minlength=n_classes)
@@ -92,6 +95,8 @@ def probe_target(
 ) -> ProbeTarget:
     """The binary labels of every image row and the target's name; a default class is chosen
     from the `train` and `held_out` image rows (`default_class`)."""
+    import numpy as np
+
     key = "interventions.probe"
     truth = store.truth()
     if truth is not None:
@@ -130,6 +135,8 @@ def probe_target(
 
 
 def _sample(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
     return np.sort(rng.choice(rows, n, replace=False)) if len(rows) > n else rows
 
 
@@ -156,6 +163,13 @@ def probe_concepts(
     direction, −1 when unmatched) and `matches_target`. A degenerate probe gets one row, its
     atom columns missing (NA). `rank`, `atom` and `matched_concept` are nullable integers and
     `matches_target` a nullable boolean, so both cases have one schema."""
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.metrics.evaluate import encode
+    from vlmsae.metrics.recovery import matched_cosines
+    from vlmsae.metrics.rows import unit_rows
+
     rng = np.random.default_rng(settings.seed)
     train = _sample(store.split_rows("image", "train"), settings.max_train, rng)
     held_out = _sample(store.split_rows("image", "eval"), settings.max_eval, rng)

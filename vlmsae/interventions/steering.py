@@ -16,9 +16,7 @@ images one of whose captions contains the word as a whole word (`text_caption`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
@@ -28,12 +26,16 @@ from vlmsae.interventions.concepts import (
     images_with_concept,
     most_frequent_bimodal_concept,
 )
-from vlmsae.metrics.evaluate import encode
-from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry_base import setting
-from vlmsae.sae.base import SparseAutoencoder
 from vlmsae.stores.embedding_store import EmbeddingStore
 from vlmsae.stores.vocabulary import Vocabulary
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.sae.base import SparseAutoencoder
 
 KEY = "interventions.steering.atom"
 LISTED_NAMES = 8  # valid names an error message lists
@@ -96,6 +98,8 @@ def concept_judge(
 ) -> np.ndarray:
     """[N_img] bool: the image row carries the concept `word` names (module doc); real stores
     judge by the captions of `pairs` [n, 2] only."""
+    import numpy as np
+
     truth = store.truth()
     n_images = store.array("image").shape[0]
     if truth is not None:
@@ -124,6 +128,8 @@ def default_word(
     """The word of the bimodal concept most frequent among the eval images (synthetic stores),
     among the concepts a live atom is named after when there are any (a weak SAE may name none:
     the most frequent concept then, and steering_atom reports it)."""
+    import numpy as np
+
     truth = store.truth()
     if truth is None:
         raise ConfigError(KEY, "is required for a store without ground truth", "set a word")
@@ -155,6 +161,12 @@ def steer_retrieval(
     items, one row per (strength, query, rank): `strength`, `query` (text row), `rank` (1 =
     nearest), `image` (image row), `cosine`, `has_concept`.
     """
+    import numpy as np
+    import pandas as pd
+
+    from vlmsae.metrics.evaluate import encode
+    from vlmsae.metrics.rows import unit_rows
+
     if "name" not in atoms.columns:
         raise InputFileError(
             "atoms.parquet", "the run's atoms have no names", "enable interventions.naming"

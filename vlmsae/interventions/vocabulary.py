@@ -28,17 +28,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from vlmsae import datasets
 from vlmsae.errors import ConfigError, InputFileError
 from vlmsae.interventions import INTERVENTIONS, InterventionSettings
-from vlmsae.metrics.rows import unit_rows
 from vlmsae.registry_base import setting
 from vlmsae.stores.embedding_store import EmbeddingStore, TrueStructure
 from vlmsae.stores.vocabulary import Vocabulary
+
+# Heavy imports stay inside functions: the Snakefile reads this registry at every start.
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("wordfreq", "file", "precomputed", "synthetic")
 BIGRAM_STOP = 200
@@ -108,6 +109,10 @@ def make_vocabulary(
     true_row: np.ndarray | None = None,
 ) -> Vocabulary:
     """A Vocabulary with the vectors [V, d] scaled to unit rows (true_row −1 when not given)."""
+    import numpy as np
+
+    from vlmsae.metrics.rows import unit_rows
+
     words = np.asarray(words, dtype=object).astype(str)
     if true_row is None:
         true_row = np.full(len(words), -1, dtype=np.int64)
@@ -117,6 +122,8 @@ def make_vocabulary(
 # ---- the four sources ---------------------------------------------------------------------------
 def read_word_list(path: str | Path) -> list[str]:
     """The lines of a word file, stripped, blank lines dropped; empty or repeated → error."""
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError(str(path), "word file not found", "correct the path")
@@ -155,6 +162,7 @@ def wordfreq_words(n_words: int) -> list[str]:
 def caption_bigrams(captions: np.ndarray, words: list[str], n_bigrams: int) -> list[str]:
     """The `n_bigrams` most frequent adjacent word pairs of `captions` (lowercased), both words in
     `words` and neither among its first BIGRAM_STOP; ties in alphabetical order."""
+    import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
 
     if len(captions) == 0:
@@ -171,6 +179,8 @@ def caption_bigrams(captions: np.ndarray, words: list[str], n_bigrams: int) -> l
 
 def synthetic_vocabulary(truth: TrueStructure, n_distractors: int, seed: int) -> Vocabulary:
     """The true text-side rows named by their concepts plus seeded distractors (module doc)."""
+    import numpy as np
+
     kind = np.asarray(truth.atom_kind)
     concept = np.asarray(truth.atom_concept)
     rows = np.arange(len(kind))
@@ -202,6 +212,8 @@ def precomputed_vocabulary(
     vectors_path: str | Path, words_path: str | Path, dim: int
 ) -> Vocabulary:
     """Vectors [V, d] from an .npy file with their words from a text file, one per line."""
+    import numpy as np
+
     words = read_word_list(words_path)
     path = Path(vectors_path)
     if not path.is_file():
@@ -225,6 +237,7 @@ def embed_words(
 ) -> np.ndarray:
     """[V, d] float32 unit text embeddings of `words` by registry model `model` (config entry
     `models.<model>`), batched and on the device of the config `embed` settings."""
+    import numpy as np
     import torch
 
     from vlmsae import models

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from vlmsae.errors import InputFileError
 from vlmsae.metrics import RUN_METRICS, STORE_METRICS, energy, modality, ordered
 from vlmsae.metrics import parse_group_settings as parse_group_settings
 from vlmsae.metrics.context import EvalContext, MetricResult, StoreContext, TrainRows
@@ -200,6 +201,13 @@ def evaluate_run(
 ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
     """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run;
     `vocabulary` names its atoms (metric group `naming`)."""
+    if model.d != store.dim:
+        # An SAE scored on another dataset's store (`sae_from`) whose model d differs.
+        raise InputFileError(
+            str(store.path),
+            f"its rows have d={store.dim} but the SAE has d={model.d}",
+            "score SAEs trained on stores of the same model",
+        )
     pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
     rows = _store_context(store, pairs, settings.seed, reference_store)
     rows.vocabulary = vocabulary

@@ -33,10 +33,7 @@ import importlib.metadata
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import zarr
-from scipy import sparse
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import InputFileError
 from vlmsae.faults import fault
@@ -48,6 +45,13 @@ from vlmsae.stores.manifest import (
     store_manifest,
     verify_store,
 )
+
+# Heavy imports stay inside functions: the registries the Snakefile reads at every start
+# import this module.
+if TYPE_CHECKING:
+    import numpy as np
+    import zarr
+    from scipy import sparse
 
 MODALITIES = ("image", "text")
 # Codes index this tuple; "val" comes last so the train and eval codes of stores written before
@@ -75,6 +79,9 @@ class SparseCodes:
 
     def to_csr(self, n_atoms: int) -> sparse.csr_matrix:
         """[N, n_atoms] sparse codes."""
+        import numpy as np
+        from scipy import sparse
+
         n_rows, n_active = self.indices.shape
         indptr = np.arange(0, n_rows * n_active + 1, n_active)
         return sparse.csr_matrix(
@@ -122,6 +129,8 @@ class ValSplit:
     def carve(self, item_split: np.ndarray) -> np.ndarray:
         """A copy of `item_split` [N_items] with a seeded `fraction` of its train items in val
         (at least one, and one left in train, when there are two or more)."""
+        import numpy as np
+
         split = np.array(item_split, dtype=np.int8)
         train = np.flatnonzero(split == TRAIN)
         if len(train) < 2:
@@ -141,6 +150,8 @@ DEFAULT_VAL = ValSplit()
 
 def follow_items(pairs: np.ndarray, item_split: np.ndarray, text_split: np.ndarray) -> np.ndarray:
     """A copy of `text_split` with each train caption of a val item moved to val."""
+    import numpy as np
+
     split = np.array(text_split, dtype=np.int8)
     moved = pairs[item_split[pairs[:, 0]] == VAL, 1]
     split[moved[split[moved] == TRAIN]] = VAL
@@ -161,6 +172,8 @@ def package_versions() -> dict[str, str]:
 def check_embedding_array(where: str, name: str, rows: np.ndarray) -> None:
     """InputFileError (naming `where`) unless `rows` is a floating-point [N, d] array with
     N ≥ 1, d ≥ 2."""
+    import numpy as np
+
     if isinstance(rows, np.ndarray) and rows.dtype.kind in "iub":
         # Integers are no embeddings (a wrong file, or quantised codes): refused, not cast.
         raise InputFileError(
@@ -186,6 +199,8 @@ def check_embedding_array(where: str, name: str, rows: np.ndarray) -> None:
 
 def invalid_rows(rows: np.ndarray) -> np.ndarray:
     """[N] bool: rows holding NaN or Inf, or of (near) zero norm, which cannot be normalised."""
+    import numpy as np
+
     finite = np.isfinite(rows).all(axis=1)
     norms = np.linalg.norm(np.where(finite[:, None], rows, 0.0), axis=1)
     return ~finite | (norms < MIN_ROW_NORM)
@@ -197,6 +212,8 @@ def _check_store_arrays(
     """The last guard before a store is written: finite rows (non-zero ones too with `nonzero`),
     pairs in range, and with `splits` a train and an eval split of MIN_SPLIT_PAIRS pairs or more.
     Messages name `where` (the source's files, or the store)."""
+    import numpy as np
+
     for name, rows in (("image", image), ("text", text)):
         check_embedding_array(where, name, rows)
         bad = np.flatnonzero(invalid_rows(rows) if nonzero else ~np.isfinite(rows).all(axis=1))
@@ -261,6 +278,9 @@ def write_store(
     their captions following them. val None: the splits already hold val (a store derived from
     another, whose attrs then carry the val attrs) and are written as given.
     """
+    import numpy as np
+    import zarr
+
     path = Path(path)
     # Zero rows cannot be normalised: refused where attrs say the rows are. Splits are checked in
     # stores from a source (val given); a derived store (val None) copies checked ones.
@@ -348,6 +368,8 @@ def publish(staging: Path, path: Path) -> None:
 def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
     """array[index] for any row order: each needed row is read once, in storage order, then laid
     out as asked."""
+    import numpy as np
+
     unique, inverse = np.unique(np.asarray(index), return_inverse=True)
     return array.oindex[unique][inverse]
 
@@ -415,6 +437,8 @@ class EmbeddingStore:
 
     def split_rows(self, modality: str, split: str) -> np.ndarray:
         """Row indices of `modality` that belong to `split`."""
+        import numpy as np
+
         codes = self.root[f"{self._name(modality)}_split"][...]
         return np.flatnonzero(codes == self.split_code(split))
 
@@ -429,6 +453,8 @@ class EmbeddingStore:
         return self.root[name][...] if name in self.root else None
 
     def truth(self) -> TrueStructure | None:
+        import numpy as np
+
         if "truth" not in self.root:
             return None
         group = self.root["truth"]
@@ -449,6 +475,8 @@ class EmbeddingStore:
 def assign_pair_splits(n_pairs: int, eval_fraction: float, seed: int) -> np.ndarray:
     """[n_pairs] int8 split codes: a seeded random `eval_fraction` of the pairs go to "eval", the
     rest to "train" (`ValSplit` carves val from it when the store is written)."""
+    import numpy as np
+
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
     rng = np.random.default_rng(seed)

@@ -21,11 +21,15 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
-import zarr
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import DamagedOutputError, InputFileError
+
+# numpy and zarr are imported inside the functions: the workflow imports this module at every
+# Snakemake start.
+if TYPE_CHECKING:
+    import numpy as np
+    import zarr
 
 MANIFEST_FORMAT = 1
 CHECKSUM = "crc32"
@@ -39,6 +43,8 @@ READ_BYTES = 64 << 20  # decoded bytes read from a store at a time while verifyi
 
 def checksum(data: np.ndarray) -> int:
     """CRC-32 of an array's values: its bytes, or each string's UTF-8 for string arrays."""
+    import numpy as np
+
     if data.dtype.kind in "OUT":
         digest = 0
         for value in np.asarray(data).ravel():
@@ -90,6 +96,8 @@ def open_group(path: Path, rule: str = "embed") -> zarr.Group:
             f"give a results/embeddings/<dataset>/<model>.zarr folder, or build it with "
             f"`snakemake --forcerun {rule}`",
         )
+    import zarr
+
     try:
         return zarr.open_group(path, mode="r")
     except Exception as error:  # zarr raises many kinds on a damaged zarr.json
@@ -101,6 +109,8 @@ def open_group(path: Path, rule: str = "embed") -> zarr.Group:
 def _rows_problem(values: np.ndarray, start: int, nonzero: bool) -> str | None:
     """Why rows [start, ...) of an embedding array are not usable (NaN or Inf; with `nonzero`, a
     zero row), or None."""
+    import numpy as np
+
     flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
     finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
@@ -119,6 +129,8 @@ def _read_chunks(
     """(number, first row, end row, values) of each chunk of rows. Chunks are read READ_BYTES at
     a time, so that zarr decodes them on several threads; a read that fails is repeated chunk by
     chunk to name the damaged one."""
+    import numpy as np
+
     if not array.shape:
         yield 0, 0, 0, array[...]
         return
@@ -203,6 +215,7 @@ def _file_checksum(path: Path) -> tuple[int, int]:
 def _tensor_records(path: Path) -> dict[str, dict]:
     """Per tensor: shape, dtype, CRC-32 and whether every value is finite (a buffer may hold NaN
     on purpose, e.g. BatchTopK's threshold before calibration)."""
+    import numpy as np
     from safetensors.numpy import load_file
 
     return {

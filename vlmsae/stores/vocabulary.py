@@ -12,12 +12,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import zarr
+from typing import TYPE_CHECKING
 
 from vlmsae.errors import InputFileError
 from vlmsae.stores.embedding_store import write_array
+
+# Heavy imports stay inside functions: the registries the Snakefile reads at every start
+# import this module.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Vocabulary:
     source: str
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if not (len(self.words) == len(self.vectors) == len(self.true_row)):
             raise ValueError("a vocabulary needs one vector and one true row per word")
         if len(self.words) < 2:
@@ -43,6 +48,9 @@ class Vocabulary:
 
 def write_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
     """Write `vocabulary` as a zarr group at `path` (built beside it, then moved into place)."""
+    import numpy as np
+    import zarr
+
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -59,6 +67,8 @@ def write_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
 
 def read_vocabulary(path: str | Path) -> Vocabulary:
     """The vocabulary written at `path` by `write_vocabulary`."""
+    import zarr
+
     path = Path(path)
     fix = "rebuild it with `snakemake <path>`"
     if not path.exists():

@@ -2,7 +2,10 @@
 dense embeddings and from each SAE's codes.
 
 Rows, per model: `dense` (the store's own embeddings, one measurement per store, `seeds` 0),
-then each (variant, mixture) trained on the benchmark stores, in order of first appearance.
+then each (variant, mixture, trained_on) measured on the benchmark stores, in order of first
+appearance. `trained_on` is the dataset whose SAE the runs score (summary.csv): with the paper's
+protocol (`sae_from: jamendo` on each benchmark) one SAE per variant fills every column of its
+row; SAEs trained on each benchmark itself get a row per benchmark.
 Columns, one per benchmark store, found by its source: GTZAN genres and NSynth instruments
 (zero-shot top-1 accuracy, `zero_shot_top1_{dense,codes}`), FMACaps retrieval (text-to-music
 mean reciprocal rank, `mrr_t2i_{dense,codes}`). Each cell is the mean over the seeds of that
@@ -18,9 +21,10 @@ from functools import reduce
 
 import pandas as pd
 
-from vlmsae.tables.papers import N_SUFFIX, SEEDS, STD_SUFFIX, seed_statistics
+from vlmsae.tables.papers import GROUP_KEYS, N_SUFFIX, SEEDS, STD_SUFFIX, seed_statistics
+from vlmsae.tables.summary import TRAINED_ON
 
-KEYS = ("model", "variant", "mixture")
+KEYS = ("model", "variant", "mixture", TRAINED_ON)
 DENSE = "dense"
 # (source, paper's column, metric without its _dense / _codes suffix), in the paper's order.
 BENCHMARKS = (
@@ -58,6 +62,7 @@ def _cells(
                     "model": dense["model"],
                     "variant": DENSE,
                     "mixture": "",
+                    TRAINED_ON: "",
                     SEEDS: 0,
                     names[0]: dense[f"{metric}_dense"],
                     names[1]: float("nan"),
@@ -68,7 +73,7 @@ def _cells(
     runs = summary[summary["dataset"] == dataset]
     codes = f"{metric}_codes"
     if codes in runs and len(runs):
-        stats = seed_statistics(runs, [codes])
+        stats = seed_statistics(runs, [codes], keys=(*GROUP_KEYS, TRAINED_ON))
         stats = stats[[*KEYS, SEEDS, codes, f"{codes}_std", f"{codes}_n"]]
         parts.append(stats.set_axis([*KEYS, SEEDS, *names], axis=1))
     if not parts:

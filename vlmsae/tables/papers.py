@@ -15,9 +15,11 @@ of the table rather than written as an empty column.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+# Heavy imports stay inside functions: the Snakefile imports this module at every start.
+if TYPE_CHECKING:
+    import pandas as pd
 
 GROUP_KEYS = ("dataset", "model", "variant", "mixture")
 STORE_KEYS = ("dataset", "model")
@@ -109,6 +111,8 @@ def seed_statistics(
     (NaN values skipped), `{metric}_n` the independent measurements behind it (runs with a
     value; pairs of them for PAIRWISE metrics; 1 for a `store_level` metric) and `{metric}_std`
     (ddof 1, NaN where n < 2)."""
+    import pandas as pd
+
     groups = summary.groupby(list(keys), sort=False)
     means = groups[metrics].mean()
     spread = groups[metrics].std(ddof=1)
@@ -174,6 +178,9 @@ def grid_model(runs: pd.DataFrame) -> pd.Series:
     """Each run's GRID_MODELS kind from its runs.csv settings: a TopK SAE without regulariser
     is 'SAE', with group sparsity λ > 0 'GSAE', with λ > 0 and masking p > 0 'MGSAE'; other
     runs (another type, alignment, masking without λ) are none of them (NaN)."""
+    import numpy as np
+    import pandas as pd
+
     weight = {
         key: pd.to_numeric(runs.get(f"train_{key}", 0.0), errors="coerce").fillna(0.0)
         for key in ("alignment", "group_sparsity", "mask_probability")
@@ -206,6 +213,8 @@ def with_columns(
 
 
 def _cell(mean: float, std: float, n: int, seeds: int) -> str:
+    import numpy as np
+
     if np.isnan(mean):
         return ""
     if not np.isnan(std):

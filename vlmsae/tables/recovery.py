@@ -9,9 +9,13 @@ named them (the `naming` intervention: group-sparse argues naming needs a multim
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vlmsae.tables.papers import GROUP_KEYS, SEEDS, seed_statistics, with_columns
+
+# The Snakefile imports this module at every start (`synthetic_datasets`): pandas only for types.
+if TYPE_CHECKING:
+    import pandas as pd
 
 TAU1 = "tau1"
 COLUMNS = (

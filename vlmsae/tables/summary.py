@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+# pandas is imported inside the functions: `vlmsae runs` reads the metric families here.
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUN_KEYS = ("dataset", "model", "variant", "mixture", "seed")
+# The dataset whose SAE a run scores (vlmsae.runs.Run.trained_on: its own, or its `sae_from`):
+# beside the run keys in summary.csv and runs.csv.
+TRAINED_ON = "trained_on"
 # summary.json keys that record how a run was measured, not what was measured: they belong to
 # runs.csv, beside the training settings, and stay out of summary.csv and metrics_long.csv.
 SETTING_KEYS = (
@@ -110,22 +116,30 @@ def summary_table(
 ) -> pd.DataFrame:
     """One row per run: the run's keys, every metric of its summary.json, and its stability.
 
-    SETTING_KEYS go to `runs_table` instead; `health` comes right after the run keys. A key a
+    SETTING_KEYS go to `runs_table` instead; `trained_on`, then `health`, come right after the
+    run keys. A key a
     run's summary.json lacks (undefined for that run) is NaN, an empty cell in the CSV. A run's
     `stability_seed*` / `stability_mixture*`
     columns are the means over the rows of the stability table (vlmsae.metrics.stability) that
     involve it; NaN when it has no partner of that kind.
     """
+    import pandas as pd
+
     rows = []
     for run, path in zip(runs, summary_paths, strict=True):
         summary = json.loads(Path(path).read_text())
         health = {HEALTH_KEY: summary[HEALTH_KEY]} if HEALTH_KEY in summary else {}
         metrics = {key: value for key, value in summary.items() if key not in SETTING_KEYS}
-        rows.append({**{key: run[key] for key in RUN_KEYS}, **health, **metrics})
+        rows.append({**_run_columns(run), **health, **metrics})
     table = pd.DataFrame(rows)
     if stability is None or stability.empty:
         return table
     return table.merge(run_stability(stability), on=list(RUN_KEYS), how="left")
+
+
+def _run_columns(run: dict) -> dict:
+    """RUN_KEYS and TRAINED_ON of a run dict (one without TRAINED_ON trained on its dataset)."""
+    return {**{key: run[key] for key in RUN_KEYS}, TRAINED_ON: run.get(TRAINED_ON, run["dataset"])}
 
 
 def health_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -140,10 +154,12 @@ def long_table(summary: pd.DataFrame) -> pd.DataFrame:
     and the text columns (`health`, the `<metric>_undefined` reasons) have no row. Rows follow
     the runs' order, then the summary's column order.
     """
+    import pandas as pd
+
     metrics = [
         column
         for column in summary.columns
-        if column not in (*RUN_KEYS, HEALTH_KEY)
+        if column not in (*RUN_KEYS, TRAINED_ON, HEALTH_KEY)
         and (pd.api.types.is_numeric_dtype(summary[column]) or summary[column].isna().all())
     ]
     long = summary.reset_index(names="run_order").melt(
@@ -172,21 +188,26 @@ def run_settings(config: dict) -> dict:
 def runs_table(
     runs: Iterable[dict], config_paths: Iterable[str | Path], summary_paths: Iterable[str | Path]
 ) -> pd.DataFrame:
-    """runs.csv: one row per run, its keys, `run_settings` and the SETTING_KEYS of its summary.
+    """runs.csv: one row per run, its keys, `trained_on`, `run_settings` (of the config.json of
+    the SAE it scores) and the SETTING_KEYS of its summary.
 
     A setting a variant does not have (`k` of a ReLU SAE) is an empty cell.
     """
+    import pandas as pd
+
     rows = []
     for run, config_path, summary_path in zip(runs, config_paths, summary_paths, strict=True):
         settings = run_settings(json.loads(Path(config_path).read_text()))
         summary = json.loads(Path(summary_path).read_text())
         measured = {k: summary[k] for k in SETTING_KEYS if k in summary and k not in settings}
-        rows.append({**{key: run[key] for key in RUN_KEYS}, **settings, **measured})
+        rows.append({**_run_columns(run), **settings, **measured})
     return pd.DataFrame(rows)
 
 
 def run_stability(stability: pd.DataFrame) -> pd.DataFrame:
     """Per run and kind ('seed', 'mixture'): mean of every stability column over its pairs."""
+    import pandas as pd
+
     values = [c for c in stability.columns if c.startswith("stability")]
     sides = [
         stability.rename(columns={f"mixture_{side}": "mixture", f"seed_{side}": "seed"})[
@@ -203,6 +224,8 @@ def run_stability(stability: pd.DataFrame) -> pd.DataFrame:
 
 def atoms_table(runs: Iterable[dict], atoms_paths: Iterable[str | Path]) -> pd.DataFrame:
     """Per-atom rows of several runs stacked, each prefixed by its run's keys."""
+    import pandas as pd
+
     frames = [
         pd.read_parquet(path).assign(**{key: run[key] for key in RUN_KEYS})
         for run, path in zip(runs, atoms_paths, strict=True)
@@ -212,6 +235,8 @@ def atoms_table(runs: Iterable[dict], atoms_paths: Iterable[str | Path]) -> pd.D
 
 def stores_table(stores: Iterable[dict], summary_paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per store: its keys (dataset, model) and the scalars of its store.json."""
+    import pandas as pd
+
     rows = [
         {**store, **json.loads(Path(path).read_text())}
         for store, path in zip(stores, summary_paths, strict=True)
