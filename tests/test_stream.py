@@ -57,3 +57,19 @@ def test_store_rows_keep_the_requested_order(tiny_store):
     rows = tiny_store.rows("image", np.array([5, 2, 5, 0]))
     np.testing.assert_array_equal(rows[0], rows[2])
     np.testing.assert_array_equal(rows[3], tiny_store.rows("image", np.array([0]))[0])
+
+
+def test_rows_that_fit_one_buffer_are_read_once():
+    loaded = []
+    data = np.arange(100)
+
+    def load(items):
+        loaded.append(len(items))
+        return (data[items],)
+
+    cached = BlockStream(100, load, 0, 0, buffer_items=100, block_items=10)
+    (rows,) = cached.take(350)
+    assert loaded == [100]
+    # What reading them anew would give: each epoch, every item in its seeded shuffle.
+    epochs = [np.random.default_rng([0, 0, epoch, 0]).permutation(100) for epoch in range(4)]
+    np.testing.assert_array_equal(rows, np.concatenate(epochs)[:350])

@@ -13,7 +13,8 @@ from vlmsae.errors import VlmsaeError
 from vlmsae.metrics.evaluate import encode
 from vlmsae.training import trainer as trainer_module
 from vlmsae.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_TENSORS
-from vlmsae.training.trainer import TrainSettings, lr_factor, train
+from vlmsae.training.schedule import lr_factor
+from vlmsae.training.trainer import TrainSettings, train
 from vlmsae.training.variants import Variant
 
 SETTINGS = TrainSettings(

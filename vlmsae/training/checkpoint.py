@@ -1,10 +1,10 @@
 """A training run's checkpoint: the complete state a re-run with the same settings continues from.
 
 Every `checkpoint_every` steps, and on SIGTERM (vlmsae.training.preemption), the state (model,
-optimiser, scheduler, RNG, stream positions, dead-atom counters, log; `snapshot`) goes to the run
-folder as `checkpoint.safetensors` (every tensor) and `checkpoint.json` (the rest, and the SHA-256
-of the tensors file), no pickle. It is resumed only by a run with the same `fingerprint`, and
-removed once the run is done.
+optimiser, scheduler, the step its learning rate decays from, RNG, stream positions, dead-atom
+counters, log; `snapshot`) goes to the run folder as `checkpoint.safetensors` (every tensor) and
+`checkpoint.json` (the rest, and the SHA-256 of the tensors file), no pickle. It is resumed only
+by a run with the same `fingerprint`, and removed once the run is done.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # The JSON is written last and names the SHA-256 of the tensors: it commits a checkpoint.
 CHECKPOINT_FILE, CHECKPOINT_TENSORS = "checkpoint.json", "checkpoint.safetensors"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # the pickled format of earlier versions, no longer read
-# Settings that change how a run is watched, not what it computes: not part of its fingerprint.
+# Settings that change how a run is watched, not what it computes: not part of its fingerprint
+# (log_every is, under a stop rule: the rule reads the log rows).
 NON_SEMANTIC = ("log_every", "checkpoint_every", "device", "buffer_rows")
 
 
@@ -42,7 +43,8 @@ def fingerprint(
     variant: Variant, settings: TrainSettings, mixture: str, seed: int, store: EmbeddingStore
 ) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result."""
-    semantic = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NON_SEMANTIC}
+    ignored = set(NON_SEMANTIC) - ({"log_every"} if settings.stop_rule() else set())
+    semantic = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ignored}
     identity = {
         "variant": variant.as_config(),
         "settings": semantic,

@@ -5,7 +5,8 @@ Each epoch visits the blocks (runs of consecutive items, aligned with the store'
 seeded random order, a few blocks per buffer; a buffer's rows are shuffled and served in order.
 Every permutation is a pure function of (seed, stream id, epoch, buffer), so the position
 (epoch, buffer, offset) is the whole state: a resumed stream reads exactly what an uninterrupted
-one would have.
+one would have. When one buffer holds every item, the rows are read once and kept: each epoch
+only shuffles them again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class BlockStream:
         self.blocks_per_buffer = max(1, buffer_items // self.block_items)
         self.epoch, self.buffer_index, self.offset = 0, 0, 0
         self._buffer: tuple[np.ndarray, ...] | None = None
+        self._every_item: tuple[np.ndarray, ...] | None = None  # when one buffer holds them all
 
     @property
     def buffers_per_epoch(self) -> int:
@@ -61,7 +63,14 @@ class BlockStream:
         shuffle = np.random.default_rng(
             [self.seed, self.stream_id, self.epoch, self.buffer_index]
         ).permutation(len(items))
-        self._buffer = tuple(array[shuffle] for array in self.load(items))
+        if self.buffers_per_epoch > 1:
+            self._buffer = tuple(array[shuffle] for array in self.load(items))
+            return
+        # Every epoch reads the same rows (all of them, in item order): decompressing them once
+        # saves about a tenth of a small training run.
+        if self._every_item is None:
+            self._every_item = self.load(items)
+        self._buffer = tuple(array[shuffle] for array in self._every_item)
 
     def take(self, count: int) -> tuple[np.ndarray, ...]:
         """The next `count` items, as one array per loaded field."""

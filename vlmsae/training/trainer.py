@@ -1,10 +1,11 @@
 """Train one SAE on one store (DESIGN §4, Training).
 
-AdamW, linear warmup + cosine decay, grad-norm clipping, the variant's constraints restored after
-each step (`project_parameters`: unit-norm decoder rows by default), b_dec at the data mean (per
-modality when the SAE has modality pre-biases), the variant's own start from the data
-(`initialise_from_data`), the AuxK loss that revives dead latents
-(Gao et al. 2024), bf16 autocast on CUDA, seeded data streams read block by block from the store,
+AdamW, linear warmup + cosine decay (or warmup–stable–decay with a stop rule that ends the run
+once its loss reaches a plateau: vlmsae.training.schedule), grad-norm clipping, the variant's
+constraints restored after each step (`project_parameters`: unit-norm decoder rows by default),
+b_dec at the data mean (per modality when the SAE has modality pre-biases), the variant's own
+start from the data (`initialise_from_data`), the AuxK loss that revives dead latents (Gao et
+al. 2024), bf16 autocast on CUDA, seeded data streams read block by block from the store,
 image:text mixtures for unpaired training and aligned pairs for the regularisers.
 
 Resumable: every `checkpoint_every` steps, and on SIGTERM (vlmsae.training.preemption), the
@@ -47,6 +48,7 @@ from vlmsae.training.mixture import batch_counts
 from vlmsae.training.preemption import Preemption
 from vlmsae.training.regularisers import Regularisers
 from vlmsae.training.sae_calibration import calibrate
+from vlmsae.training.schedule import Schedule, StopRule
 from vlmsae.training.stream import BlockStream, modality_stream, pair_stream
 from vlmsae.training.variants import Variant
 
@@ -87,14 +89,16 @@ class TrainSettings:
     checkpoint_every: int = 1000
     buffer_rows: int = 65536  # rows per modality held in memory by the data streams
     device: str = "auto"
+    # The stop rule (vlmsae.training.schedule), on when stop_tolerance is set: `steps` is a cap.
+    stop_tolerance: float | None = None
+    stop_window: int = 3
+    stop_decay_steps: int = 300
 
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup to 1 over `warmup` steps, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    def stop_rule(self) -> StopRule | None:
+        """The rule that ends the run on a plateau of its loss, or None (it runs `steps`)."""
+        if self.stop_tolerance is None:
+            return None
+        return StopRule(self.stop_tolerance, self.stop_window, self.stop_decay_steps)
 
 
 class Batches:
@@ -172,8 +176,9 @@ class Trainer:
         self.optimiser = torch.optim.AdamW(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
+        self.schedule = Schedule(settings.steps, settings.warmup_steps, settings.stop_rule())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimiser, lambda step: lr_factor(step, settings.warmup_steps, settings.steps)
+            self.optimiser, lambda step: self.schedule.factor(step)
         )
         self.steps_since_active = torch.zeros(model.n_atoms, dtype=torch.long, device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
@@ -263,6 +268,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "steps_since_active": self.steps_since_active,
             "generator": self.generator.get_state(),
+            "schedule": self.schedule.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -271,6 +277,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps_since_active.copy_(state["steps_since_active"])
         self.generator.set_state(state["generator"])
+        self.schedule.load_state_dict(state["schedule"])
 
 
 def train(
@@ -356,8 +363,11 @@ def _train(
         disable=not progress,
         mininterval=1.0,
     )
+    schedule = trainer.schedule
     with Preemption() as preemption:
         for step in bar:
+            if step >= schedule.end:  # stopped on a plateau (or resumed at its last step)
+                break
             x, modality = batches.next()
             metrics = trainer.step(x.to(device, non_blocking=True), modality.to(device))
             for name, value in metrics.items():
@@ -365,7 +375,7 @@ def _train(
             window["n"] = window.get("n", 0) + 1
             done = step + 1
             fault(f"train:step-{done}")
-            if done % settings.log_every == 0 or done == settings.steps:
+            if done % settings.log_every == 0 or done == schedule.end:
                 rows.append(
                     _log_row(
                         window, trainer, done, settings, elapsed + time.perf_counter() - started
@@ -379,11 +389,13 @@ def _train(
                     l0=f"{rows[-1]['l0']:.1f}",
                     dead=rows[-1]["dead"],
                 )
+                schedule.observe(done, [row["loss"] for row in rows])
+                bar.total = schedule.end
             if preemption.requested:
                 save_checkpoint(state_at(done), out_dir)
                 log.warning("SIGTERM: saved the state at step %d to %s", done, checkpoint_path)
                 raise SystemExit(143)
-            if done % settings.checkpoint_every == 0 and done < settings.steps:
+            if done % settings.checkpoint_every == 0 and done < schedule.end:
                 save_checkpoint(state_at(done), out_dir)
 
     model.eval()
@@ -408,6 +420,7 @@ def _train(
                 "seed": seed,
                 "paired": regularisers.paired,
                 **regularisers.as_config(),
+                **schedule.record(),
             },
             "store": {
                 "path": str(store.path),
@@ -420,8 +433,10 @@ def _train(
     fault("train:saved")
     remove_checkpoint(out_dir)
     log.info(
-        "trained %s: final r2 %.4f, l0 %.2f, %.1f s",
+        "trained %s for %d steps%s: final r2 %.4f, l0 %.2f, %.1f s",
         variant_type,
+        rows[-1]["step"],
+        f" ({schedule.reason})" if schedule.reason else "",
         rows[-1]["r2"],
         rows[-1]["l0"],
         rows[-1]["seconds"],
