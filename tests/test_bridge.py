@@ -4,7 +4,7 @@ import pytest
 from scipy import sparse
 from scipy.stats import ortho_group
 
-from vlmsae.metrics import bridge
+from vlmsae.metrics import bridge, transport
 from vlmsae.metrics.context import EvalContext
 from vlmsae.metrics.energy import energy
 
@@ -109,7 +109,7 @@ def test_transport_plan_by_hand_and_dead_atoms_are_left_out():
 
 
 def test_transport_plan_that_stops_short_of_the_optimum_is_an_error(monkeypatch):
-    monkeypatch.setattr(bridge, "EMD_MAX_ITERATIONS", 1)
+    monkeypatch.setattr(transport, "EMD_MAX_ITERATIONS", 1)
     rng = np.random.default_rng(0)
     energies, cost = rng.uniform(size=(2, 20)), rng.uniform(size=(20, 20))
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="numItermax"):

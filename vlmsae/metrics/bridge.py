@@ -18,10 +18,12 @@ problem is solved on the live rows and live columns only. The solver is POT's ex
 simplex (`ot.emd`): the plan is the true optimum, needs no regularisation parameter, is
 deterministic, and is sparse (at most n_a + n_b − 1 non-zero entries), which keeps top pairs
 readable. Entropic Sinkhorn would blur mass over every pair and so shift the shares below with its
-regularisation strength. Measured on a busy 2-core machine with random atoms at d = 768: 0.2 s for
-1024 live atoms a modality, 6 s for 4096, 21 to 36 s for 8192 (time grows about as n^2.6), and at
-8192 the solver holds about 2 GB besides the 0.5 GB cost. Two plans are solved per run (first and
-second moment).
+regularisation strength. On all n_a · n_b edges (`dense=True`, the reference) the simplex took 21
+to 36 s at 8192 live atoms (time grows about as n^2.6); `vlmsae.metrics.transport` runs it on a
+sparse candidate graph instead and certifies the plan against every edge by LP duality, enlarging
+the graph until it holds, so the plan is the same optimum (its value equal to the dense one's up
+to rounding; where several plans are optimal either may come back). The two plans of a run (first
+and second moment) share one candidate graph.
 
 Thresholds (the iso-energy authors' code): entries of the co-activation Z_IᵀZ_T/N whose magnitude
 is below its COACTIVATION_PERCENTILE-th percentile (99.9, over all p² entries, zeros included)
@@ -75,9 +77,6 @@ TOP_PAIRS_COLUMNS = (
     "cosine",
     "coactivation",
 )
-# POT's default of 100000 pivots stops short of the optimum at 8192 live atoms (measured); this
-# bound only guards against a solver that never ends.
-EMD_MAX_ITERATIONS = 10**9
 # The iso-energy authors' thresholds and ρ's fixed e (module docstring).
 COACTIVATION_PERCENTILE = 99.9
 COSINE_PERCENTILE = 90.0
@@ -149,19 +148,13 @@ def _bridge(coupling: sparse.csr_matrix, cosine: np.ndarray, floor: float | None
     return Bridge(coupling=coupling, cosine=cosine, values=values)
 
 
-def coactivation_bridge(
-    codes_image: sparse.csr_matrix,
-    codes_text: sparse.csr_matrix,
-    cosine: np.ndarray,
-    floor: float | None = None,
-    percentile: float | None = None,
-) -> Bridge:
-    """Linear-structure eq. 6: B = (Z_Iᵀ Z_T / N) ⊙ cosine; codes [N, p] of the N aligned pairs.
+def coactivation(
+    codes_image: sparse.csr_matrix, codes_text: sparse.csr_matrix
+) -> sparse.csr_matrix:
+    """[p, p] Z_Iᵀ Z_T / N of the codes [N, p] of the N aligned pairs.
 
     The product of the sparse codes stays sparse: it holds only the (image atom, text atom) pairs
-    that fire together on some pair, at most p² entries and usually far fewer. Thresholded (the
-    authors' ρ): `percentile` drops co-activations of magnitude below that percentile of all p²
-    entries, `floor` zeroes cosines of magnitude below it (`cosine_floor`).
+    that fire together on some pair, at most p² entries and usually far fewer.
     """
     if codes_image.shape != codes_text.shape:
         raise ValueError(
@@ -169,46 +162,69 @@ def coactivation_bridge(
             f"{codes_text.shape}"
         )
     coupling = (sparse.csr_matrix(codes_image).T @ sparse.csr_matrix(codes_text)).tocsr()
-    coupling = coupling / codes_image.shape[0]
+    return coupling / codes_image.shape[0]
+
+
+def thresholded(coupling: sparse.csr_matrix, percentile: float) -> sparse.csr_matrix:
+    """A copy of coupling [p, p] without its entries of magnitude below the `percentile`-th
+    percentile of all p² entries (`entry_percentile`)."""
+    coupling = sparse.csr_matrix(coupling, copy=True)
+    coupling.sum_duplicates()
+    cut = entry_percentile(coupling.data, coupling.shape[0] * coupling.shape[1], percentile)
+    coupling.data[np.abs(coupling.data) < cut] = 0
+    coupling.eliminate_zeros()
+    return coupling
+
+
+def coactivation_bridge(
+    codes_image: sparse.csr_matrix,
+    codes_text: sparse.csr_matrix,
+    cosine: np.ndarray,
+    floor: float | None = None,
+    percentile: float | None = None,
+) -> Bridge:
+    """Linear-structure eq. 6: B = (Z_Iᵀ Z_T / N) ⊙ cosine; codes [N, p] of the N aligned pairs
+    (`coactivation`). Thresholded (the authors' ρ): `percentile` drops co-activations of
+    magnitude below that percentile of all p² entries (`thresholded`), `floor` zeroes cosines of
+    magnitude below it (`cosine_floor`).
+    """
+    coupling = coactivation(codes_image, codes_text)
     if percentile is not None:
-        coupling = sparse.csr_matrix(coupling)
-        coupling.sum_duplicates()
-        cut = entry_percentile(coupling.data, coupling.shape[0] * coupling.shape[1], percentile)
-        coupling.data[np.abs(coupling.data) < cut] = 0
-        coupling.eliminate_zeros()
+        coupling = thresholded(coupling, percentile)
     return _bridge(coupling, cosine, floor)
 
 
-def transport_plan(
-    energy_image: np.ndarray, energy_text: np.ndarray, cosine: np.ndarray
-) -> sparse.csr_matrix:
+def _marginal(energy_vector: np.ndarray) -> np.ndarray:
+    """energy [p] as float64 mass summing to 1."""
+    mass = np.asarray(energy_vector, dtype=np.float64)
+    return mass / mass.sum()
+
+
+def transport_plans(
+    energies: list[tuple[np.ndarray, np.ndarray]], cosine: np.ndarray, dense: bool = False
+) -> list[sparse.csr_matrix]:
     """[p, q] optimal plan between energy_image [p] and energy_text [q] under cost 1 − cosine
-    [p, q].
+    [p, q], for each (energy_image, energy_text) of `energies`.
 
-    Both energy vectors are normalised to sum 1; the exact solver (see the module docstring) runs
-    on the atoms with energy in the respective modality, and the plan is zero elsewhere.
+    Both energy vectors are normalised to sum 1; atoms without energy in a modality carry no
+    mass, and the plan is zero there. The exact solver: `transport.optimal_plans` (its sparse
+    path, certified against the dense problem), or with `dense` POT's network simplex on every
+    edge, the reference.
     """
-    live_image = np.flatnonzero(energy_image > 0)
-    live_text = np.flatnonzero(energy_text > 0)
-    if len(live_image) == 0 or len(live_text) == 0:
-        raise ValueError("optimal transport is undefined: one side has no energy at all")
-    a = energy_image[live_image].astype(np.float64)
-    b = energy_text[live_text].astype(np.float64)
-    # 1 − cosine in place: at 8192 live atoms each [n_a, n_b] float64 copy is 0.5 GB.
-    cost = cosine[np.ix_(live_image, live_text)].astype(np.float64)
-    np.subtract(1.0, cost, out=cost)
-    # Imported here: POT loads torch and scikit-learn (2 s), which the jobs that import this
-    # module only to match atoms (stability, the explorer) never need.
-    import ot
+    from vlmsae.metrics.transport import optimal_plans
 
-    plan, log = ot.emd(a / a.sum(), b / b.sum(), cost, numItermax=EMD_MAX_ITERATIONS, log=True)
-    if log["warning"] is not None:
-        raise RuntimeError(f"exact optimal transport failed: {log['warning']}")
-    row, column = np.nonzero(plan)
-    return sparse.csr_matrix(
-        (plan[row, column], (live_image[row], live_text[column])),
-        shape=(len(energy_image), len(energy_text)),
-    )
+    for energy_image, energy_text in energies:
+        if not (np.any(energy_image > 0) and np.any(energy_text > 0)):
+            raise ValueError("optimal transport is undefined: one side has no energy at all")
+    marginals = [(_marginal(image), _marginal(text)) for image, text in energies]
+    return [plan for plan, _ in optimal_plans(cosine, marginals, dense)]
+
+
+def transport_plan(
+    energy_image: np.ndarray, energy_text: np.ndarray, cosine: np.ndarray, dense: bool = False
+) -> sparse.csr_matrix:
+    """`transport_plans` of one pair of energy vectors."""
+    return transport_plans([(energy_image, energy_text)], cosine, dense)[0]
 
 
 def transport_bridge(
@@ -335,13 +351,18 @@ def all_bridges(context: EvalContext) -> tuple[dict[str, Bridge], dict[str, floa
     cosine = cosine_matrix(context.dictionary)
     floor = cosine_floor(cosine)
     image, text = context.codes_image, context.codes_text
+    # Both moments' plans in one call: they share the candidate graph of the cosine.
+    first, second = transport_plans(
+        [(energy(image, moment), energy(text, moment)) for moment in (1, 2)], cosine
+    )
+    coupling = coactivation(image, text)  # one product for both co-activation bridges
     bridges = {
-        "coactivation": coactivation_bridge(image, text, cosine),
-        "coactivation_thresholded": coactivation_bridge(
-            image, text, cosine, floor, COACTIVATION_PERCENTILE
+        "coactivation": _bridge(coupling, cosine),
+        "coactivation_thresholded": _bridge(
+            thresholded(coupling, COACTIVATION_PERCENTILE), cosine, floor
         ),
-        "transport": transport_bridge(image, text, cosine, 1),
-        "transport_sq": transport_bridge(image, text, cosine, 2, floor),
+        "transport": _bridge(first, cosine),
+        "transport_sq": _bridge(second, cosine, floor),
     }
     return bridges, {"bridge_cosine_floor": floor}
 

@@ -10,15 +10,17 @@ copy carries the bimodal atom's codes on image rows, the text copy those on text
 (`authors_truth`). The store keeps a τ1 = 1 bimodal atom once (`merged_truth`, the store as
 written); with τ1 < 1 both conventions coincide.
 
-- `recovery_w` (the authors' W): exact optimal transport (POT's `ot.emd`) between ALL learned and
-  all true atoms, cost 1 − cos, marginals ∝ each atom's second-moment energy mean z² over the 2N
-  rows (dead atoms carry no mass; true energies from the true codes):
+- `recovery_w` (the authors' W): exact optimal transport (POT's `ot.emd`, on the certified
+  sparse candidate graph of `vlmsae.metrics.transport`, or on every edge with `dense`) between
+  ALL learned and all true atoms, cost 1 − cos, marginals ∝ each atom's second-moment energy
+  mean z² over the 2N rows (dead atoms carry no mass; true energies from the true codes):
   W = Σ_ij P_ij (1 − cos_ij), 0 when every unit of energy sits on a perfectly recovered direction.
   W is the same under either truth convention (the two copies of an atom share one direction).
 - `recovery_w_uniform`: the same plan with uniform marginals (every learned and every true atom of
   the authors' truth weighs the same).
 - `recovery_w_matched` (vlmsae's earlier W): mean 1 − cos over the one-to-one matching of learned
-  to true atoms (stored truth) by linear_sum_assignment.
+  to true atoms (stored truth): the optimal assignment (`transport.optimal_matching`, certified
+  against the dense problem; linear_sum_assignment with `dense`).
 - `recovery_mma` (the authors' mma): columns of Z and Z* (atom usage over the rows) as unit
   vectors; optimal one-to-one matching of true to learned columns maximising Σ cos; the mean
   matched cosine, against the authors' truth. A learned atom that fires on both modalities'
@@ -34,29 +36,66 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linear_sum_assignment
 
 from vlmsae.metrics import RUN_METRICS
-from vlmsae.metrics.bridge import transport_plan
+from vlmsae.metrics.bridge import transport_plans
 from vlmsae.metrics.context import EvalContext, MetricResult
 from vlmsae.metrics.energy import energy
 from vlmsae.metrics.rows import unit_rows
+from vlmsae.metrics.transport import optimal_matching
 from vlmsae.registry_base import Settings
 from vlmsae.stores.embedding_store import TrueStructure
 
 
-def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows of a, rows of b, cosines) of the matching maximising Σ cos; a [m, n], b [q, n]."""
+def matched_cosines(
+    a: np.ndarray, b: np.ndarray, dense: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows of a, rows of b, cosines) of the matching maximising Σ cos; a [m, n], b [q, n].
+
+    `transport.optimal_matching` (its sparse path, certified against the dense problem), or
+    with `dense` scipy's linear_sum_assignment, the reference.
+    """
     cosine = unit_rows(a, np.float64) @ unit_rows(b, np.float64).T
-    rows, cols = linear_sum_assignment(cosine, maximize=True)
+    rows, cols, _ = optimal_matching(cosine, dense)
     return rows, cols, cosine[rows, cols]
 
 
-def dictionary_distance(learned: np.ndarray, true: np.ndarray) -> float:
+def dictionary_distance(learned: np.ndarray, true: np.ndarray, dense: bool = False) -> float:
     """`recovery_w_matched`: mean of 1 − cos over the optimal matching of learned [p, d] to
     true [K, d] atoms."""
     # Rounding can put the cosine of two equal directions a hair above 1.
-    return float(np.mean(np.maximum(0.0, 1.0 - matched_cosines(learned, true)[2])))
+    return float(np.mean(np.maximum(0.0, 1.0 - matched_cosines(learned, true, dense)[2])))
+
+
+def transport_distances(
+    learned: np.ndarray,
+    true: np.ndarray,
+    weights: list[tuple[np.ndarray | None, np.ndarray | None]],
+    dense: bool = False,
+) -> list[float]:
+    """`recovery_w` for each (learned_weight [p], true_weight [K]) of `weights`: Σ P ⊙ (1 − cos)
+    of the exact optimal plan P between learned [p, d] and true [K, d] atoms, marginals ∝ the
+    weights (uniform where None).
+
+    Atoms of weight 0 carry no mass. The plans share one cosine matrix and its candidate graph
+    (`bridge.transport_plans`; `dense`: the reference solver).
+    """
+    marginals = []
+    for learned_weight, true_weight in weights:
+        learned_weight = np.ones(len(learned)) if learned_weight is None else learned_weight
+        true_weight = np.ones(len(true)) if true_weight is None else true_weight
+        if len(learned_weight) != len(learned) or len(true_weight) != len(true):
+            raise ValueError("one weight per atom is needed on each side")
+        marginals.append((learned_weight, true_weight))
+    # float32 for a float32 dictionary: at p = K = 8192 the cosine alone is 256 MB.
+    dtype = np.result_type(learned, true, np.float32)
+    cosine = unit_rows(learned, dtype) @ unit_rows(true, dtype).T
+    distances = []
+    for plan in transport_plans(marginals, cosine, dense):
+        plan = plan.tocoo()
+        cost = np.maximum(0.0, 1.0 - cosine[plan.row, plan.col])
+        distances.append(float(np.sum(plan.data * cost)))
+    return distances
 
 
 def transport_distance(
@@ -64,34 +103,18 @@ def transport_distance(
     true: np.ndarray,
     learned_weight: np.ndarray | None = None,
     true_weight: np.ndarray | None = None,
+    dense: bool = False,
 ) -> float:
-    """`recovery_w`: Σ P ⊙ (1 − cos) of the exact optimal plan P between learned [p, d] and true
-    [K, d] atoms, marginals ∝ learned_weight [p] and true_weight [K] (uniform when None).
-
-    Atoms of weight 0 carry no mass; the solver runs on the others only (`transport_plan`).
-    """
-    learned_weight = np.ones(len(learned)) if learned_weight is None else learned_weight
-    true_weight = np.ones(len(true)) if true_weight is None else true_weight
-    if len(learned_weight) != len(learned) or len(true_weight) != len(true):
-        raise ValueError("one weight per atom is needed on each side")
-    # float32 for a float32 dictionary: at p = K = 8192 the cosine alone is 256 MB.
-    dtype = np.result_type(learned, true, np.float32)
-    cosine = unit_rows(learned, dtype) @ unit_rows(true, dtype).T
-    plan = transport_plan(
-        np.asarray(learned_weight, np.float64), np.asarray(true_weight, np.float64), cosine
-    ).tocoo()
-    return float(np.sum(plan.data * np.maximum(0.0, 1.0 - cosine[plan.row, plan.col])))
+    """`transport_distances` of one pair of weights (uniform where None)."""
+    return transport_distances(learned, true, [(learned_weight, true_weight)], dense)[0]
 
 
-def usage_matching(
+def usage_cosines(
     learned_codes: sparse.spmatrix | np.ndarray, true_codes: sparse.spmatrix | np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(learned atoms, true atoms, cosines) of the matching of usage columns maximising Σ cos,
-    codes [N, p] and true codes [N, K] over the same rows.
-
-    Computed from the sparse product Zᵀ Z* [p, K]; a learned atom never used has a zero column
-    and a cosine of 0 with anything.
-    """
+) -> np.ndarray:
+    """[p, K] cosines between the usage columns of codes [N, p] and true codes [N, K] over the
+    same rows, from the sparse product Zᵀ Z*; a learned atom never used has a zero column and
+    a cosine of 0 with anything."""
     learned, true = sparse.csr_matrix(learned_codes), sparse.csr_matrix(true_codes)
     if learned.shape[0] != true.shape[0]:
         raise ValueError(
@@ -106,23 +129,42 @@ def usage_matching(
     for axis, norms in ((1, column_norms(learned)), (0, column_norms(true))):
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         gram *= np.expand_dims(scale, axis)
-    rows, cols = linear_sum_assignment(gram, maximize=True)
+    return gram
+
+
+def usage_matching(
+    learned_codes: sparse.spmatrix | np.ndarray,
+    true_codes: sparse.spmatrix | np.ndarray,
+    dense: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(learned atoms, true atoms, cosines) of the matching of usage columns maximising Σ cos,
+    codes [N, p] and true codes [N, K] over the same rows (`usage_cosines`); `dense`: the
+    reference solver."""
+    gram = usage_cosines(learned_codes, true_codes)
+    rows, cols, _ = optimal_matching(gram, dense)
     return rows, cols, gram[rows, cols]
+
+
+def _agreement(
+    rows: np.ndarray, cosines: np.ndarray, learned_weight: np.ndarray | None = None
+) -> float:
+    if learned_weight is None:
+        return float(np.mean(cosines))
+    weights = np.asarray(learned_weight, dtype=np.float64)[rows]
+    total = weights.sum()
+    return float(np.dot(weights, cosines) / total) if total > 0 else 0.0
 
 
 def usage_agreement(
     learned_codes: sparse.spmatrix | np.ndarray,
     true_codes: sparse.spmatrix | np.ndarray,
     learned_weight: np.ndarray | None = None,
+    dense: bool = False,
 ) -> float:
     """mma: mean matched cosine of `usage_matching`; with learned_weight [p] (`mma_energy`) the
     mean weighted by the matched learned atoms' weights (0 when they all weigh 0)."""
-    rows, _, cosines = usage_matching(learned_codes, true_codes)
-    if learned_weight is None:
-        return float(np.mean(cosines))
-    weights = np.asarray(learned_weight, dtype=np.float64)[rows]
-    total = weights.sum()
-    return float(np.dot(weights, cosines) / total) if total > 0 else 0.0
+    rows, _, cosines = usage_matching(learned_codes, true_codes, dense)
+    return _agreement(rows, cosines, learned_weight)
 
 
 def _stacked(codes_image: sparse.spmatrix, codes_text: sparse.spmatrix) -> sparse.csr_matrix:
@@ -173,21 +215,29 @@ def recovery_summary(
     truth: TrueStructure,
     true_codes_image: sparse.spmatrix,
     true_codes_text: sparse.spmatrix,
+    dense: bool = False,
 ) -> dict[str, float]:
     """The six `recovery_*` scalars (module docstring) of a learned dictionary [p, d] with codes
-    [2N, p] (images, then texts) against the truth and its codes of the same rows."""
+    [2N, p] (images, then texts) against the truth and its codes of the same rows; `dense`: the
+    reference solvers (POT on every edge, linear_sum_assignment)."""
     authors_dictionary, authors_codes = authors_truth(truth, true_codes_image, true_codes_text)
     merged_dictionary, merged_codes = merged_truth(truth, true_codes_image, true_codes_text)
     learned_energy = energy(codes, 2)
+    w, w_uniform = transport_distances(
+        dictionary,
+        authors_dictionary,
+        [(learned_energy, energy(authors_codes, 2)), (None, None)],
+        dense,
+    )
+    # One matching serves mma and mma_energy.
+    rows, _, cosines = usage_matching(codes, authors_codes, dense)
     return {
-        "recovery_w": transport_distance(
-            dictionary, authors_dictionary, learned_energy, energy(authors_codes, 2)
-        ),
-        "recovery_w_uniform": transport_distance(dictionary, authors_dictionary),
-        "recovery_w_matched": dictionary_distance(dictionary, merged_dictionary),
-        "recovery_mma": usage_agreement(codes, authors_codes),
-        "recovery_mma_merged": usage_agreement(codes, merged_codes),
-        "recovery_mma_energy": usage_agreement(codes, authors_codes, learned_energy),
+        "recovery_w": w,
+        "recovery_w_uniform": w_uniform,
+        "recovery_w_matched": dictionary_distance(dictionary, merged_dictionary, dense),
+        "recovery_mma": _agreement(rows, cosines),
+        "recovery_mma_merged": usage_agreement(codes, merged_codes, dense=dense),
+        "recovery_mma_energy": _agreement(rows, cosines, learned_energy),
     }
 
 

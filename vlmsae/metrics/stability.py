@@ -1,12 +1,13 @@
 """Stability of a learned dictionary across runs (linear-structure §4, eq. 4; DESIGN §5 Stability).
 
 Both dictionaries are unit-normalised, C = D̂ D̂'ᵀ, and the permutation P* maximising Σ C over
-matched rows is found by linear_sum_assignment (Hungarian matching); stability is the mean matched
-cosine. Cosines are signed: an atom and its negation match at −1, since for non-negative codes
-they are different concepts. Row scale does not matter. Restricted to each run's m most energetic
-atoms, the two top-m subsets are matched to each other (linear-structure §4.1: the high-energy
-atoms are the stable ones). With dictionaries of different sizes every atom of the smaller one
-gets a partner and the mean is over those min(p, p') pairs.
+matched rows is the optimal assignment (Hungarian matching: `recovery.matched_cosines`, exact,
+certified against the dense problem); stability is the mean matched cosine. Cosines are signed:
+an atom and its negation match at −1, since for non-negative codes they are different concepts.
+Row scale does not matter. Restricted to each run's m most energetic atoms, the two top-m subsets
+are matched to each other (linear-structure §4.1: the high-energy atoms are the stable ones).
+With dictionaries of different sizes every atom of the smaller one gets a partner and the mean is
+over those min(p, p') pairs.
 
 Per atom (linear-structure §4.1, energy against stability per concept): an atom's stability is
 its matched cosine in another seed of the same variant and mixture, averaged over those seeds.
