@@ -38,7 +38,8 @@ REGULARISERS = {
 @functools.cache
 def variant_of(name):
     """The typed Variant of `variants.<name>`, built when a rule first needs its SAE settings
-    (a sweep's k): building one imports the SAE registry, and so torch, which a start skips."""
+    (a sweep's k): building one imports the SAE registry, and so torch, which a start skips.
+    """
     from vlmsae.training.variants import Variant
 
     return Variant.from_config(name, config["variants"][name])
@@ -87,7 +88,10 @@ def sae_file(name):
     """Input function: file `name` (sae.safetensors, config.json, train_log.csv) of the SAE that
     the wildcards' run is measured with: its own, or its dataset's `sae_from` run's."""
     return lambda wildcards: "results/sae/{}/{}".format(
-        sae_run_path({**wildcards, "trained_on": sae_source(config, wildcards.dataset)}), name
+        sae_run_path(
+            {**wildcards, "trained_on": sae_source(config, wildcards.dataset)}
+        ),
+        name,
     )
 
 
