@@ -71,12 +71,13 @@ def runs(config: dict) -> list[Run]:
     runs of a dataset with `sae_from` are `trained_on` that dataset (`sae_source`).
     """
     found = []
+    mixtures_of = {
+        name: [PAIRED_MIXTURE] if Regularisers.from_variant(entry).paired else config["mixtures"]
+        for name, entry in config["variants"].items()
+    }
     for dataset, spec in config["datasets"].items():
         source = sae_source(config, dataset)
-        for model, (name, entry), seed in itertools.product(
-            spec["models"], config["variants"].items(), config["seeds"]
-        ):
-            paired = Regularisers.from_variant(entry).paired
-            mixtures = [PAIRED_MIXTURE] if paired else config["mixtures"]
+        for model, name, seed in itertools.product(spec["models"], mixtures_of, config["seeds"]):
+            mixtures = mixtures_of[name]
             found += [Run(dataset, model, name, mixture, seed, source) for mixture in mixtures]
     return found

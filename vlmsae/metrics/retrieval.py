@@ -106,6 +106,12 @@ def _unit(x: Rows) -> tuple[Rows, np.ndarray]:
     return unit_rows(x if valid.all() else np.where(valid[:, None], x, 0)), valid
 
 
+def _paired_units(image: Rows, text: Rows) -> tuple[tuple[Rows, np.ndarray], ...]:
+    """`_unit` of each side of paired rows image, text [N, d], which must share one shape."""
+    if image.shape != text.shape:
+        raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
+    return _unit(image), _unit(text)
+
 def _cosines(queries: Rows, candidates: Rows) -> np.ndarray:
     """[b, M] dense cosines of unit rows queries [b, q] and candidates [M, q]."""
     product = queries @ candidates.T
@@ -137,9 +143,7 @@ def rank_counts(
     `pair_groups`); None: every pair its own. Every candidate sharing the query's image group or
     its caption's group is right (the standard COCO protocol); the others are wrong.
     """
-    if image.shape != text.shape:
-        raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
-    return _unit_rank_counts(_unit(image), _unit(text), block_entries, ids)
+    return _unit_rank_counts(*_paired_units(image, text), block_entries, ids)
 
 
 def _unit_rank_counts(
@@ -342,9 +346,7 @@ def inbatch_recall(
     """(image→text, text→image) in-batch R@1 of paired rows image, text [N, d] (or sparse codes
     [N, p]); groups from
     `batches` [n_batches, size]; ids [N, 2] as in `partner_ranks`."""
-    if image.shape != text.shape:
-        raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
-    return _unit_inbatch_recall(_unit(image), _unit(text), groups, ids)
+    return _unit_inbatch_recall(*_paired_units(image, text), groups, ids)
 
 
 def _unit_inbatch_recall(
