@@ -112,6 +112,7 @@ def _paired_units(image: Rows, text: Rows) -> tuple[tuple[Rows, np.ndarray], ...
         raise ValueError(f"paired rows must have one shape, got {image.shape} and {text.shape}")
     return _unit(image), _unit(text)
 
+
 def _cosines(queries: Rows, candidates: Rows) -> np.ndarray:
     """[b, M] dense cosines of unit rows queries [b, q] and candidates [M, q]."""
     product = queries @ candidates.T
