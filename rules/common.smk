@@ -10,10 +10,11 @@ from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError, check_output_folders
 from vlmsae.workflow.failed_jobs import failed_job_lines
-from vlmsae.figures import figure_targets, input_paths
+from vlmsae.figures import figure_jobs, job_inputs
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.interventions import settings_of as intervention_settings
+from vlmsae.interventions.edits import STORE_EDITS
 from vlmsae.run_path import RUN_PATH, sae_run_path
 from vlmsae.runs import runs, sae_source
 from vlmsae.sweeps import PARAMETERS as SWEEP_PARAMETERS
@@ -132,21 +133,8 @@ FIGURE_RUNS = [
     for run in RUNS
 ]
 # Only the figures the config feeds: e.g. no mixture heat map when every variant has one mixture.
-FIGURE_TARGETS = figure_targets(config, FIGURE_RUNS)
-
-
-def figure_runs(wildcards):
-    """The runs a figure covers: the store's (wildcards dataset, model), or every run."""
-    if "dataset" not in wildcards.keys():
-        return FIGURE_RUNS
-    store = (wildcards.dataset, wildcards.model)
-    return [run for run in FIGURE_RUNS if (run["dataset"], run["model"]) == store]
-
-
-def figure_inputs(name):
-    """Input function of figure `name`'s rule: the tables and per-run or per-store files it
-    reads (vlmsae.figures.input_paths)."""
-    return lambda wildcards: input_paths(name, figure_runs(wildcards), TABLE_PATHS)
+FIGURE_JOBS = figure_jobs(config, FIGURE_RUNS)
+FIGURE_TARGETS = [path for job in FIGURE_JOBS for path in job.figures.values()]
 
 
 # ---- embedding stores (rules/embed.smk) ----------------------------------------------------
@@ -272,6 +260,10 @@ INTERVENTION_RUNS["steering"] = [
     run for run in INTERVENTION_RUNS["steering"] if run in INTERVENTION_RUNS["naming"]
 ]
 GAP_EDITS = intervention_settings(config, "gap_closing").edits
+# The SAE's edits are written per run; the others depend on the store alone (rule
+# mean_shift_store) and are written once per store.
+RUN_GAP_EDITS = [edit for edit in GAP_EDITS if edit not in STORE_EDITS]
+STORE_EDIT_DIR = "results/interventions/{dataset}/{model}/edits"
 INTERVENTION_DIR = f"results/interventions/{RUN_PATH}"
 
 
@@ -304,9 +296,17 @@ def gap_closing_store_files(name):
 
 
 def gap_closing_edit_files(suffix):
-    """edits/{edit}{suffix} of every gap-closing run: run by run, edits in GAP_EDITS order."""
+    """edits/{edit}{suffix} of every gap-closing run: run by run, edits in GAP_EDITS order; a
+    store-level edit's file is its store's, listed again for each of the store's runs.
+    """
+
+    def folder(run, edit):
+        if edit in STORE_EDITS:
+            return STORE_EDIT_DIR.format(dataset=run.dataset, model=run.model)
+        return f"results/interventions/{run.path}/edits"
+
     return [
-        f"results/interventions/{run.path}/edits/{edit}{suffix}"
+        f"{folder(run, edit)}/{edit}{suffix}"
         for run in INTERVENTION_RUNS["gap_closing"]
         for edit in GAP_EDITS
     ]

@@ -1,5 +1,6 @@
-# Figures from the tables: one rule per registered figure (vlmsae.figures.FIGURES), so that each
-# carries its own report caption, report/figures/<name>.rst. Input functions: rules/common.smk.
+# Figures from the tables (vlmsae.figures.FIGURES): one job per scope, the figures over every
+# run (rule `figures`) and each store's (`figures_<dataset>_<model>`), each figure with its own
+# report caption, report/figures/<name>.rst. The jobs: rules/common.smk (FIGURE_JOBS).
 from vlmsae.figures import FIGURES
 
 
@@ -17,30 +18,27 @@ def figure_report(path, name, subcategory):
     )
 
 
-for entry in FIGURES:
-    per_store = entry.extra["scope"] == "store"
-    stem = f"{entry.name}/{{dataset}}/{{model}}" if per_store else entry.name
+for job in FIGURE_JOBS:
 
     rule:
         name:
-            f"figure_{entry.name}"
+            job.rule
         input:
-            unpack(figure_inputs(entry.name)),
+            unpack(lambda wildcards, job=job: job_inputs(job, TABLE_PATHS)),
         output:
-            png=figure_report(
-                f"results/figures/{stem}.png",
-                entry.name,
-                "{dataset}/{model}" if per_store else "every store",
-            ),
-            svg=f"results/figures/{stem}.svg",
+            png=[
+                figure_report(path, name, job.subject)
+                for name, path in job.figures.items()
+            ],
+            svg=[path.removesuffix(".png") + ".svg" for path in job.figures.values()],
         log:
-            f"logs/figures/{stem}.log",
+            f"logs/figures/{job.rule}.log",
         localrule: True
         conda:
             "../envs/analysis.yaml"
         params:
-            figure=entry.name,
-            settings=config["figures"].get(entry.name, {}),
-            runs=figure_runs,
+            figures=job.figures,
+            settings={name: config["figures"].get(name, {}) for name in job.figures},
+            runs=job.runs,
         script:
             "../workflow_scripts/figure.py"

@@ -3,34 +3,68 @@
 # steering, and their tables. Input functions and run lists: rules/common.smk.
 
 
-rule gap_closing:
+if RUN_GAP_EDITS:
+
+    rule gap_closing:
+        input:
+            store="results/embeddings/{dataset}/{model}.zarr",
+            reference=mms_reference,
+            weights=sae_file("sae.safetensors"),
+            atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
+        output:
+            stores=[
+                directory(f"{INTERVENTION_DIR}/edits/{edit}.zarr")
+                for edit in RUN_GAP_EDITS
+            ],
+            summaries=[
+                f"{INTERVENTION_DIR}/edits/{edit}.json" for edit in RUN_GAP_EDITS
+            ],
+            cone_histograms=[
+                f"{INTERVENTION_DIR}/edits/{edit}_cone_histograms.parquet"
+                for edit in RUN_GAP_EDITS
+            ],
+            gap_histograms=[
+                f"{INTERVENTION_DIR}/edits/{edit}_gap_histograms.parquet"
+                for edit in RUN_GAP_EDITS
+            ],
+        log:
+            f"logs/interventions/{RUN_DIR}/gap_closing.log",
+        conda:
+            "../envs/analysis.yaml"
+        threads: config["resources"]["metrics"]["threads"]
+        resources:
+            **rule_resources("metrics"),
+        params:
+            edits=RUN_GAP_EDITS,
+            evaluation=EVAL_SETTINGS,
+            settings=config["interventions"]["gap_closing"],
+        script:
+            "../workflow_scripts/gap_closing.py"
+
+
+# The edits of the dense rows alone (the mean-shift baseline), once per store for all its runs.
+rule mean_shift_store:
     input:
         store="results/embeddings/{dataset}/{model}.zarr",
         reference=mms_reference,
-        weights=sae_file("sae.safetensors"),
-        atoms=f"results/metrics/{RUN_DIR}/atoms.parquet",
     output:
-        stores=[
-            directory(f"{INTERVENTION_DIR}/edits/{edit}.zarr") for edit in GAP_EDITS
-        ],
-        summaries=[f"{INTERVENTION_DIR}/edits/{edit}.json" for edit in GAP_EDITS],
+        stores=[directory(f"{STORE_EDIT_DIR}/{edit}.zarr") for edit in STORE_EDITS],
+        summaries=[f"{STORE_EDIT_DIR}/{edit}.json" for edit in STORE_EDITS],
         cone_histograms=[
-            f"{INTERVENTION_DIR}/edits/{edit}_cone_histograms.parquet"
-            for edit in GAP_EDITS
+            f"{STORE_EDIT_DIR}/{edit}_cone_histograms.parquet" for edit in STORE_EDITS
         ],
         gap_histograms=[
-            f"{INTERVENTION_DIR}/edits/{edit}_gap_histograms.parquet"
-            for edit in GAP_EDITS
+            f"{STORE_EDIT_DIR}/{edit}_gap_histograms.parquet" for edit in STORE_EDITS
         ],
     log:
-        f"logs/interventions/{RUN_DIR}/gap_closing.log",
+        "logs/interventions/{dataset}/{model}/store_edits.log",
     conda:
         "../envs/analysis.yaml"
     threads: config["resources"]["metrics"]["threads"]
     resources:
         **rule_resources("metrics"),
     params:
-        edits=GAP_EDITS,
+        edits=STORE_EDITS,
         evaluation=EVAL_SETTINGS,
         settings=config["interventions"]["gap_closing"],
     script:

@@ -143,7 +143,7 @@ def test_snakefile_sets_the_root_the_env_files_name(workflow):
 
 def test_quick_rules_are_local_and_heavy_rules_are_benchmarked(workflow):
     rules = workflow["rules"]
-    figures = [name for name in rules if name.startswith("figure_")]
+    figures = [name for name in rules if name.startswith("figures")]
     assert figures
     for name in ("summary_table", "stores_table", "select_sweep", "sweep_round", *figures):
         assert rules[name]["local"], f"rule {name} would be submitted to a cluster"

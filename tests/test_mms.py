@@ -192,3 +192,19 @@ def test_sparse_reference_gives_the_dense_result():
     sparse_result = mms(codes, {m: sp.csr_matrix(r) for m, r in reference.items()})
     for name in dense:
         np.testing.assert_allclose(sparse_result[name], dense[name], equal_nan=True)
+
+
+@pytest.mark.parametrize("dense_reference", [False, True])
+def test_blocks_of_atoms_give_the_whole_product(monkeypatch, dense_reference):
+    rng = np.random.default_rng(3)
+    codes = {m: rng.standard_normal((30, 7)) * (rng.random((30, 7)) < 0.3) for m in PAIRS[2]}
+    codes["image"][:, 2] = 0.0  # a dead atom
+    reference = {m: rng.random((30, 5)) * (rng.random((30, 5)) < 0.6) + 0.01 for m in codes}
+    as_given = {m: r if dense_reference else sparse.csr_array(r) for m, r in reference.items()}
+    sparse_codes = {m: sparse.csr_array(c) for m, c in codes.items()}
+    whole = mms(sparse_codes, as_given)
+    monkeypatch.setattr("vlmsae.metrics.mms.BLOCK_ATOMS", 3)
+    for name, scores in mms(sparse_codes, as_given).items():
+        np.testing.assert_array_equal(scores, whole[name])
+        m, n = name.split("_")[1:]
+        np.testing.assert_allclose(scores, brute_force(codes, reference, m, n), rtol=1e-9)

@@ -130,3 +130,40 @@ def test_summarise_subsamples_pairs_with_the_seed():
     assert not np.array_equal(
         first, mc.summarise(context, settings).atom_columns["classifier_accuracy"]
     )
+
+
+def tied_float32_scores(seed: int, c: int = 12, n_image: int = 40, n_text: int = 33):
+    """float32 scores with ties within and across modalities, ±0.0 and a dead (all-zero) atom."""
+    rng = np.random.default_rng(seed)
+    image = (rng.integers(-6, 7, size=(c, n_image)) / 4).astype(np.float32)
+    text = (rng.integers(-4, 9, size=(c, n_text)) / 4).astype(np.float32)
+    image[0], text[0] = 0.0, -0.0  # a dead atom: every score 0, signs aside
+    image[1, ::2] = -0.0
+    text[2] = rng.standard_normal(n_text).astype(np.float32)  # no ties at all
+    return image, text
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6, 1e-30])
+def test_merged_extremes_equal_the_binary_searches(scale):
+    # scale 1e6: magnitudes over 2 take the offset; 1e-30: small scores keep theirs.
+    image, text = tied_float32_scores(0)
+    image, text = image * np.float32(scale), text * np.float32(scale)
+    searched = mc._searched_extremes(image, text)
+    for block in (1, 5, 64):  # blocks that do and do not divide the classifiers
+        merged = mc._merged_extremes(image, text, block)
+        np.testing.assert_array_equal(merged[0], searched[0])
+        np.testing.assert_array_equal(merged[1], searched[1])
+    expected = [brute_force_accuracy(i, t) for i, t in zip(image, text, strict=True)]
+    np.testing.assert_array_equal(mc.threshold_accuracy(image, text), expected)
+
+
+def test_scores_without_exact_keys_take_the_binary_searches():
+    image, text = tied_float32_scores(1, c=3)
+    # Magnitudes from 1e-38 to 1e30 span more bit patterns than an int32 key has room for.
+    wide = image.copy()
+    wide[:, 0], wide[:, 1] = np.float32(1e-38), np.float32(1e30)
+    assert mc._merged_extremes(wide, text) is None
+    expected = [brute_force_accuracy(i, t) for i, t in zip(wide, text, strict=True)]
+    np.testing.assert_array_equal(mc.threshold_accuracy(wide, text), expected)
+    image[1, 3] = np.nan
+    assert mc._merged_extremes(image, text) is None

@@ -17,7 +17,7 @@ DOC = " ".join((REPO / "docs" / "cluster.md").read_text().split())
 # One job per run, per store for these rules (and `stability`: one per store and variant); they
 # are the jobs submitted to SLURM.
 PER_RUN = ["train", "metrics", "gap_closing", "arithmetic", "probe_concepts", "steering"]
-PER_STORE = ["embed", "store_metrics", "vocabulary", "atom_map", "explorer"]
+PER_STORE = ["embed", "store_metrics", "vocabulary", "atom_map", "explorer", "mean_shift_store"]
 
 
 def doc_count(pattern: str) -> int:

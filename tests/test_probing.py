@@ -133,3 +133,15 @@ def test_swapping_modalities_and_unimodal_kinds_keeps_p_acc():
     swapped = context(run.text, run.image, run.dictionary, swapped_kinds, run.energy_sq)
     # Ties on the hyperplane aside (none in random data), swapping the classes complements acc.
     assert summarise(swapped).summary["p_acc"] == pytest.approx(summarise(run).summary["p_acc"])
+
+
+def test_blocked_positives_equal_one_count_over_every_row(monkeypatch):
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, size=(23, 4)).astype(np.float32)  # rows on hyperplanes too
+    atoms = rng.integers(-1, 2, size=(5, 4)).astype(np.float32)
+    bias = np.array([0.5, 0, 0, 0], dtype=np.float32)
+    expected = np.count_nonzero((x - bias) @ atoms.T > 0, axis=0)
+    for entries in (5, 5 * 7, 1 << 24):  # a row a block, blocks of 7 rows (the last short), one
+        monkeypatch.setattr(probing, "BLOCK_ENTRIES", entries)
+        np.testing.assert_array_equal(probing._positives(x, atoms, bias), expected)
+    np.testing.assert_array_equal(probing._positives(x[:0], atoms, bias), np.zeros(5))

@@ -617,3 +617,55 @@ def test_codes_are_ranked_as_their_dense_rows_are():
     assert summary["recall_at1_t2i_codes"] == 0.0
     assert summary["mrr_t2i_codes"] == pytest.approx(sum(1 / r for r in range(1, 151)) / 150)
     assert summary["retrieval_tie_rate_t2i_codes"] == 1.0
+
+
+def each_batch_alone(image, text, groups, ids=None) -> tuple[float, float]:
+    """The reference in-batch R@1: `rank_counts` of each batch's rows on their own."""
+    hits = np.zeros(2)
+    for group in groups:
+        counts = retrieval.rank_counts(
+            image[group], text[group], ids=None if ids is None else ids[group]
+        )
+        hits += [np.count_nonzero(above + tied == 0) for above, tied in counts]
+    return hits[0] / groups.size, hits[1] / groups.size
+
+
+def tied_pairs(seed: int, n: int = 96, d: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Rows on a coarse grid (ties everywhere), repeated rows, zero and non-finite rows."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(-2, 3, size=(n, d)).astype(np.float32)
+    text = (image + rng.integers(-1, 2, size=(n, d))).astype(np.float32)
+    image[5:9], text[20:23] = image[4], text[19]
+    image[30], text[31], text[40] = 0.0, 0.0, np.nan
+    return image, text
+
+
+@pytest.mark.parametrize("codes", [False, True])
+def test_batched_inbatch_recall_equals_each_batch_ranked_alone(codes):
+    image, text = tied_pairs(0)
+    if codes:  # sparse codes: the block-diagonal product
+        image = sparse.csr_array(np.where(np.isfinite(image), np.maximum(image, 0), np.nan))
+        text = sparse.csr_array(np.where(np.isfinite(text), np.maximum(text, 0), np.nan))
+    groups = retrieval.batches(len(tied_pairs(0)[0]), 8, seed=1)
+    shared = np.stack([np.arange(96) // 3, np.arange(96)], axis=1)  # three pairs an image
+    for ids in (None, shared):
+        expected = each_batch_alone(image, text, groups, ids)
+        assert retrieval.inbatch_recall(image, text, groups, ids) == expected
+        for chunk in (1, 5):  # batches per product, dividing the batches or not
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(retrieval, "BATCH_CHUNK_ENTRIES", chunk * 8**2)
+                assert retrieval.inbatch_recall(image, text, groups, ids) == expected
+
+
+def test_batch_cosines_are_each_batch_product():
+    rng = np.random.default_rng(2)
+    rows = (rng.integers(-3, 4, size=(2, 12, 7)) / 4).astype(np.float32)  # exact products
+    batched = retrieval._batch_cosines(rows[0], rows[1], (3, 4))
+    codes = [sparse.csr_array(np.maximum(r, 0)) for r in rows]
+    batched_codes = retrieval._batch_cosines(codes[0], codes[1], (3, 4))
+    for batch in range(3):
+        part = slice(4 * batch, 4 * batch + 4)
+        np.testing.assert_array_equal(batched[batch], rows[0][part] @ rows[1][part].T)
+        np.testing.assert_array_equal(
+            batched_codes[batch], retrieval._cosines(codes[0][part], codes[1][part])
+        )

@@ -1,11 +1,10 @@
-from vlmsae.figures import draw_registered
+from vlmsae.figures import draw_job
 from vlmsae.workflow.job_log import logged
 
 with logged(snakemake.log[0]):
-    draw_registered(
-        snakemake.params.figure,
+    draw_job(
+        snakemake.params.figures,
         {name: list(paths) for name, paths in snakemake.input.items()},
         snakemake.params.runs,
         snakemake.params.settings,
-        snakemake.output.png,
     )

@@ -22,7 +22,8 @@ with logged(snakemake.log[0], snakemake.threads):
         model, EmbeddingStore(snakemake.input.store, verify=True),
         EvalSettings(**snakemake.params.evaluation),
         reference_store=reference[0] if reference else None,
-        vocabulary=vocabulary[0] if vocabulary else None)
+        vocabulary=vocabulary[0] if vocabulary else None,
+        workers=snakemake.threads)
     summary, flags = with_health(
         summary, pd.read_csv(snakemake.input.train_log),
         parse_settings(HealthSettings, snakemake.params.health, "evaluation.health"))

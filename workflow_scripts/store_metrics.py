@@ -10,7 +10,8 @@ with logged(snakemake.log[0], snakemake.threads):
     summary, tables = evaluate_store(
         EmbeddingStore(snakemake.input.store, verify=True),
         EvalSettings(**snakemake.params.evaluation),
-        reference_store=reference[0] if reference else None)
+        reference_store=reference[0] if reference else None,
+        workers=snakemake.threads)
     for name, path in snakemake.output.items():
         if name != "summary":
             tables[name].to_parquet(path, index=False)

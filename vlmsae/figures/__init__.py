@@ -22,7 +22,9 @@ Each figure is written as PNG and SVG (`save`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +78,59 @@ def _stores(runs: Iterable[dict]) -> list[tuple[str, str]]:
     return sorted({(run["dataset"], run["model"]) for run in runs})
 
 
-def figure_targets(config: dict, runs: list[dict]) -> list[str]:
-    """The PNG of every registered figure that applies: once, or once per store."""
-    targets = [
-        f"results/figures/{name}.png"
-        for name in figures_of_scope("all")
-        if applies(name, config, runs)
+@dataclass(frozen=True)
+class FigureJob:
+    """The figures one job draws: every figure of a scope that applies, over the same runs.
+
+    One process per scope rather than per figure: a figure takes a second or less to draw, and
+    starting a process for it (Python, pandas, matplotlib) took about as long again.
+    """
+
+    rule: str  # `figures` for the figures over every run, `figures_<dataset>_<model>` a store's
+    subject: str  # "every store", or "<dataset>/<model>"
+    runs: list[dict]
+    figures: dict[str, str]  # figure name → its PNG path (the SVG lies beside it)
+
+
+def figure_jobs(config: dict, runs: list[dict]) -> list[FigureJob]:
+    """The figure jobs of `runs`: the figures drawn once, then each store's (jobs without a
+    figure that applies are left out)."""
+    jobs = [
+        FigureJob(
+            "figures",
+            "every store",
+            runs,
+            {
+                name: f"results/figures/{name}.png"
+                for name in figures_of_scope("all")
+                if applies(name, config, runs)
+            },
+        )
     ]
     for dataset, model in _stores(runs):
         store_runs = [run for run in runs if (run["dataset"], run["model"]) == (dataset, model)]
-        targets += [
-            f"results/figures/{name}/{dataset}/{model}.png"
+        figures = {
+            name: f"results/figures/{name}/{dataset}/{model}.png"
             for name in figures_of_scope("store")
             if applies(name, config, store_runs)
-        ]
-    return targets
+        }
+        rule = re.sub(r"\W", "_", f"figures_{dataset}_{model}")
+        jobs.append(FigureJob(rule, f"{dataset}/{model}", store_runs, figures))
+    return [job for job in jobs if job.figures]
+
+
+def figure_targets(config: dict, runs: list[dict]) -> list[str]:
+    """The PNG of every registered figure that applies: once, or once per store."""
+    return [path for job in figure_jobs(config, runs) for path in job.figures.values()]
+
+
+def job_inputs(job: FigureJob, table_paths: dict[str, str]) -> dict[str, list[str]]:
+    """The files the job's figures read, by table name (figures reading one table over the same
+    runs read the same files)."""
+    inputs: dict[str, list[str]] = {}
+    for name in job.figures:
+        inputs.update(input_paths(name, job.runs, table_paths))
+    return inputs
 
 
 def input_paths(name: str, runs: list[dict], table_paths: dict[str, str]) -> dict[str, list[str]]:
@@ -159,3 +199,18 @@ def draw_registered(
     stores = _stores(runs)
     subject = "/".join(stores[0]) if len(stores) == 1 else "every run"
     save(entry.obj(tables, options, subject), path)
+
+
+def draw_job(
+    figures: dict[str, str],
+    inputs: dict[str, list[str]],
+    runs: list[dict],
+    settings: dict[str, dict],
+) -> None:
+    """Draw every figure of a job (`FigureJob.figures`: name → PNG path) from the job's input
+    files by table name; settings: config `figures.<name>` of each."""
+    for name, path in figures.items():
+        tables = FIGURES.get(name).extra["tables"]
+        draw_registered(
+            name, {table: inputs[table] for table in tables}, runs, settings.get(name), path
+        )

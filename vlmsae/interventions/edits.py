@@ -9,8 +9,8 @@ cones) runs on it unchanged (rule `edited_store_metrics`):
   are ZD and (Z ⊙ δ)D, and leaving the bias out of both makes them differ by δ alone;
 - `mean-shift`: Liang et al.'s baseline I − μ_I + (μ_I + μ_T)/2 (and the same for text), the
   means fitted on the store's train pairs (`gap.train_half_gap`, the estimate of stores.csv's
-  `gap_*_mean_shift` too), on the dense rows (no SAE involved; it is written per
-  run all the same, so each run's table row compares its edits with the baseline side by side).
+  `gap_*_mean_shift` too), on the dense rows (no SAE involved: it is written once per store,
+  `STORE_EDITS`, and each run's table row shows it beside the run's edits).
 Class prompts are text: they get the text edit, so zero-shot on an edited store is zero-shot in
 the edited space. Edited rows are not unit-norm (attrs["normalised"] false); metrics normalise.
 """
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from vlmsae.sae.base import SparseAutoencoder
 
 EDITS = ("bimodal", "reconstruction", "mean-shift")
+# Edits of the dense rows alone: written once per store (rule mean_shift_store), not per run.
+STORE_EDITS = ("mean-shift",)
 # Arrays of the source store copied as they are; everything else is rebuilt or left out.
 _COPIED = ("label", "attributes", "text_caption", "image_source", "triplets", "text_group")
 

@@ -107,23 +107,26 @@ def cosine_matrix(dictionary: np.ndarray) -> np.ndarray:
 def entry_percentile(data: np.ndarray, n_entries: int, q: float) -> float:
     """np.percentile(M, q) (linear interpolation) of a matrix M of `n_entries` entries whose
     non-zero entries are `data` (a sparse matrix's stored values; the others are 0)."""
-    data = np.sort(np.asarray(data, dtype=np.float64))
+    data = np.asarray(data)
     n_zero = n_entries - len(data)
     if n_zero < 0 or n_entries == 0:
         raise ValueError(f"{len(data)} stored values do not fit in {n_entries} entries")
-    n_negative = int(np.searchsorted(data, 0.0, side="left"))
+    n_negative = int(np.count_nonzero(data < 0))
 
-    def order_statistic(k: int) -> float:
+    def rank_in_data(k: int) -> int | None:
+        """Where the k-th smallest entry of M sits among the sorted data (None: a zero)."""
         if k < n_negative:
-            return float(data[k])
-        if k < n_negative + n_zero:
-            return 0.0
-        return float(data[k - n_zero])
+            return k
+        return None if k < n_negative + n_zero else k - n_zero
 
     position = q / 100.0 * (n_entries - 1)
     low = int(np.floor(position))
     high = min(low + 1, n_entries - 1)
-    below, above = order_statistic(low), order_statistic(high)
+    ranks = [rank_in_data(low), rank_in_data(high)]
+    # Only two order statistics are needed: a partition instead of a sort of up to p² values.
+    needed = sorted({rank for rank in ranks if rank is not None})
+    chosen = np.partition(data, needed) if needed else data
+    below, above = (0.0 if rank is None else float(chosen[rank]) for rank in ranks)
     return below + (above - below) * (position - low)
 
 
@@ -134,10 +137,9 @@ def cosine_floor(cosine: np.ndarray, q: float = COSINE_PERCENTILE) -> float:
 
 
 def _bridge(coupling: sparse.csr_matrix, cosine: np.ndarray, floor: float | None = None) -> Bridge:
-    """Bridge from a coupling [p, p], reading the cosine only at the coupling's entries; with a
-    `floor`, cosines of magnitude below it count as 0."""
+    """Bridge from a coupling [p, p] without repeated entries, reading the cosine only at the
+    coupling's entries; with a `floor`, cosines of magnitude below it count as 0."""
     coupling = sparse.csr_matrix(coupling)
-    coupling.sum_duplicates()
     rows = np.repeat(np.arange(coupling.shape[0], dtype=np.int32), np.diff(coupling.indptr))
     cosines = cosine[rows, coupling.indices]
     if floor is not None:
@@ -151,29 +153,35 @@ def _bridge(coupling: sparse.csr_matrix, cosine: np.ndarray, floor: float | None
 def coactivation(
     codes_image: sparse.csr_matrix, codes_text: sparse.csr_matrix
 ) -> sparse.csr_matrix:
-    """[p, p] Z_Iᵀ Z_T / N of the codes [N, p] of the N aligned pairs.
+    """[p, p] Z_Iᵀ Z_T / N (float64) of the codes [N, p] of the N aligned pairs.
 
     The product of the sparse codes stays sparse: it holds only the (image atom, text atom) pairs
-    that fire together on some pair, at most p² entries and usually far fewer.
+    that fire together on some pair, at most p² entries, each once, columns sorted.
     """
     if codes_image.shape != codes_text.shape:
         raise ValueError(
             f"codes of aligned pairs must have one shape, got {codes_image.shape} and "
             f"{codes_text.shape}"
         )
-    coupling = (sparse.csr_matrix(codes_image).T @ sparse.csr_matrix(codes_text)).tocsr()
-    return coupling / codes_image.shape[0]
+    # Sorted columns (the CSC → CSR conversion sorts them): scipy sorts a matrix's indices in
+    # place on its first sum, which would scramble a bridge sharing them. The division is
+    # float64, as scipy's `/` gives, in one pass instead of a float64 copy and a scaled copy.
+    product = (sparse.csr_matrix(codes_image).T @ sparse.csr_matrix(codes_text)).tocsr()
+    data = np.multiply(product.data, 1 / codes_image.shape[0], dtype=np.float64)
+    return sparse.csr_matrix((data, product.indices, product.indptr), shape=product.shape)
 
 
 def thresholded(coupling: sparse.csr_matrix, percentile: float) -> sparse.csr_matrix:
-    """A copy of coupling [p, p] without its entries of magnitude below the `percentile`-th
-    percentile of all p² entries (`entry_percentile`)."""
-    coupling = sparse.csr_matrix(coupling, copy=True)
-    coupling.sum_duplicates()
-    cut = entry_percentile(coupling.data, coupling.shape[0] * coupling.shape[1], percentile)
-    coupling.data[np.abs(coupling.data) < cut] = 0
-    coupling.eliminate_zeros()
-    return coupling
+    """coupling [p, p] (no repeated entries) without its entries of magnitude below the
+    `percentile`-th percentile of all p² entries (`entry_percentile`), nor stored zeros; a new
+    matrix."""
+    coupling = sparse.csr_matrix(coupling)
+    data = coupling.data
+    cut = entry_percentile(data, coupling.shape[0] * coupling.shape[1], percentile)
+    kept = np.flatnonzero((np.abs(data) >= cut) & (data != 0))
+    # Row r's kept entries start where its first stored entry would among the kept ones.
+    indptr = np.searchsorted(kept, coupling.indptr)
+    return sparse.csr_matrix((data[kept], coupling.indices[kept], indptr), shape=coupling.shape)
 
 
 def coactivation_bridge(
@@ -279,8 +287,9 @@ def bimodal_mass(bridge: Bridge, is_bimodal: np.ndarray) -> tuple[float, float]:
     An entry (i, j) touches the bimodal block when atom i or atom j is bimodal: blocks I×B, B×T,
     T×B, B×I and B×B; the others are I×I, I×T, T×I and T×T.
     """
-    values = bridge.values.tocoo()
-    touches = is_bimodal[values.row] | is_bimodal[values.col]
+    values = sparse.csr_matrix(bridge.values)
+    # Per entry without a COO copy: its row's flag repeated along the row, its column's looked up.
+    touches = np.repeat(is_bimodal, np.diff(values.indptr)) | is_bimodal[values.indices]
     magnitude = np.abs(values.data, dtype=np.float64)
     return float(magnitude[touches].sum()), float(magnitude[~touches].sum())
 
@@ -372,7 +381,7 @@ class BridgeSettings(Settings):
     bridge_top_pairs: int = setting(100, "rows of bridge_top per bridge form", minimum=1)
 
 
-@RUN_METRICS.register("bridge", BridgeSettings, order=50)
+@RUN_METRICS.register("bridge", BridgeSettings, order=50, cost=16)
 def summarise(context: EvalContext, settings: BridgeSettings) -> MetricResult:
     """Bridge scalars of one run (`summarise_bridges`, plus `bridge_cosine_floor`) and its
     `bridge_top` table.

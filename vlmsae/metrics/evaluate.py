@@ -117,6 +117,33 @@ def _store_context(
     )
 
 
+def run_groups(registry, context: StoreContext, sections: dict, workers: int) -> MetricResult:
+    """Every group of `registry` on `context`, merged in the registry's order.
+
+    With `workers` > 1 the groups run in that many threads. Most of their time is in numpy,
+    scipy, POT and torch calls that release the GIL, and a scipy sparse product or a network
+    simplex runs on one core, so a second group fills the other. Groups only read the context
+    and seed their own random draws, and no group limits the BLAS threads (which is
+    process-wide), so every value is the same as run one after another.
+    """
+    options = parse_group_settings(sections)
+    entries = ordered(registry)
+
+    def run(entry) -> MetricResult:
+        return entry.obj(context, options[entry.name])
+
+    if workers <= 1:
+        return _merge([run(entry) for entry in entries])
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The costliest groups start first (their registered `cost`), so that no long group is
+    # left to run alone at the end; results merge in the registry's order all the same.
+    by_cost = sorted(entries, key=lambda entry: -entry.extra.get("cost", 1))
+    with ThreadPoolExecutor(workers, thread_name_prefix="metric-group") as pool:
+        futures = {entry.name: pool.submit(run, entry) for entry in by_cost}
+        return _merge([futures[entry.name].result() for entry in entries])
+
+
 def _merge(results: list[MetricResult]) -> MetricResult:
     merged = MetricResult()
     for result in results:
@@ -130,15 +157,16 @@ def evaluate_store(
     store: EmbeddingStore,
     settings: EvalSettings,
     reference_store: EmbeddingStore | None = None,
+    workers: int = 1,
 ) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """(summary dict, tables) of the store-level groups on the store's eval rows."""
+    """(summary dict, tables) of the store-level groups on the store's eval rows; `workers`
+    threads run the groups (`run_groups`)."""
     pairs = eval_pairs(store, settings.max_pairs, settings.seed, settings.split)
     context = _store_context(store, pairs, settings.seed, reference_store)
     # Read here, not in _store_context: only the store-level gap needs the train split, and
     # every run's evaluation would read it again.
     context.train_half_gap = train_half_gap(store)
-    options = parse_group_settings(settings.metrics)
-    result = _merge([entry.obj(context, options[entry.name]) for entry in ordered(STORE_METRICS)])
+    result = run_groups(STORE_METRICS, context, settings.metrics, workers)
     summary = {"eval_pairs": len(pairs), "eval_seed": settings.seed, **result.summary}
     return summary, result.tables
 
@@ -185,22 +213,23 @@ def _train_rows(
 
 
 def evaluate(
-    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings
+    model: SparseAutoencoder, store: EmbeddingStore, settings: EvalSettings, workers: int = 1
 ) -> tuple[pd.DataFrame, dict]:
     """(atoms table [p rows], summary dict) for `model` on the store's eval split."""
-    atoms, summary, _ = evaluate_run(model, store, settings)
+    atoms, summary, _ = evaluate_run(model, store, settings, workers=workers)
     return atoms, summary
 
 
-def evaluate_run(
+def run_context(
     model: SparseAutoencoder,
     store: EmbeddingStore,
     settings: EvalSettings,
     reference_store: EmbeddingStore | None = None,
     vocabulary: Vocabulary | None = None,
-) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
-    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run;
-    `vocabulary` names its atoms (metric group `naming`)."""
+) -> EvalContext:
+    """What the run-level groups read: the store's eval rows encoded by `model` once (codes,
+    reconstructions), its unit dictionary, the per-atom table with energies and kinds, and a
+    sample of encoded training rows; `vocabulary` names atoms (metric group `naming`)."""
     if model.d != store.dim:
         # An SAE scored on another dataset's store (`sae_from`) whose model d differs.
         raise InputFileError(
@@ -217,7 +246,7 @@ def evaluate_run(
     atoms = _atoms_table(codes, len(pairs), model.n_atoms, settings.modality_epsilon)
     dictionary = model.W_dec.detach().float().cpu().numpy()
     dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
-    context = EvalContext(
+    return EvalContext(
         **vars(rows),
         codes_image=codes["image"],
         codes_text=codes["text"],
@@ -232,13 +261,26 @@ def evaluate_run(
         encode_text=lambda text: encode(model, text, settings.batch_size, 1)[0],
         train=_train_rows(model, store, settings),
     )
-    options = parse_group_settings(settings.metrics)
-    result = _merge([entry.obj(context, options[entry.name]) for entry in ordered(RUN_METRICS)])
+
+
+def evaluate_run(
+    model: SparseAutoencoder,
+    store: EmbeddingStore,
+    settings: EvalSettings,
+    reference_store: EmbeddingStore | None = None,
+    vocabulary: Vocabulary | None = None,
+    workers: int = 1,
+) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+    """(atoms table [p rows], summary dict, extra tables such as bridge_top) of one run
+    (`run_context`); `workers` threads run the groups (`run_groups`)."""
+    context = run_context(model, store, settings, reference_store, vocabulary)
+    result = run_groups(RUN_METRICS, context, settings.metrics, workers)
+    atoms = context.atoms
     for name, column in result.atom_columns.items():
         atoms[name] = column
     summary = {
         "n_atoms": model.n_atoms,
-        "eval_pairs": len(pairs),
+        "eval_pairs": len(context.pairs),
         "eval_seed": settings.seed,
         **result.summary,
     }

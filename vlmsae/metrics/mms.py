@@ -51,8 +51,13 @@ def _unit_reference(reference: np.ndarray | sparse.spmatrix | sparse.sparray):
     return sparse.csr_array(sparse.diags_array(scale) @ rows)
 
 
+# Atoms pooled at a time: a block of |Z|ᵀE is made dense on its own ([block, r] float64).
+BLOCK_ATOMS = 256
+
+
 class _Side:
-    """One modality's |Z| [N, p] and what MMS needs of it: |Z|ᵀE [p, r], Σ|a|, Σ a²‖e‖², Σ a²."""
+    """One modality's |Z| [N, p] and what MMS needs of it: |Z|ᵀE [p, r] a block of atoms at a
+    time (`pooled`), Σ|a|, Σ a²‖e‖², Σ a²."""
 
     def __init__(self, codes: sparse.spmatrix | sparse.sparray, reference):
         if codes.shape[0] != reference.shape[0]:
@@ -61,22 +66,41 @@ class _Side:
                 f"{reference.shape[0]}"
             )
         weights = sparse.csc_array(abs(codes), dtype=np.float64)
-        unit = _unit_reference(reference)
+        self.unit = _unit_reference(reference)
+        # |Z|ᵀ as rows: a block of atoms is a slice of rows.
+        self.weights_t = sparse.csr_array(weights.T)
         squared = weights.multiply(weights)
-        pooled = weights.T @ unit
-        self.pooled = pooled.toarray() if sparse.issparse(pooled) else np.asarray(pooled)  # [p, r]
         self.mass = np.asarray(weights.sum(axis=0)).ravel()  # [p] Σ_i |a_i|
         # e_i·e_i is 1, or 0 for a zero reference row (its cosine with anything is 0).
+        unit = self.unit
         unit_norms = np.asarray(
             (unit.multiply(unit) if sparse.issparse(unit) else np.square(unit)).sum(axis=1)
         ).ravel()
         self.self_similarity = squared.T @ unit_norms  # [p]
         self.self_mass = np.asarray(squared.sum(axis=0)).ravel()  # [p] Σ_i a_i²
 
+    def pooled(self, start: int, stop: int) -> np.ndarray:
+        """[stop − start, r] dense rows start..stop of |Z|ᵀE. With a sparse reference the whole
+        product is nearly dense at p = 8192 (every atom meets most concepts): a block at a time
+        it never holds p·r entries in sparse form and again dense."""
+        product = self.weights_t[start:stop] @ self.unit
+        return product.toarray() if sparse.issparse(product) else np.asarray(product)
 
-def _pair_score(side_m: _Side, side_n: _Side, same: bool) -> np.ndarray:
-    """[p] MMS of every atom for one modality pair; NaN where the normaliser is 0."""
-    numerator = np.einsum("kr,kr->k", side_m.pooled, side_n.pooled)
+
+def _numerators(sides: dict[str, _Side], n_atoms: int) -> dict[tuple[str, str], np.ndarray]:
+    """{(m, n): [p] (|Z_m|ᵀE_m)_k · (|Z_n|ᵀE_n)_k} for each of PAIRS, a block of atoms at a time."""
+    numerators = {pair: np.empty(n_atoms) for pair in PAIRS}
+    for start in range(0, n_atoms, BLOCK_ATOMS):
+        stop = min(start + BLOCK_ATOMS, n_atoms)
+        pooled = {m: side.pooled(start, stop) for m, side in sides.items()}
+        for m, n in PAIRS:
+            numerators[m, n][start:stop] = np.einsum("kr,kr->k", pooled[m], pooled[n])
+    return numerators
+
+
+def _pair_score(side_m: _Side, side_n: _Side, numerator: np.ndarray, same: bool) -> np.ndarray:
+    """[p] MMS of every atom for one modality pair from its [p] numerator (`_numerators`); NaN
+    where the normaliser is 0."""
     normaliser = side_m.mass * side_n.mass
     if same:
         numerator = numerator - side_m.self_similarity
@@ -97,7 +121,10 @@ def mms(
     rows under the second encoder (any scale: rows are normalised here).
     """
     sides = {m: _Side(codes[m], reference[m]) for m in ("image", "text")}
-    return {f"mms_{m}_{n}": _pair_score(sides[m], sides[n], m == n) for m, n in PAIRS}
+    numerators = _numerators(sides, codes["image"].shape[1])
+    return {
+        f"mms_{m}_{n}": _pair_score(sides[m], sides[n], numerators[m, n], m == n) for m, n in PAIRS
+    }
 
 
 def baseline(reference: dict[str, np.ndarray]) -> dict[str, float]:
@@ -177,7 +204,7 @@ def summarise_store(context: StoreContext, settings: Settings) -> MetricResult:
     return MetricResult(summary=baseline(reference), tables={"mms_dense": dense_table(scores)})
 
 
-@RUN_METRICS.register("mms", order=80)
+@RUN_METRICS.register("mms", order=80, cost=4)
 def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """Per-atom MMS columns and, per pair, the mean over all atoms (undefined ones count 0), the
     mean over defined atoms and their count; the baseline is the store's (`summarise_store`).

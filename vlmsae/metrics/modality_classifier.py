@@ -30,21 +30,126 @@ def threshold_accuracy(scores_image: np.ndarray, scores_text: np.ndarray) -> np.
     With w(t) = #{texts ≤ t} − #{images ≤ t}, a threshold t classifies N_I + w(t) rows right when
     images lie above it and N_T − w(t) when they lie below. w only rises at text scores and only
     falls at image scores, so its maximum over all t is at a text score (or t = −∞, w = 0) and
-    its minimum at an image score (or −∞). One sort of each modality's scores and a binary search
-    of one sorted list in the other give w at all of those points at once: at the j-th lowest text
-    score b_j, j − #{images ≤ b_j} is w(b_j) for the last of tied texts and below it otherwise,
-    so the maximum is exact and tied image and text scores are never split (likewise the minimum).
+    its minimum at an image score (or −∞). Tied image and text scores are never split: w is
+    only read past the last of a run of equal scores.
+
+    float32 scores go through `_merged_extremes` (one sort of both modalities' scores together),
+    others, and scores it cannot key exactly, through `_searched_extremes`; both give the same
+    counts, so the same accuracies.
     """
+    n_image, n_text = scores_image.shape[1], scores_text.shape[1]
+    extremes = None
+    # Scores of both modalities, in int32 running counts and lifts (under 2^30 rows).
+    fits = n_image and n_text and n_image + n_text < 1 << 30
+    if scores_image.dtype == scores_text.dtype == np.float32 and fits:
+        extremes = _merged_extremes(scores_image, scores_text)
+    rise, fall = extremes if extremes is not None else _searched_extremes(scores_image, scores_text)
+    return np.maximum(n_image + rise, n_text - fall) / (n_image + n_text)
+
+
+def _searched_extremes(
+    scores_image: np.ndarray, scores_text: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """([c] max(0, max_t w(t)), [c] min(0, min_t w(t))) of `threshold_accuracy`, by one sort of
+    each modality's scores and a binary search of one sorted list in the other: at the j-th
+    lowest text score b_j, j − #{images ≤ b_j} is w(b_j) for the last of tied texts and below it
+    otherwise, so the maximum is exact (likewise the minimum at image scores)."""
     image, text = np.sort(scores_image, axis=1), np.sort(scores_text, axis=1)
-    n_image, n_text = image.shape[1], text.shape[1]
-    rank_image, rank_text = np.arange(1, n_image + 1), np.arange(1, n_text + 1)
-    accuracy = np.empty(len(image))
+    rank_image = np.arange(1, image.shape[1] + 1)
+    rank_text = np.arange(1, text.shape[1] + 1)
+    rise, fall = np.empty(len(image), np.int64), np.empty(len(image), np.int64)
     # np.searchsorted is one-dimensional: one call per classifier, each over all its thresholds.
     for k, (image_k, text_k) in enumerate(zip(image, text, strict=True)):
-        rise = np.max(rank_text - np.searchsorted(image_k, text_k, side="right"), initial=0)
-        fall = np.min(np.searchsorted(text_k, image_k, side="right") - rank_image, initial=0)
-        accuracy[k] = max(n_image + rise, n_text - fall)
-    return accuracy / (n_image + n_text)
+        rise[k] = np.max(rank_text - np.searchsorted(image_k, text_k, side="right"), initial=0)
+        fall[k] = np.min(np.searchsorted(text_k, image_k, side="right") - rank_image, initial=0)
+    return rise, fall
+
+
+# Magnitude bits (a float32's bit pattern without its sign) up to this fit, signed, in 31 bits:
+# the 32nd of an int32 key carries the modality.
+_MAGNITUDE_LIMIT = (1 << 30) - 1
+
+
+def _magnitude_offset(*scores: np.ndarray) -> int | None:
+    """What to take off every non-zero score's magnitude bits so that they fit
+    _MAGNITUDE_LIMIT, keeping their order and ties: 0 for scores below 2 in size (unit rows and
+    atoms); None when no offset does (a non-finite score, or magnitudes spanning more than 2^30
+    bit patterns)."""
+    high = max(max(s.max(), -s.min()) for s in scores)
+    if not np.isfinite(high):
+        return None
+    offset = max(0, int(np.float32(high).view(np.int32)) - _MAGNITUDE_LIMIT)
+    if offset:
+        # Every non-zero magnitude must stay above zero's.
+        low = min(np.abs(s[s != 0]).min(initial=np.inf) for s in scores)
+        if int(np.float32(low).view(np.int32)) <= offset:
+            return None
+    return offset
+
+
+def _merged_extremes(
+    scores_image: np.ndarray, scores_text: np.ndarray, block: int = 8
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_searched_extremes` of float32 scores from one sort of both modalities' scores, as int32
+    keys 2·v + (1 for a text), v the score's order-preserving integer; None when the scores do not
+    fit such keys (`_magnitude_offset`).
+
+    In key order ties put images first, and the running count w_q = texts − images among the
+    first q + 1 keys is w(t) at the last key of each run of equal scores. One int32 sort and one
+    running sum take a third of the time of two float32 sorts and 2c binary searches (20 ns a
+    key at 20k rows); `block` classifiers at a time keep the buffers in cache.
+    """
+    import torch
+
+    offset = _magnitude_offset(scores_image, scores_text)
+    if offset is None:
+        return None
+    (c, n_image), n_text = scores_image.shape, scores_text.shape[1]
+    rise, fall = np.empty(c, np.int32), np.empty(c, np.int32)
+    size = min(block, c)
+    keys = np.empty((size, n_image + n_text), dtype=np.int32)
+    running = np.empty_like(keys)
+    # torch's running sum of a 1-d int32 tensor is 4x faster than numpy's (on one thread: a 2-d
+    # one is split over threads row by row, which costs more than it gains for a few rows).
+    running_rows = [torch.from_numpy(row) for row in running]
+    # The last key always ends a run: its lift stays 0.
+    lifts = np.zeros_like(keys)
+    position = np.arange(1, n_image + n_text + 1, dtype=np.int32)
+    for start in range(0, c, size):
+        stop = min(start + size, c)
+        key, w, lift = keys[: stop - start], running[: stop - start], lifts[: stop - start]
+        # Sign and magnitude to two's complement (w holds the sign): −0.0 and 0.0 both become 0.
+        for columns, scores in (
+            (slice(None, n_image), scores_image),
+            (slice(n_image, None), scores_text),
+        ):
+            bits = np.ascontiguousarray(scores[start:stop]).view(np.int32)
+            np.right_shift(bits, 31, out=w[:, columns])
+            np.bitwise_and(bits, 0x7FFFFFFF, out=key[:, columns])
+        if offset:
+            np.subtract(key, offset, out=key)
+            np.maximum(key, 0, out=key)
+        np.bitwise_xor(key, w, out=key)
+        np.subtract(key, w, out=key)
+        np.left_shift(key, 1, out=key)
+        key[:, n_image:] |= 1
+        key.sort(axis=1)
+        # w_q = 2 · texts − (q + 1).
+        np.bitwise_and(key, 1, out=w)
+        for row in running_rows[: stop - start]:
+            row.cumsum_(0)
+        np.left_shift(w, 1, out=w)
+        np.subtract(w, position, out=w)
+        # Along a run of equal scores w falls (images), then rises (texts): its maximum is at the
+        # end of a run, its minimum may be inside one. Keys that do not end a run (the next key
+        # differs at most in the modality bit) are lifted by 2^30, out of the minimum's reach.
+        np.bitwise_xor(key[:, 1:], key[:, :-1], out=lift[:, :-1])
+        np.less_equal(lift.view(np.uint32)[:, :-1], 1, out=lift[:, :-1])
+        np.left_shift(lift, 30, out=lift)
+        w.max(axis=1, out=rise[start:stop])
+        np.add(w, lift, out=w)
+        w.min(axis=1, out=fall[start:stop])
+    return np.maximum(rise, 0).astype(np.int64), np.minimum(fall, 0).astype(np.int64)
 
 
 def classifier_accuracy(
@@ -70,7 +175,7 @@ class ClassifierSettings(Settings):
     classifier_chunk: int = setting(256, "atoms sorted at a time", minimum=1)
 
 
-@RUN_METRICS.register("modality_classifier", ClassifierSettings, order=20)
+@RUN_METRICS.register("modality_classifier", ClassifierSettings, order=20, cost=4)
 def summarise(context: EvalContext, settings: ClassifierSettings) -> MetricResult:
     """Per atom `classifier_accuracy` [p] on the dense eval rows; its mean over live atoms and
     its mean weighted by first-moment energy (`classifier_accuracy[_energy_weighted]_mean`).

@@ -40,10 +40,19 @@ def mean_atom(dictionary: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _positives(x: np.ndarray, atoms: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """[c] count of rows of x [n, d] with (x − bias)·atom > 0, for each of atoms [c, d]."""
     counts = np.zeros(len(atoms), dtype=np.int64)
-    block = max(1, BLOCK_ENTRIES // max(1, len(atoms)))
+    block = max(1, min(len(x), BLOCK_ENTRIES // max(1, len(atoms))))
+    # Buffers reused by every block: a fresh 64 MB score block a time cost more in page faults
+    # than its count.
+    shifted = np.empty((block, x.shape[1]), dtype=np.result_type(x, bias))
+    scores = np.empty((block, len(atoms)), dtype=np.result_type(shifted, atoms))
+    positive = np.empty(scores.shape, dtype=bool)
     for start in range(0, len(x), block):
-        scores = (x[start : start + block] - bias) @ atoms.T
-        counts += np.count_nonzero(scores > 0, axis=0)
+        rows = min(block, len(x) - start)
+        np.subtract(x[start : start + rows], bias, out=shifted[:rows])
+        np.matmul(shifted[:rows], atoms.T, out=scores[:rows])
+        np.greater(scores[:rows], 0, out=positive[:rows])
+        # A sum of the booleans' bytes: 1.7x faster than np.count_nonzero along an axis.
+        counts += positive[:rows].view(np.uint8).sum(axis=0, dtype=np.int32)
     return counts
 
 
@@ -83,7 +92,7 @@ def p_acc(score: np.ndarray, weights: np.ndarray) -> float:
     return float(np.average(score[live], weights=weights[live]))
 
 
-@RUN_METRICS.register("probing", order=30)
+@RUN_METRICS.register("probing", order=30, cost=9)
 def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """Per atom `probe_accuracy` (its p_acc score, NaN for dead atoms) and the scalar `p_acc`.
 

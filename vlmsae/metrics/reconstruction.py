@@ -13,6 +13,8 @@ Two conventions of MSE and R², both reported (x, x̂ [N, d], rows of one modali
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse
 
@@ -23,68 +25,136 @@ from vlmsae.registry_base import Settings
 MODALITIES = ("image", "text")
 
 
-def _squared_error(x: np.ndarray, reconstruction: np.ndarray) -> float:
-    """Σ (x − x̂)² over every entry, accumulated in float64."""
-    residual = np.subtract(x, reconstruction)
-    return float(np.einsum("nd,nd->", residual, residual, dtype=np.float64))
+CHUNK_ROWS = 8192  # rows per pass: a float64 chunk at d = 768 is 50 MB, never a copy of x
+
+
+@dataclass(frozen=True)
+class ErrorMoments:
+    """What every error and R² convention needs of rows x [N, d] and their reconstructions x̂:
+    N, the per-dimension means μ [d] and sums of squared deviations Σ_n (x_nd − μ_d)² [d], and
+    the residual Σ (x − x̂)², all in float64.
+
+    Moments of two sets of rows add exactly (`+`, Chan et al.'s pairwise update), so the pooled
+    summary costs no pass of its own; rows that are all the same give deviations of exactly 0.
+    """
+
+    rows: int
+    mean: np.ndarray
+    deviation: np.ndarray
+    residual: float
+
+    @classmethod
+    def of(cls, x: np.ndarray, reconstruction: np.ndarray) -> ErrorMoments:
+        """The moments of x [N, d] (N ≥ 1) and x̂ [N, d], a chunk of rows at a time."""
+        if x.shape != reconstruction.shape or x.ndim != 2 or len(x) == 0:
+            raise ValueError(f"x {x.shape} and x̂ {reconstruction.shape}: need equal [N ≥ 1, d]")
+        mean = x.sum(axis=0, dtype=np.float64) / len(x)
+        deviation = np.zeros(x.shape[1])
+        residual = 0.0
+        for start in range(0, len(x), CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            centred = np.subtract(x[rows], mean, dtype=np.float64)
+            deviation += np.einsum("nd,nd->d", centred, centred)
+            error = np.subtract(x[rows], reconstruction[rows])
+            residual += float(np.einsum("nd,nd->", error, error, dtype=np.float64))
+        return cls(len(x), mean, deviation, residual)
+
+    def __add__(self, other: ErrorMoments) -> ErrorMoments:
+        rows = self.rows + other.rows
+        shift = other.mean - self.mean
+        return ErrorMoments(
+            rows,
+            self.mean + shift * (other.rows / rows),
+            self.deviation + other.deviation + shift**2 * (self.rows * other.rows / rows),
+            self.residual + other.residual,
+        )
+
+    @property
+    def size(self) -> int:
+        return self.rows * len(self.mean)
+
+    def mse(self) -> float:
+        return self.residual / self.size
+
+    def mse_sum(self) -> float:
+        return self.residual / self.rows
+
+    def r2(self) -> float:
+        total = float(self.deviation.sum())
+        if total == 0:
+            raise ValueError("R² is undefined: every row of x is the same")
+        return 1.0 - self.residual / total
+
+    def r2_overall(self) -> float:
+        # Σ (x − m)² around the one mean m of all entries: each dimension's deviations plus
+        # N (μ_d − m)², an identity with no cancellation.
+        overall = self.mean.mean()
+        total = float(self.deviation.sum() + self.rows * np.sum((self.mean - overall) ** 2))
+        if total == 0:
+            raise ValueError("R² is undefined: every entry of x is the same")
+        return 1.0 - self.residual / total
 
 
 def mean_squared_error(x: np.ndarray, reconstruction: np.ndarray) -> float:
     """Mean over rows and dimensions of (x − x̂)², x and x̂ [N, d]."""
-    return _squared_error(x, reconstruction) / x.size
+    return ErrorMoments.of(x, reconstruction).mse()
 
 
 def summed_squared_error(x: np.ndarray, reconstruction: np.ndarray) -> float:
     """`mse_sum`: mean over the N rows of Σ_d (x − x̂)², x and x̂ [N, d]."""
-    return _squared_error(x, reconstruction) / x.shape[0]
+    return ErrorMoments.of(x, reconstruction).mse_sum()
 
 
 def r_squared(x: np.ndarray, reconstruction: np.ndarray) -> float:
     """R² = 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖², x̄ the per-dimension mean of x [N, d]."""
-    residual = _squared_error(x, reconstruction)
-    total = _squared_error(x, x.mean(axis=0, dtype=np.float64, keepdims=True))
-    if total == 0:
-        raise ValueError("R² is undefined: every row of x is the same")
-    return float(1.0 - residual / total)
+    return ErrorMoments.of(x, reconstruction).r2()
 
 
 def r_squared_overall(x: np.ndarray, reconstruction: np.ndarray) -> float:
     """`r2_overall` = 1 − mean (x − x̂)² / mean (x − m)², m the ONE mean of all entries of x
     [N, d] (the iso-energy authors' convention, overcomplete's `r2_score`)."""
-    residual = _squared_error(x, reconstruction)
-    total = _squared_error(x, np.full((1, 1), np.mean(x, dtype=np.float64)))
-    if total == 0:
-        raise ValueError("R² is undefined: every entry of x is the same")
-    return float(1.0 - residual / total)
+    return ErrorMoments.of(x, reconstruction).r2_overall()
+
+
+def _nonzero(codes: np.ndarray | sparse.spmatrix) -> int:
+    return int(codes.count_nonzero() if sparse.issparse(codes) else np.count_nonzero(codes))
 
 
 def l0(codes: np.ndarray | sparse.spmatrix) -> float:
     """Mean number of non-zero entries per code row, codes [N, p] (dense or sparse)."""
-    if sparse.issparse(codes):
-        return float(codes.count_nonzero() / codes.shape[0])
-    return float(np.count_nonzero(codes, axis=1).mean())
+    return _nonzero(codes) / codes.shape[0]
 
 
 def reconstruction_summary(
-    x: np.ndarray, reconstruction: np.ndarray, codes: np.ndarray | sparse.spmatrix, suffix: str = ""
+    x: np.ndarray,
+    reconstruction: np.ndarray,
+    codes: np.ndarray | sparse.spmatrix,
+    suffix: str = "",
+    moments: ErrorMoments | None = None,
 ) -> dict[str, float]:
     """`mse`, `mse_sum`, `r2`, `r2_overall`, `l0`, each with `suffix`, of rows x [N, d]. An R²
     without variance to explain (every row, or entry, the same: a single class with one text
-    row) is left out, and `<key>_undefined` says why."""
+    row) is left out, and `<key>_undefined` says why. `moments`: x's and x̂'s, when known."""
+    moments = ErrorMoments.of(x, reconstruction) if moments is None else moments
+    return summary_of(moments, l0(codes), suffix)
+
+
+def summary_of(moments: ErrorMoments, mean_l0: float, suffix: str) -> dict[str, float | str]:
+    """`reconstruction_summary` from the rows' moments and their codes' mean L0."""
     rows = f"{suffix.strip('_').replace('_', ' ')} rows".strip()
     summary: dict[str, float | str] = {
-        f"mse{suffix}": mean_squared_error(x, reconstruction),
-        f"mse_sum{suffix}": summed_squared_error(x, reconstruction),
+        f"mse{suffix}": moments.mse(),
+        f"mse_sum{suffix}": moments.mse_sum(),
     }
     for key, r2, undefined in (
-        ("r2", r_squared, f"every {rows.removesuffix('s')} is the same"),
-        ("r2_overall", r_squared_overall, f"every entry of the {rows} is the same"),
+        ("r2", moments.r2, f"every {rows.removesuffix('s')} is the same"),
+        ("r2_overall", moments.r2_overall, f"every entry of the {rows} is the same"),
     ):
         try:
-            summary[f"{key}{suffix}"] = r2(x, reconstruction)
+            summary[f"{key}{suffix}"] = r2()
         except ValueError:
             summary[f"{key}{suffix}_undefined"] = undefined
-    summary[f"l0{suffix}"] = l0(codes)
+    summary[f"l0{suffix}"] = mean_l0
     return summary
 
 
@@ -94,15 +164,13 @@ TRAIN_KEYS = ("r2", "r2_overall", "l0")
 
 def _summaries(x: dict, recon: dict, codes: dict, suffix: str = "") -> dict[str, float | str]:
     """`reconstruction_summary` pooled over both modalities (`<key><suffix>`), then of each
-    (`<key>_<modality><suffix>`)."""
-    pooled = reconstruction_summary(
-        np.concatenate([x["image"], x["text"]]),
-        np.concatenate([recon["image"], recon["text"]]),
-        sparse.vstack([codes["image"], codes["text"]], format="csr"),
-    )
+    (`<key>_<modality><suffix>`); one pass over each modality's rows serves both."""
+    moments = {m: ErrorMoments.of(x[m], recon[m]) for m in MODALITIES}
+    pooled_l0 = sum(_nonzero(codes[m]) for m in MODALITIES) / sum(len(x[m]) for m in MODALITIES)
+    pooled = summary_of(moments["image"] + moments["text"], pooled_l0, "")
     summary = {f"{key}{suffix}": value for key, value in pooled.items()}
     for m in MODALITIES:
-        for key, value in reconstruction_summary(x[m], recon[m], codes[m], f"_{m}").items():
+        for key, value in summary_of(moments[m], l0(codes[m]), f"_{m}").items():
             summary[f"{key}{suffix}"] = value
     return summary
 

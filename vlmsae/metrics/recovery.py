@@ -34,6 +34,8 @@ With more learned atoms than true ones every true atom gets a partner and the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import sparse
 
@@ -109,6 +111,45 @@ def transport_distance(
     return transport_distances(learned, true, [(learned_weight, true_weight)], dense)[0]
 
 
+def _column_norms(codes: sparse.csr_matrix) -> np.ndarray:
+    """[p] Euclidean norms of the columns of codes [N, p], float64 of a float32 sum."""
+    return np.sqrt(np.asarray(codes.multiply(codes).sum(axis=0), dtype=np.float64)).ravel()
+
+
+# Gram entries per block of `_usage_blocks`: one 8 MB float32 buffer serves every block.
+USAGE_BLOCK_ENTRIES = 1 << 21
+
+
+def _usage_blocks(
+    learned: sparse.csr_matrix,
+    true: sparse.csr_matrix,
+    learned_norms: np.ndarray,
+    true_norms: np.ndarray,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(columns, float64 [p, b] block) over the [p, K] usage cosines of codes [N, p] and true
+    codes [N, K] over the same rows, given the column norms [p] and [K] of the codes the cosines
+    are over.
+
+    Each entry of the float32 product Zᵀ Z* sums over the rows in order, then goes to float64
+    and is divided by the learned, then the true norm: at p = K = 8192 a [p, K] float64
+    temporary is half a gigabyte, so only blocks of columns are ever materialised."""
+    gram = sparse.csc_matrix(learned.T @ true)  # scipy's CSC route: faster here than CSR's
+    learned_scale, true_scale = (
+        np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        for norms in (learned_norms, true_norms)
+    )
+    step = max(1, USAGE_BLOCK_ENTRIES // max(1, gram.shape[0]))
+    buffer = np.empty((step, gram.shape[0]), dtype=gram.dtype)
+    for start in range(0, gram.shape[1], step):
+        columns = slice(start, min(start + step, gram.shape[1]))
+        block = buffer[: columns.stop - start]
+        block.fill(0)
+        gram[:, columns].T.toarray(out=block)  # adds into the block
+        scaled = np.multiply(block.T, learned_scale[:, None], dtype=np.float64)
+        scaled *= true_scale[None, columns]
+        yield columns, scaled
+
+
 def usage_cosines(
     learned_codes: sparse.spmatrix | np.ndarray, true_codes: sparse.spmatrix | np.ndarray
 ) -> np.ndarray:
@@ -120,16 +161,10 @@ def usage_cosines(
         raise ValueError(
             f"codes over {learned.shape[0]} rows and true codes over {true.shape[0]} rows"
         )
-    gram = np.asarray((learned.T @ true).todense(), dtype=np.float64)
-
-    def column_norms(codes: sparse.csr_matrix) -> np.ndarray:
-        return np.sqrt(np.asarray(codes.multiply(codes).sum(axis=0), dtype=np.float64)).ravel()
-
-    # Scale in place: at p = K = 8192 each [p, K] temporary is half a gigabyte.
-    for axis, norms in ((1, column_norms(learned)), (0, column_norms(true))):
-        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        gram *= np.expand_dims(scale, axis)
-    return gram
+    cosines = np.empty((learned.shape[1], true.shape[1]))
+    for columns, block in _usage_blocks(learned, true, _column_norms(learned), _column_norms(true)):
+        cosines[:, columns] = block
+    return cosines
 
 
 def usage_matching(
@@ -179,6 +214,13 @@ def merged_truth(
     return np.asarray(truth.dictionary), _stacked(codes_image, codes_text)
 
 
+def _shared_bimodal(truth: TrueStructure) -> np.ndarray:
+    """The bimodal atoms the store keeps once (τ1 = 1: their concept has one row), ascending."""
+    kind = np.asarray(truth.atom_kind)
+    _, inverse, counts = np.unique(truth.atom_concept, return_inverse=True, return_counts=True)
+    return np.flatnonzero((kind == "bimodal") & (counts[inverse] == 1))
+
+
 def authors_truth(
     truth: TrueStructure, codes_image: sparse.spmatrix, codes_text: sparse.spmatrix
 ) -> tuple[np.ndarray, sparse.csr_matrix]:
@@ -189,11 +231,8 @@ def authors_truth(
     text copy, appended after the K stored rows; its codes on text rows move to that copy. Atoms
     already split by modality (τ1 < 1) and unimodal atoms stay as they are, so K' = K there.
     """
-    kind = np.asarray(truth.atom_kind)
-    concept = np.asarray(truth.atom_concept)
-    _, inverse, counts = np.unique(concept, return_inverse=True, return_counts=True)
-    shared = np.flatnonzero((kind == "bimodal") & (counts[inverse] == 1))
-    k = len(kind)
+    shared = _shared_bimodal(truth)
+    k = len(truth.atom_kind)
     if len(shared) == 0:
         return merged_truth(truth, codes_image, codes_text)
     column = np.arange(k)
@@ -230,18 +269,61 @@ def recovery_summary(
         dense,
     )
     # One matching serves mma and mma_energy.
-    rows, _, cosines = usage_matching(codes, authors_codes, dense)
+    (rows, cosines), merged = _usage_matchings(
+        codes, merged_codes, true_codes_image, true_codes_text, _shared_bimodal(truth), dense
+    )
     return {
         "recovery_w": w,
         "recovery_w_uniform": w_uniform,
         "recovery_w_matched": dictionary_distance(dictionary, merged_dictionary, dense),
         "recovery_mma": _agreement(rows, cosines),
-        "recovery_mma_merged": usage_agreement(codes, merged_codes, dense=dense),
+        "recovery_mma_merged": _agreement(*merged),
         "recovery_mma_energy": _agreement(rows, cosines, learned_energy),
     }
 
 
-@RUN_METRICS.register("recovery", order=90)
+def _usage_matchings(
+    codes: sparse.csr_matrix,
+    merged_codes: sparse.csr_matrix,
+    true_codes_image: sparse.spmatrix,
+    true_codes_text: sparse.spmatrix,
+    shared: np.ndarray,
+    dense: bool,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((learned atoms, cosines) of `usage_matching` against the authors' truth, the same against
+    the stored truth) for codes [2N, p] (images, then texts), merged_codes [2N, K], the true codes
+    [N, K] of each modality and the `shared` bimodal atoms that `authors_truth` splits.
+
+    The two usage cosine matrices share every column but the split atoms': the authors' [p, K']
+    matrix is the stored truth's [p, K] with the shared columns over the image rows only and K' − K
+    columns appended over the text rows (`authors_truth`). So one product over the 2N rows and two
+    over the shared columns of N rows give both, equal to `usage_cosines` of each to the last bit
+    (same float32 sums in the same order, same norms), and one [p, K'] buffer holds both in turn.
+    """
+    k, n = merged_codes.shape[1], true_codes_image.shape[0]
+    shared_at = np.arange(len(shared))
+    learned_norms = _column_norms(codes)
+    usage = np.empty((codes.shape[1], k + len(shared)))
+    for columns, block in _usage_blocks(
+        codes, merged_codes, learned_norms, _column_norms(merged_codes)
+    ):
+        usage[:, columns] = block
+    merged_rows, merged_columns, _ = optimal_matching(usage[:, :k], dense)
+    merged = merged_rows, usage[merged_rows, merged_columns]
+    if len(shared) == 0:
+        return merged, merged
+    image, text = (
+        sparse.csr_matrix(true_codes)[:, shared]
+        for true_codes in (true_codes_image, true_codes_text)
+    )
+    for learned, true, targets in ((codes[:n], image, shared), (codes[n:], text, k + shared_at)):
+        for columns, block in _usage_blocks(learned, true, learned_norms, _column_norms(true)):
+            usage[:, targets[columns]] = block
+    rows, columns, _ = optimal_matching(usage, dense)
+    return (rows, usage[rows, columns]), merged
+
+
+@RUN_METRICS.register("recovery", order=90, cost=18)
 def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """`recovery_summary` of the run on a synthetic store; empty for stores without a truth."""
     if context.truth is None or context.true_codes_image is None:

@@ -29,6 +29,31 @@ def unit_sparse_rows(
     return sparse.csr_array(sparse.diags_array(inverse) @ codes, dtype=dtype), norms > 0
 
 
+def sparse_times_dense(codes: sparse.spmatrix | sparse.sparray, dense: np.ndarray) -> np.ndarray:
+    """codes [N, p] (sparse) times dense [p, d], [N, d] in their common float type.
+
+    torch's CSR kernel: scipy's runs on one core and took 2.2 s for 100k codes of 32 atoms at
+    p = 8192, d = 768, against 0.65 s. Each output row sums its own entries in index order, so the
+    result does not depend on the thread count; it differs from scipy's in the last bits.
+    """
+    import warnings
+
+    import torch
+
+    dtype = np.result_type(codes.dtype, dense.dtype, np.float32)
+    codes = sparse.csr_array(codes, dtype=dtype)
+    with warnings.catch_warnings():  # "CSR support is in beta": the product is what we need
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(
+            torch.from_numpy(codes.indptr.astype(np.int64)),
+            torch.from_numpy(codes.indices.astype(np.int64)),
+            torch.from_numpy(codes.data),
+            size=codes.shape,
+            check_invariants=False,
+        )
+        return (matrix @ torch.from_numpy(np.ascontiguousarray(dense, dtype=dtype))).numpy()
+
+
 def zero_rows(x: np.ndarray) -> int:
     """How many rows of x [N, d] are zero (no direction: `unit_rows` leaves them zero)."""
     return int(np.count_nonzero(~x.any(axis=1)))

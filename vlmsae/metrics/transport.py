@@ -85,10 +85,17 @@ def _row_blocks(n: int, q: int, block_entries: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
-def _largest(block: np.ndarray, m: int) -> np.ndarray:
-    """[b, min(m, c)] columns of the largest entries of each row of block [b, c], in no order."""
-    m = min(m, block.shape[1])
-    return np.argpartition(block, block.shape[1] - m, axis=1)[:, block.shape[1] - m :]
+def _largest(block: np.ndarray, m: int, axis: int = 1) -> np.ndarray:
+    """Positions of the min(m, size) largest entries along `axis` of block [b, c], in no order:
+    [b, m] columns of each row (axis 1), or [m, c] rows of each column (axis 0).
+
+    torch's top-k selection, about twice np.argpartition's speed on a row and, reading a
+    column block where it lies, without the transposed copy a row-wise selection needs.
+    """
+    import torch
+
+    m = min(m, block.shape[axis])
+    return torch.topk(torch.from_numpy(block), m, dim=axis, sorted=False).indices.numpy()
 
 
 def candidate_edges(
@@ -103,11 +110,9 @@ def candidate_edges(
         best = _largest(similarity[start:stop], m)
         rows.append(np.repeat(np.arange(start, stop), best.shape[1]))
         columns.append(best.ravel())
-    # Columns in blocks of their own, transposed into rows so that the selection reads memory
-    # in order.
     for start, stop in _row_blocks(q, n, block_entries):
-        best = _largest(np.ascontiguousarray(similarity[:, start:stop].T), m)
-        columns.append(np.repeat(np.arange(start, stop), best.shape[1]))
+        best = _largest(similarity[:, start:stop], m, axis=0)  # [m, columns start..stop]
+        columns.append(np.tile(np.arange(start, stop), best.shape[0]))
         rows.append(best.ravel())
     return _unique(np.concatenate(rows), np.concatenate(columns), q)
 

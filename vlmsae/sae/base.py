@@ -60,16 +60,18 @@ def _spmm(
     n_out: int,
 ) -> torch.Tensor:
     """[n_out, d] = S·dense; row r = Σ values[i]·dense[in_index[i]] over out_index[i] = r."""
-    order, offsets = _grouped(out_index, n_out)
-    # index_select, not `tensor[order]`: advanced indexing splits even [nnz] gathers over threads.
     # Detached operands let embedding_bag skip the bookkeeping its own backward would need.
-    return F.embedding_bag(
-        in_index.index_select(0, order),
-        dense.detach(),
-        offsets,
-        mode="sum",
-        per_sample_weights=values.detach().index_select(0, order),
-    )
+    values = values.detach()
+    if bool((out_index[1:] < out_index[:-1]).any()):
+        order, offsets = _grouped(out_index, n_out)
+        # index_select, not `tensor[order]`: advanced indexing splits even [nnz] gathers over
+        # threads.
+        in_index, values = in_index.index_select(0, order), values.index_select(0, order)
+    else:
+        # Already grouped (codes grouped by their row, as selected): the stable sort would be
+        # the identity, and each group starts at its first index.
+        offsets = torch.searchsorted(out_index, torch.arange(n_out, device=out_index.device))
+    return F.embedding_bag(in_index, dense.detach(), offsets, mode="sum", per_sample_weights=values)
 
 
 def _sddmm(
