@@ -10,7 +10,7 @@ from vlmsae.datasets import needs_model
 from vlmsae.devices import check_local_devices
 from vlmsae.errors import VlmsaeError, check_output_folders
 from vlmsae.workflow.failed_jobs import failed_job_lines
-from vlmsae.figures import figure_jobs, job_inputs
+from vlmsae.figures import figure_jobs, job_inputs, job_targets
 from vlmsae.interventions import INTERVENTIONS
 from vlmsae.interventions import applies as intervention_applies
 from vlmsae.interventions import settings_of as intervention_settings
@@ -134,7 +134,7 @@ FIGURE_RUNS = [
 ]
 # Only the figures the config feeds: e.g. no mixture heat map when every variant has one mixture.
 FIGURE_JOBS = figure_jobs(config, FIGURE_RUNS)
-FIGURE_TARGETS = [path for job in FIGURE_JOBS for path in job.figures.values()]
+FIGURE_TARGETS = job_targets(FIGURE_JOBS)
 
 
 # ---- embedding stores (rules/embed.smk) ----------------------------------------------------

@@ -119,9 +119,14 @@ def figure_jobs(config: dict, runs: list[dict]) -> list[FigureJob]:
     return [job for job in jobs if job.figures]
 
 
+def job_targets(jobs: list[FigureJob]) -> list[str]:
+    """The PNG of every figure the jobs draw."""
+    return [path for job in jobs for path in job.figures.values()]
+
+
 def figure_targets(config: dict, runs: list[dict]) -> list[str]:
     """The PNG of every registered figure that applies: once, or once per store."""
-    return [path for job in figure_jobs(config, runs) for path in job.figures.values()]
+    return job_targets(figure_jobs(config, runs))
 
 
 def job_inputs(job: FigureJob, table_paths: dict[str, str]) -> dict[str, list[str]]:

@@ -130,13 +130,11 @@ def reconstruction_summary(
     reconstruction: np.ndarray,
     codes: np.ndarray | sparse.spmatrix,
     suffix: str = "",
-    moments: ErrorMoments | None = None,
 ) -> dict[str, float]:
     """`mse`, `mse_sum`, `r2`, `r2_overall`, `l0`, each with `suffix`, of rows x [N, d]. An R²
     without variance to explain (every row, or entry, the same: a single class with one text
-    row) is left out, and `<key>_undefined` says why. `moments`: x's and x̂'s, when known."""
-    moments = ErrorMoments.of(x, reconstruction) if moments is None else moments
-    return summary_of(moments, l0(codes), suffix)
+    row) is left out, and `<key>_undefined` says why."""
+    return summary_of(ErrorMoments.of(x, reconstruction), l0(codes), suffix)
 
 
 def summary_of(moments: ErrorMoments, mean_l0: float, suffix: str) -> dict[str, float | str]:
