@@ -24,6 +24,30 @@ from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
 from vlmsae.sae.variant_registry import KWithinAtoms, SAESettings, register
 
+# `largest` samples every SAMPLE_STRIDE-th entry: a prime, so that a sample of a flattened
+# [B, p] matrix visits every column rather than a few.
+SAMPLE_STRIDE = 31
+
+
+def largest(flat: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of the `count` largest entries of flat [n], in no particular order.
+
+    The same set as `flat.topk(count)` when no two entries tie at the boundary, found about
+    3x faster at a training batch's size: a strided sample gives a threshold that about 5/4·count
+    entries exceed, and top-k runs on those candidates only. The set is exact whatever the
+    sample: when fewer than `count` entries exceed the threshold, top-k runs on all of flat.
+    """
+    sample = flat[::SAMPLE_STRIDE]
+    wanted = count * 5 // (4 * SAMPLE_STRIDE) + 1
+    if count >= len(flat) or wanted >= len(sample):
+        return flat.topk(count, sorted=False)
+    threshold = sample.topk(wanted, sorted=False).values.min()
+    candidates = (flat > threshold).nonzero().squeeze(1)
+    if len(candidates) < count:
+        return flat.topk(count, sorted=False)
+    values, chosen = flat.index_select(0, candidates).topk(count, sorted=False)
+    return values, candidates.index_select(0, chosen)
+
 
 @dataclass(frozen=True, kw_only=True)
 class BatchTopKSettings(KWithinAtoms, SAESettings):
@@ -56,7 +80,7 @@ class BatchTopK(SparseAutoencoder):
     def _batch_mask(self, pre: torch.Tensor) -> torch.Tensor:
         """[B, p] bool: the k·B largest positive entries of the batch (training rule)."""
         flat = pre.flatten()
-        values, indices = flat.topk(min(self.k * pre.shape[0], flat.numel()), sorted=False)
+        values, indices = largest(flat, min(self.k * pre.shape[0], flat.numel()))
         kept = indices[values > 0]
         if self.training:
             self._update_threshold(flat[kept])

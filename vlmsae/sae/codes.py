@@ -21,6 +21,9 @@ class Codes:
     values: torch.Tensor | None = None  # [nnz]
     dense_codes: torch.Tensor | None = None  # [B, p], for dense-path variants
     pre: torch.Tensor | None = None  # [B, p] detached pre-activations (auxiliary loss)
+    # No coordinate repeats (a selection's codes do not; a pursuit may pick an atom twice): which
+    # codes are non-zero can then be read off the coordinates, without the dense matrix.
+    unique: bool = False
 
     @classmethod
     def from_dense(cls, dense: torch.Tensor, pre: torch.Tensor | None = None) -> Codes:
@@ -44,8 +47,19 @@ class Codes:
             dense[:, keep_cols_below:] = 0
             return Codes.from_dense(dense)
         keep = self.cols < keep_cols_below
-        return Codes(self.shape, self.rows[keep], self.cols[keep], self.values[keep])
+        return Codes(
+            self.shape, self.rows[keep], self.cols[keep], self.values[keep], unique=self.unique
+        )
 
-    def active(self) -> torch.Tensor:
-        """[B, p] bool: which codes are non-zero (no gradient)."""
-        return self.dense().detach() != 0
+    def activity(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """([p] bool: atoms non-zero in some row, mean count of non-zero codes per row), without
+        gradient; as from the dense codes, whose repeated coordinates are summed."""
+        if self.is_sparse and self.unique:
+            nonzero = self.values.detach() != 0
+            fired = torch.zeros(self.shape[1], dtype=torch.bool, device=nonzero.device)
+            fired[self.cols[nonzero]] = True
+            # A float32 sum of whole numbers below 2^24 is exact: the same value as the mean
+            # over rows of the per-row counts.
+            return fired, nonzero.sum().float() / self.shape[0]
+        active = self.dense().detach() != 0
+        return active.any(dim=0), active.sum(dim=1).float().mean()

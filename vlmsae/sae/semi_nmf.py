@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 
 from vlmsae.registry_base import setting
 from vlmsae.sae.base import Modality, SparseAutoencoder
@@ -86,6 +85,10 @@ class SemiNMF(SparseAutoencoder):
         self, x: torch.Tensor, modality: Modality = None, atom_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact codes by scipy's active-set NNLS, one row at a time (small problems only)."""
+        # Imported here: scipy.optimize costs every job that loads an SAE 0.2 s, and only this
+        # reference path (tests) needs it.
+        from scipy.optimize import nnls
+
         bias = self.bias(modality)
         target = (x - bias).detach().double().cpu().numpy()
         dictionary = self.W_dec.detach().double().cpu().numpy()

@@ -173,8 +173,10 @@ class Trainer:
             regularisers,
             device,
         )
+        # foreach: one kernel per operation over all parameters rather than one per parameter
+        # (CPU's default), the same arithmetic, bit for bit, and faster.
         self.optimiser = torch.optim.AdamW(
-            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, foreach=True
         )
         self.schedule = Schedule(settings.steps, settings.warmup_steps, settings.stop_rule())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -225,13 +227,13 @@ class Trainer:
         model.project_parameters()
 
         with torch.no_grad():
-            active = codes.active()
-            self.steps_since_active = torch.where(active.any(dim=0), 0, self.steps_since_active + 1)
+            fired, l0 = codes.activity()
+            self.steps_since_active = torch.where(fired, 0, self.steps_since_active + 1)
             variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
             metrics = {name: value.detach().float() for name, value in terms.items()}
             metrics["loss"] = loss.detach().float()
             metrics["r2"] = 1 - terms["mse"].detach().float() / variance
-            metrics["l0"] = active.sum(dim=1).float().mean()
+            metrics["l0"] = l0
         if self.steered_steps:
             self._steer(x, modality, metrics["l0"])
         return metrics
