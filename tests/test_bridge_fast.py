@@ -53,3 +53,14 @@ def test_bimodal_mass_is_the_dense_formula_and_leaves_the_coupling_intact(seed):
     # Summing the bridge (scipy sorts unsorted indices in place then) leaves the coupling as it was.
     b.values.sum()
     np.testing.assert_array_equal(b.coupling.toarray(), coupling)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_nth_largest_is_the_partition_of_all_entries(seed):
+    rng = np.random.default_rng(seed)
+    data = np.round(rng.standard_normal(int(rng.integers(1, 2000))), 1)  # ties
+    if seed % 2:
+        data[rng.integers(0, len(data), len(data) // 3)] = np.nan  # NaN ranks above all
+    for n in {1, 2, len(data) // 16, len(data) // 2, len(data)} - {0}:
+        expected = np.partition(data, len(data) - n)[len(data) - n]
+        np.testing.assert_array_equal(bridge.nth_largest(data, n), expected)

@@ -1,6 +1,6 @@
 """Metric groups run in threads (`run_groups(..., workers=n)`, `evaluate_run(..., workers=n)`)
-give exactly what they give one after another: the groups only read the context, seed their own
-draws and leave the BLAS thread count alone.
+give exactly what they give one after another: the groups only read the context and seed their
+own draws, and their products do not depend on the BLAS thread count that `run_groups` sets.
 
 One context serves both runs: torch's encoding of the same rows can differ in its last bits from
 one call to the next, which would hide what the threads do."""

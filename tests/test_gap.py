@@ -275,3 +275,14 @@ def test_zero_rows_are_counted_and_coincide_at_distance_one():
     assert collapsed.summary["gap_nn_auroc"] == 0.5
     assert collapsed.summary["gap_nn_median_difference"] == 0.0
     assert collapsed.summary["gap_nn_zero_images"] == collapsed.summary["gap_nn_zero_texts"] == 100
+
+
+def test_bimodal_only_rows_are_computed_once_and_equal_the_direct_product():
+    context = make_context(n=50, seed=3)
+    rows = context.bimodal_only_rows()
+    keep = context.atom_kind_sq == "bimodal"
+    for codes, shared in zip((context.codes_image, context.codes_text), rows, strict=True):
+        np.testing.assert_array_equal(shared, gap.bimodal_only(codes, context.dictionary, keep))
+    assert context.bimodal_only_rows() is rows
+    # A copy of the context starts without them.
+    assert replace(context, seed=4).bimodal_only_rows() is not rows

@@ -308,3 +308,33 @@ def test_an_undefined_r2_is_left_out_with_its_reason_not_fatal():
     assert summary["mse_text"] == pytest.approx(0.01 / 4)
     assert summary["r2_image"] == pytest.approx(1 - 0.5 / 1.0)  # Σ‖x − x̂‖² 0.5, Σ‖x − x̄‖² 1
     assert "r2_image_undefined" not in summary
+
+
+def test_unit_rows_in_blocks_equal_the_whole_matrix_pass(monkeypatch):
+    from vlmsae.metrics import rows
+
+    x = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32)
+    x[3] = 0
+    x[8, 2] = np.inf
+    monkeypatch.setattr(rows, "UNIT_BLOCK_ENTRIES", 20)  # blocks of 2 rows
+    for data, dtype in ((x, np.float32), (np.asfortranarray(x), np.float64), (x[::3], np.float32)):
+        values = np.asarray(data, dtype=dtype)
+        norms = np.linalg.norm(values, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            expected = np.divide(values, norms, out=np.zeros_like(values), where=norms > 0)
+            unit = rows.unit_rows(data, dtype)
+        assert unit.dtype == expected.dtype
+        np.testing.assert_array_equal(unit, expected)
+
+
+def test_encode_fills_the_batches_reconstructions_in_order(tiny_store):
+    from vlmsae.metrics.evaluate import encode
+
+    torch.manual_seed(0)
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=48, k=4).eval()
+    x = tiny_store.rows("text", np.arange(70))
+    codes, recon = encode(model, x, 16, 1)
+    with torch.no_grad():
+        blocks = [model(torch.from_numpy(x[start : start + 16]), 1) for start in range(0, 70, 16)]
+    np.testing.assert_array_equal(recon, np.concatenate([x_hat.numpy() for _, x_hat in blocks]))
+    assert recon.dtype == np.float32 and codes.shape == (70, 48)

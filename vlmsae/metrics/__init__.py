@@ -10,8 +10,8 @@ function for either level, or both, under one group name:
 Both return a MetricResult. `evaluation.metrics.<name>` in the config holds the group's options;
 its schema is generated from the Settings. The extra `order` (default 100) sets the order in
 which groups run and their columns appear; the extra `cost` (default 1: roughly the group's
-seconds at the scale of bench/metrics_scale.py) lets the costliest start first when a job runs
-groups in threads (`evaluate.run_groups`).
+seconds at the scale of bench/metrics_scale.py, in a thread beside another group, one BLAS thread
+each) lets the costliest start first when a job runs groups in threads (`evaluate.run_groups`).
 """
 
 from __future__ import annotations

@@ -249,6 +249,25 @@ def transport_bridge(
     return _bridge(plan, cosine, floor)
 
 
+# `nth_largest` partitions the entries at least as large as the n-th largest of every
+# SAMPLE_STRIDE-th entry: about n · SAMPLE_STRIDE of them.
+SAMPLE_STRIDE = 16
+
+
+def nth_largest(data: np.ndarray, n: int) -> float:
+    """The n-th largest of data [E] (1 ≤ n ≤ E) in np.partition's order (NaN above all).
+
+    The n-th largest of a subset bounds it from below, so entries under that bound cannot be it:
+    at the bench's 51M bridge entries, partitioning the others instead of a copy of all takes a
+    twentieth of the time."""
+    sample = data[::SAMPLE_STRIDE]
+    if len(sample) >= n:
+        bound = np.partition(sample, len(sample) - n)[len(sample) - n]
+        if not np.isnan(bound):
+            data = data[~(data < bound)]  # NaN stays, as it ranks above the bound
+    return np.partition(data, len(data) - n)[len(data) - n]
+
+
 def top_pairs(bridge: Bridge, atom_kind: np.ndarray, n: int) -> pd.DataFrame:
     """The n largest entries of B as a table (`bridge_top.parquet`), largest first.
 
@@ -261,8 +280,7 @@ def top_pairs(bridge: Bridge, atom_kind: np.ndarray, n: int) -> pd.DataFrame:
     data = values.data
     if n < len(data):
         # Every entry at least as large as the n-th largest, so ties at the cut stay candidates.
-        cut = np.partition(data, len(data) - n)[len(data) - n]
-        candidates = np.flatnonzero(data >= cut)
+        candidates = np.flatnonzero(data >= nth_largest(data, n))
     else:
         candidates = np.arange(len(data))
     rank = np.lexsort((values.col[candidates], values.row[candidates], -data[candidates]))
@@ -381,7 +399,7 @@ class BridgeSettings(Settings):
     bridge_top_pairs: int = setting(100, "rows of bridge_top per bridge form", minimum=1)
 
 
-@RUN_METRICS.register("bridge", BridgeSettings, order=50, cost=16)
+@RUN_METRICS.register("bridge", BridgeSettings, order=50, cost=17)
 def summarise(context: EvalContext, settings: BridgeSettings) -> MetricResult:
     """Bridge scalars of one run (`summarise_bridges`, plus `bridge_cosine_floor`) and its
     `bridge_top` table.

@@ -9,6 +9,7 @@ once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,10 +79,35 @@ class EvalContext(StoreContext):
     # Encodes text rows [n, d] into codes [n, p] (zero-shot encodes class prompts).
     encode_text: Callable[[np.ndarray], sparse.csr_matrix] | None = None
     train: TrainRows | None = None
+    _bimodal_only: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _bimodal_only_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def n_atoms(self) -> int:
         return self.dictionary.shape[0]
+
+    def bimodal_only_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image [N, d], text [N, d]) rows Ã = (Z ⊙ δ)D, δ keeping the atoms of second-moment
+        kind 'bimodal' (`gap.bimodal_only`).
+
+        Gap and retrieval both read them: the first group to ask computes them (two sparse
+        products and 600 MB at N = 100k, d = 768), a group asking meanwhile waits for them, and
+        they are kept for the rest.
+        """
+        from vlmsae.metrics.gap import bimodal_only  # gap reads this module
+
+        with self._bimodal_only_lock:
+            if self._bimodal_only is None:
+                keep = self.atom_kind_sq == "bimodal"
+                self._bimodal_only = (
+                    bimodal_only(self.codes_image, self.dictionary, keep),
+                    bimodal_only(self.codes_text, self.dictionary, keep),
+                )
+            return self._bimodal_only
 
 
 @dataclass

@@ -57,7 +57,10 @@ def encode(
 
     model.eval()
     device = next(model.parameters()).device
-    codes, recon = [], []
+    codes = []
+    # Filled batch by batch: a list of blocks and their concatenation would allocate (and fault
+    # in) the [N, d] rows twice.
+    recon = np.empty(x.shape, dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             batch = torch.from_numpy(x[start : start + batch_size]).to(device)
@@ -70,8 +73,8 @@ def encode(
                 block = sparse.csr_matrix(z.dense_codes.float().cpu().numpy())
             block.eliminate_zeros()
             codes.append(block)
-            recon.append(x_hat.float().cpu().numpy())
-    return sparse.vstack(codes, format="csr", dtype=np.float32), np.concatenate(recon)
+            recon[start : start + len(batch)] = x_hat.float().cpu().numpy()
+    return sparse.vstack(codes, format="csr", dtype=np.float32), recon
 
 
 def _store_context(
@@ -123,8 +126,13 @@ def run_groups(registry, context: StoreContext, sections: dict, workers: int) ->
     With `workers` > 1 the groups run in that many threads. Most of their time is in numpy,
     scipy, POT and torch calls that release the GIL, and a scipy sparse product or a network
     simplex runs on one core, so a second group fills the other. Groups only read the context
-    and seed their own random draws, and no group limits the BLAS threads (which is
-    process-wide), so every value is the same as run one after another.
+    and seed their own random draws, so every value is the same as run one after another.
+
+    Meanwhile numpy's BLAS runs one thread per call (the count is process-wide; restored on
+    return): two groups' products each split over every core wait on one another's time slices
+    and spin, measured 20% more CPU time for the suite of bench/metrics_scale.py. The products
+    split rows and columns over threads, not sums, so their values do not change (the bench's
+    summary stays the same bit for bit).
     """
     options = parse_group_settings(sections)
     entries = ordered(registry)
@@ -136,10 +144,15 @@ def run_groups(registry, context: StoreContext, sections: dict, workers: int) ->
         return _merge([run(entry) for entry in entries])
     from concurrent.futures import ThreadPoolExecutor
 
+    from threadpoolctl import threadpool_limits
+
     # The costliest groups start first (their registered `cost`), so that no long group is
     # left to run alone at the end; results merge in the registry's order all the same.
     by_cost = sorted(entries, key=lambda entry: -entry.extra.get("cost", 1))
-    with ThreadPoolExecutor(workers, thread_name_prefix="metric-group") as pool:
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(workers, thread_name_prefix="metric-group") as pool,
+    ):
         futures = {entry.name: pool.submit(run, entry) for entry in by_cost}
         return _merge([futures[entry.name].result() for entry in entries])
 

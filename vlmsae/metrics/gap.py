@@ -400,7 +400,7 @@ def summarise_store(context: StoreContext, settings: GapSettings) -> MetricResul
     )
 
 
-@RUN_METRICS.register("gap", GapSettings, order=40, cost=5)
+@RUN_METRICS.register("gap", GapSettings, order=40, cost=7)
 def summarise(context: EvalContext, settings: GapSettings) -> MetricResult:
     """`gap_{mean_distance,separability,knn_auroc}_{reconstructed,bimodal_only}` of one run and
     the per-atom column `gap_share` (`gap_shares`).
@@ -416,8 +416,7 @@ def summarise(context: EvalContext, settings: GapSettings) -> MetricResult:
     summary: dict[str, float | int] = {"gap_bimodal_atoms": int(keep.sum())}
     versions = [("reconstructed", context.recon_image, context.recon_text)]
     if keep.any():
-        image = bimodal_only(context.codes_image, context.dictionary, keep)
-        text = bimodal_only(context.codes_text, context.dictionary, keep)
+        image, text = context.bimodal_only_rows()
         versions.append(("bimodal_only", image, text))
         summary["gap_bimodal_zero_rows"] = zero_rows(image) + zero_rows(text)
     summary.update(_measured(versions, train, test, settings.knn_k))

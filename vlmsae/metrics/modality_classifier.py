@@ -175,7 +175,7 @@ class ClassifierSettings(Settings):
     classifier_chunk: int = setting(256, "atoms sorted at a time", minimum=1)
 
 
-@RUN_METRICS.register("modality_classifier", ClassifierSettings, order=20, cost=4)
+@RUN_METRICS.register("modality_classifier", ClassifierSettings, order=20, cost=13)
 def summarise(context: EvalContext, settings: ClassifierSettings) -> MetricResult:
     """Per atom `classifier_accuracy` [p] on the dense eval rows; its mean over live atoms and
     its mean weighted by first-moment energy (`classifier_accuracy[_energy_weighted]_mean`).

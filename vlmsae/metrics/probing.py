@@ -92,7 +92,7 @@ def p_acc(score: np.ndarray, weights: np.ndarray) -> float:
     return float(np.average(score[live], weights=weights[live]))
 
 
-@RUN_METRICS.register("probing", order=30, cost=9)
+@RUN_METRICS.register("probing", order=30, cost=29)
 def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """Per atom `probe_accuracy` (its p_acc score, NaN for dead atoms) and the scalar `p_acc`.
 

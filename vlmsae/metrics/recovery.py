@@ -323,7 +323,7 @@ def _usage_matchings(
     return (rows, usage[rows, columns]), merged
 
 
-@RUN_METRICS.register("recovery", order=90, cost=18)
+@RUN_METRICS.register("recovery", order=90, cost=24)
 def summarise(context: EvalContext, settings: Settings) -> MetricResult:
     """`recovery_summary` of the run on a synthetic store; empty for stores without a truth."""
     if context.truth is None or context.true_codes_image is None:

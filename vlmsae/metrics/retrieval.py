@@ -552,16 +552,11 @@ def _run_versions(context: EvalContext) -> Iterator[tuple[str, Rows, Rows]]:
         decoded(context.codes_image, context.dictionary),
         decoded(context.codes_text, context.dictionary),
     )
-    keep = context.atom_kind_sq == "bimodal"
-    yield (
-        "bimodal_only",
-        bimodal_only(context.codes_image, context.dictionary, keep),
-        bimodal_only(context.codes_text, context.dictionary, keep),
-    )
+    yield "bimodal_only", *context.bimodal_only_rows()
     yield "codes", context.codes_image, context.codes_text
 
 
-@RUN_METRICS.register("retrieval", RetrievalSettings, order=60, cost=9)
+@RUN_METRICS.register("retrieval", RetrievalSettings, order=60, cost=16)
 def summarise(context: EvalContext, settings: RetrievalSettings) -> MetricResult:
     """For the run's versions (reconstructed, decoded, bimodal_only, codes): `recall_inbatch_
     {i2t,t2i}_<version>`, their mean `recall_inbatch_<version>`, `recall_at{1,5,10}_{i2t,t2i}_
