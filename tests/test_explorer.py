@@ -12,6 +12,8 @@ import functools
 import json
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,6 +207,32 @@ def test_atom_map_is_seeded_umap_with_pca_for_tiny_dictionaries():
     tiny = atom_map(dictionary[:8])
     assert (tiny["method"] == "pca").all() and len(tiny) == 8
     assert np.isfinite(tiny[["x", "y"]].to_numpy()).all()
+
+
+def test_a_new_process_loads_the_compiled_umap_kernels_and_maps_the_same(tmp_path):
+    # cache_umap_kernels: numba keeps umap-learn's kernels on disk, so a new process (each
+    # atom_map job) loads them instead of compiling them again, and its map is the same.
+    dictionary = np.random.default_rng(0).standard_normal((40, 16))
+    here = atom_map(dictionary, seed=3)  # compiles (or loads) the kernels, and caches them
+    script = """
+import sys
+import numpy as np
+import umap.layouts, umap.umap_
+from vlmsae.explorer import atom_map
+
+dictionary = np.random.default_rng(0).standard_normal((40, 16))
+atom_map(dictionary, seed=3).to_parquet(sys.argv[1])
+kernels = (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+           umap.layouts._nb_optimize_layout_euclidean_single_epoch)
+print(all(kernel.stats.cache_hits and not kernel.stats.cache_misses for kernel in kernels))
+"""
+    there = tmp_path / "map.parquet"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(there)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"]  # every kernel loaded, none compiled
+    pd.testing.assert_frame_equal(pd.read_parquet(there), here)
 
 
 def test_top_items_are_those_of_the_encoded_eval_rows(tiny_explorer):

@@ -6,12 +6,14 @@ euclidean distance on unit rows, which orders neighbours as cosine does and keep
 products: umap-learn's approximate search (NN-descent) took 220 s of the 280 s at p = 8192,
 d = 768 on 2 cores. A dictionary with too few atoms for UMAP's neighbour graph, or one on which
 UMAP fails, gets the first two principal components instead; the `method` column says which.
-A store's runs are mapped by one process (`store_atom_maps`): numba compiles UMAP for 15 s in
-every new process, far longer than mapping a dictionary of a few thousand atoms.
+A store's runs are mapped by one process (`store_atom_maps`): numba compiles UMAP's kernels for
+8 s in every new process, far longer than mapping a dictionary of a few thousand atoms, so they
+are kept in numba's on-disk cache (`cache_umap_kernels`) and later processes load them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -41,10 +43,37 @@ def pca_coordinates(rows: np.ndarray) -> np.ndarray:
     return coordinates
 
 
+@functools.cache
+def cache_umap_kernels() -> None:
+    """Have numba keep umap-learn's compiled kernels on disk, as pynndescent's already are.
+
+    umap-learn jit-compiles its kernels (the fuzzy graph's, the layout's epochs) without numba's
+    `cache=True`: 7.5 s of each atom_map job's 8.5 s of UMAP (p = 512, two cores). Cached (beside
+    umap's sources, or in numba's user folder where those are read-only), a later process loads
+    them in a fraction of a second. The cache holds the machine code numba compiled, and numba
+    recompiles when umap's sources or the CPU change, so every coordinate stays the same.
+    """
+    # umap.umap_, .layouts and .utils define every kernel a fit_transform of precomputed
+    # neighbours compiles; other modules' kernels (distances, sparse, spectral) are not run.
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.registry import CPUDispatcher
+
+    for module in (umap.umap_, umap.layouts, umap.utils):
+        for kernel in vars(module).values():
+            if isinstance(kernel, CPUDispatcher):
+                try:
+                    kernel.enable_caching()
+                except RuntimeError:  # no writable cache folder: numba compiles as before
+                    return
+
+
 def umap_coordinates(rows: np.ndarray, seed: int) -> np.ndarray:
     """[p, 2] UMAP of unit rows [p, d], given the exact graph of N_NEIGHBORS (self included)."""
-    import umap  # imported here: numba compiles it on first use, which takes seconds
+    import umap  # imported here: it imports numba and pynndescent, a few seconds
 
+    cache_umap_kernels()
     neighbours, cosines = nearest_atoms(rows, N_NEIGHBORS - 1)
     own = np.arange(len(rows))[:, None]
     indices = np.concatenate([own, neighbours], axis=1)
