@@ -266,7 +266,8 @@ class SparseAutoencoder(nn.Module):
         cols: torch.Tensor,
         pre: torch.Tensor | None = None,
     ) -> Codes:
-        """Codes with the given active coordinates, values recomputed with their gradient.
+        """Codes with the given active coordinates, each given once (as `select` gives them: the
+        codes are marked `unique`), values recomputed with their gradient.
 
         The values are x_c[row]·W_enc[col] + b_enc[col]; when `pre` (the detached pre-activations
         the coordinates were selected from) is given in the working dtype, outside autocast (whose
