@@ -17,6 +17,8 @@ from vlmsae import sae
 from vlmsae.metrics import RUN_METRICS
 from vlmsae.metrics.evaluate import (
     EvalSettings,
+    encode,
+    encode_modalities,
     evaluate_run,
     evaluate_store,
     run_context,
@@ -68,3 +70,26 @@ def test_an_error_in_a_group_reaches_the_caller_from_a_thread(tiny_store):
     bad = EvalSettings(max_pairs=300, train_pairs=100, metrics={"gap": {"knn_k": 10_000}})
     with np.testing.assert_raises_regex(Exception, "knn_k"):
         evaluate_run(model, tiny_store, bad, workers=2)
+
+
+def test_the_two_modalities_encoded_side_by_side_equal_them_encoded_in_turn(tiny_store):
+    torch.manual_seed(0)
+    model = sae.build("topk", d=tiny_store.dim, n_atoms=48, k=4).eval()
+    rows = {m: tiny_store.rows(m, np.arange(200)) for m in ("image", "text")}
+    threads = torch.get_num_threads()
+    in_turn = encode_modalities(model, rows, batch_size=64, workers=1)
+    side_by_side = encode_modalities(model, rows, batch_size=64, workers=2)
+    assert torch.get_num_threads() == threads
+    assert list(side_by_side) == ["image", "text"]
+    for m in rows:
+        (codes, recon), (codes_two, recon_two) = in_turn[m], side_by_side[m]
+        # The same atoms fire; values may differ in their last bits from one torch call to the
+        # next (module docstring), never more.
+        np.testing.assert_array_equal(codes.indptr, codes_two.indptr)
+        np.testing.assert_array_equal(codes.indices, codes_two.indices)
+        np.testing.assert_allclose(codes.data, codes_two.data, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(recon, recon_two, rtol=1e-6, atol=1e-7)
+    # Text rows are encoded as modality 1 (a per-modality bias would read it).
+    np.testing.assert_allclose(
+        side_by_side["text"][1], encode(model, rows["text"], 64, 1)[1], rtol=1e-6, atol=1e-7
+    )
