@@ -64,6 +64,20 @@ def test_round_trip(tmp_path):
     assert "zarr" in store.attrs["package_versions"]
 
 
+@pytest.mark.parametrize(
+    "index",
+    [[0, 2, 5, 9], [9, 0, 5, 2], [5, 5, 0, 5], list(range(10)), [3]],
+    ids=["ascending", "shuffled", "repeated", "every row", "one row"],
+)
+def test_rows_come_in_the_order_asked_repeats_included(tmp_path, index):
+    arrays = _arrays()
+    write_store(tmp_path / "s.zarr", **arrays, attrs={"dataset": "x"})
+    store = EmbeddingStore(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(
+        store.rows("image", np.array(index)), arrays["image"].astype(np.float32)[index]
+    )
+
+
 def test_incomplete_store_is_refused(tmp_path):
     write_store(tmp_path / "s.zarr", **_arrays(), attrs={})
     group = zarr.open_group(tmp_path / "s.zarr", mode="r+")

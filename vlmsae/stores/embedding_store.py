@@ -370,8 +370,12 @@ def read_rows(array: zarr.Array, index: np.ndarray) -> np.ndarray:
     out as asked."""
     import numpy as np
 
-    unique, inverse = np.unique(np.asarray(index), return_inverse=True)
-    return array.oindex[unique][inverse]
+    index = np.asarray(index)
+    unique, inverse = np.unique(index, return_inverse=True)
+    rows = array.oindex[unique]
+    # Rows asked once each in storage order (an eval split's pairs): already laid out as asked,
+    # without a second copy of the [n, d] rows (0.7 s at 100k rows, d = 768).
+    return rows if np.array_equal(unique, index) else rows[inverse]
 
 
 class EmbeddingStore:
