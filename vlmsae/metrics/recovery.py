@@ -303,7 +303,9 @@ def _usage_matchings(
     k, n = merged_codes.shape[1], true_codes_image.shape[0]
     shared_at = np.arange(len(shared))
     learned_norms = _column_norms(codes)
-    usage = np.empty((codes.shape[1], k + len(shared)))
+    # Column-major: `_usage_blocks` yields column blocks laid out so (transposes of the Gram's
+    # rows), which then copy in whole rather than entry by entry across rows (0.8 s at p = 8192).
+    usage = np.empty((codes.shape[1], k + len(shared)), order="F")
     for columns, block in _usage_blocks(
         codes, merged_codes, learned_norms, _column_norms(merged_codes)
     ):
