@@ -8,6 +8,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # package and constraints.txt from here: Snakemake copies an env file to .snakemake/conda/
 # before conda reads it, so relative paths in it would miss; pip expands ${VLMSAE_ROOT}.
 os.environ["VLMSAE_ROOT"] = workflow.basedir
+# numpy without its AVX-512 sort on AMD CPUs, where it is 5x slower than the AVX2 one (a job
+# reads it when it imports numpy; vlmsae.job_environment says why and what it costs).
+from vlmsae.job_environment import set_job_environment
+
+set_job_environment(os.environ)
 
 
 envvars:
