@@ -23,7 +23,7 @@ from vlmsae.explorer import data
 from vlmsae.explorer.inputs import load_model, read_health, read_table
 from vlmsae.explorer.items import store_items
 from vlmsae.explorer.js import write_global
-from vlmsae.metrics.evaluate import EvalSettings, encode, eval_pairs
+from vlmsae.metrics.evaluate import EvalSettings, encode_modalities, eval_pairs
 from vlmsae.stores.embedding_store import MODALITIES, EmbeddingStore
 
 TOP_K = 8  # items per atom and modality
@@ -136,7 +136,7 @@ def run_data(
     if stability is not None:
         columns["stability"] = stability
     codes = {
-        m: encode(model, rows[m], settings.batch_size, index)[0] for index, m in enumerate(rows)
+        m: coded[0] for m, coded in encode_modalities(model, rows, settings.batch_size).items()
     }
     lo, hi = data.value_range(list(codes.values()))
     top = {m: data.top_rows(codes[m], top_k) for m in codes}
